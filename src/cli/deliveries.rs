@@ -1,0 +1,138 @@
+//! `mxhook deliveries list | show | retry`.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use super::{open_store, print_json, time_or_dash};
+use crate::config::Settings;
+use crate::store::{Attempt, Delivery};
+use crate::time::rfc3339;
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// List deliveries, oldest first.
+    List {
+        /// Only deliveries in this state.
+        #[arg(long, value_parser = ["pending", "succeeded", "failed"])]
+        status: Option<String>,
+        /// Only deliveries of this message.
+        #[arg(long)]
+        message: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one delivery and every attempt.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Attempt a delivery again now, with the same event id (the running server picks it up within a second).
+    Retry { ids: Vec<String> },
+}
+
+pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
+    let store = open_store(settings)?;
+    match cmd {
+        Cmd::List { status, message, json } => {
+            let list = store.deliveries(status.as_deref(), message.as_deref())?;
+            if json {
+                print_json(&list.iter().map(delivery_json).collect::<Vec<_>>())?;
+            } else {
+                println!(
+                    "{:<30}  {:<9}  {:>8}  {:>4}  {:<14}  {:<24}  MESSAGE",
+                    "ID", "STATUS", "ATTEMPTS", "LAST", "ENDPOINT", "NEXT ATTEMPT"
+                );
+                for d in &list {
+                    let last = d.last_status.map_or("-".to_string(), |s| s.to_string());
+                    println!(
+                        "{:<30}  {:<9}  {:>8}  {:>4}  {:<14}  {:<24}  {}",
+                        d.id,
+                        d.status,
+                        d.attempts,
+                        last,
+                        d.endpoint,
+                        time_or_dash(d.next_attempt_at),
+                        d.message_id
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Show { id, json } => {
+            let Some(d) = store.delivery(&id)? else {
+                eprintln!("no such delivery: {id}");
+                return Ok(ExitCode::FAILURE);
+            };
+            let attempts = store.attempts(&id)?;
+            if json {
+                let mut v = delivery_json(&d);
+                v["attempt_log"] = attempts.iter().map(attempt_json).collect();
+                print_json(&v)?;
+            } else {
+                println!("delivery      {}", d.id);
+                println!("status        {}", d.status);
+                println!("message       {}", d.message_id);
+                println!("event         {}", d.event_id);
+                println!("endpoint      {}", d.endpoint);
+                println!("attempts      {}", d.attempts);
+                println!("next attempt  {}", time_or_dash(d.next_attempt_at));
+                for a in &attempts {
+                    let status = a.http_status.map_or("-".to_string(), |s| s.to_string());
+                    println!(
+                        "\n#{} at {}  HTTP {}  {} ms  {}",
+                        a.attempt,
+                        rfc3339(a.started_at),
+                        status,
+                        a.duration_ms,
+                        a.error.as_deref().unwrap_or("ok")
+                    );
+                    if let Some(body) = &a.response_body {
+                        println!("   response: {}", body.chars().take(200).collect::<String>().replace('\n', " "));
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Retry { ids } => {
+            let mut code = ExitCode::SUCCESS;
+            for id in ids {
+                if store.request_retry(&id)? {
+                    println!("retry scheduled: {id}");
+                } else {
+                    eprintln!("no such delivery: {id}");
+                    code = ExitCode::FAILURE;
+                }
+            }
+            Ok(code)
+        }
+    }
+}
+
+pub fn delivery_json(d: &Delivery) -> Value {
+    json!({
+        "id": d.id,
+        "message_id": d.message_id,
+        "event_id": d.event_id,
+        "endpoint": d.endpoint,
+        "status": d.status,
+        "attempts": d.attempts,
+        "next_attempt_at": d.next_attempt_at.map(rfc3339),
+        "last_status": d.last_status,
+        "last_error": d.last_error,
+        "created_at": rfc3339(d.created_at),
+    })
+}
+
+fn attempt_json(a: &Attempt) -> Value {
+    json!({
+        "attempt": a.attempt,
+        "started_at": rfc3339(a.started_at),
+        "duration_ms": a.duration_ms,
+        "http_status": a.http_status,
+        "error": a.error,
+        "response_body": a.response_body,
+    })
+}

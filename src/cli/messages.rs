@@ -1,0 +1,121 @@
+//! `mxhook messages list | show | replay`.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use super::deliveries::delivery_json;
+use super::{open_store, print_json};
+use crate::config::Settings;
+use crate::store::MessageRow;
+use crate::time::rfc3339;
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// List messages, newest first.
+    List {
+        /// How many to show.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one message (envelope, parsed fields, deliveries), or its raw bytes with --raw.
+    Show {
+        id: String,
+        #[arg(long, conflicts_with = "raw")]
+        json: bool,
+        /// Write the exact stored message to stdout.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Send the message's events again to every endpoint (same event ids).
+    Replay { id: String },
+}
+
+pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
+    let store = open_store(settings)?;
+    match cmd {
+        Cmd::List { limit, json } => {
+            let list = store.messages(limit)?;
+            if json {
+                print_json(&list.iter().map(summary_json).collect::<Vec<_>>())?;
+            } else {
+                println!("{:<30}  {:<24}  {:>8}  {:<8}  {:<28}  SUBJECT", "ID", "RECEIVED", "SIZE", "PARSED", "FROM");
+                for m in &list {
+                    println!(
+                        "{:<30}  {:<24}  {:>8}  {:<8}  {:<28}  {}",
+                        m.id,
+                        rfc3339(m.received_at),
+                        m.size,
+                        m.parsed_status,
+                        m.from_addr.as_deref().unwrap_or("-"),
+                        m.subject.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Show { id, json, raw } => {
+            let Some(m) = store.message(&id)? else {
+                eprintln!("no such message: {id}");
+                return Ok(ExitCode::FAILURE);
+            };
+            if raw {
+                let path = store.spool_path(&id);
+                let bytes = std::fs::read(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+                std::io::stdout().write_all(&bytes)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let deliveries = store.deliveries(None, Some(&id))?;
+            if json {
+                let mut v = summary_json(&m);
+                v["event_message"] = serde_json::from_str(&m.event_message)?;
+                v["deliveries"] = deliveries.iter().map(delivery_json).collect();
+                print_json(&v)?;
+            } else {
+                println!("message    {}", m.id);
+                println!("received   {} from {} (helo {})", rfc3339(m.received_at), m.client_ip, m.helo);
+                println!("mail from  <{}>", m.mail_from);
+                println!("rcpt to    {}", m.rcpt_to.join(", "));
+                println!("from       {}", m.from_addr.as_deref().unwrap_or("-"));
+                println!("subject    {}", m.subject.as_deref().unwrap_or("-"));
+                println!("size       {} bytes, sha256 {}", m.size, m.sha256);
+                println!("parsed     {}", m.parsed_status);
+                for d in &deliveries {
+                    println!("delivery   {}  {}  {} attempt(s)  -> {}", d.id, d.status, d.attempts, d.endpoint);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Replay { id } => {
+            if store.message(&id)?.is_none() {
+                eprintln!("no such message: {id}");
+                return Ok(ExitCode::FAILURE);
+            }
+            for d in store.deliveries(None, Some(&id))? {
+                store.request_retry(&d.id)?;
+                println!("replay scheduled: {} ({} -> {})", d.id, d.event_id, d.endpoint);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn summary_json(m: &MessageRow) -> Value {
+    json!({
+        "id": m.id,
+        "received_at": rfc3339(m.received_at),
+        "client_ip": m.client_ip,
+        "helo": m.helo,
+        "mail_from": m.mail_from,
+        "rcpt_to": m.rcpt_to,
+        "subject": m.subject,
+        "from": m.from_addr,
+        "size": m.size,
+        "sha256": m.sha256,
+        "parsed_status": m.parsed_status,
+    })
+}

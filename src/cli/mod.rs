@@ -1,0 +1,114 @@
+//! The command line (clap): `serve`, `check-config`, and Postfix-style small tools over the same
+//! store the server uses (`messages`, `deliveries`, `endpoints`, `secret`). Commands other than
+//! `serve` open the SQLite file directly; WAL lets them read and edit it while `serve` runs.
+
+mod deliveries;
+mod endpoints;
+mod messages;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
+use crate::store::Store;
+
+#[derive(Parser)]
+#[command(name = "mxhook", version, about = "Mail in over SMTP, signed JSON webhooks out")]
+struct Cli {
+    /// The configuration file.
+    #[arg(long, global = true, env = "MXHOOK_CONFIG", default_value = "/etc/mxhook/gateway.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway: SMTP in, webhooks out, HTTP for health.
+    Serve,
+    /// Validate the configuration file; names the line and key of every problem.
+    CheckConfig,
+    /// Inspect stored messages, print raw mail, replay events.
+    #[command(subcommand)]
+    Messages(messages::Cmd),
+    /// Inspect deliveries and their attempts; retry one now.
+    #[command(subcommand)]
+    Deliveries(deliveries::Cmd),
+    /// List endpoints; send one a signed test event.
+    #[command(subcommand)]
+    Endpoints(endpoints::Cmd),
+    /// Webhook signing secrets.
+    #[command(subcommand)]
+    Secret(SecretCmd),
+}
+
+#[derive(Subcommand)]
+enum SecretCmd {
+    /// Print a new random `whsec_…` secret.
+    Generate,
+}
+
+pub fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    let serving = matches!(cli.command, Command::Serve);
+    init_logging(serving);
+    match cli.command {
+        Command::Serve => {
+            let settings = load(&cli.config)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(crate::serve::run(settings))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig => match Settings::load(&cli.config) {
+            Ok(s) => {
+                println!(
+                    "ok: {} ({} domain(s), {} endpoint(s))",
+                    cli.config.display(),
+                    s.domains.len(),
+                    s.endpoints.len()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                println!("{e}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Messages(cmd) => messages::run(&load(&cli.config)?, cmd),
+        Command::Deliveries(cmd) => deliveries::run(&load(&cli.config)?, cmd),
+        Command::Endpoints(cmd) => endpoints::run(&load(&cli.config)?, cmd),
+        Command::Secret(SecretCmd::Generate) => {
+            println!("{}", crate::deliver::sign::generate_secret()?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn load(file: &Path) -> anyhow::Result<Settings> {
+    Ok(Settings::load(file)?)
+}
+
+/// Opens the store of a configured data_dir; refuses to create one where none exists.
+fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let db = settings.data_dir.join("mxhook.db");
+    anyhow::ensure!(db.exists(), "no store at {} (has `mxhook serve` run with this config?)", db.display());
+    Store::open(&settings.data_dir)
+}
+
+fn init_logging(serving: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if serving { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn time_or_dash(ms: Option<i64>) -> String {
+    ms.map_or_else(|| "-".to_string(), crate::time::rfc3339)
+}

@@ -1,0 +1,413 @@
+//! The one TOML file: typed sections with defaults next to the fields, unknown keys refused,
+//! and every semantic problem reported at once with its file, line and key (`mxhook check-config`).
+//! Read by `serve` and by every CLI command; nothing else parses configuration.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub smtp: SmtpConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub domains: Vec<DomainConfig>,
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, EndpointConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    pub listen: Vec<String>,
+    pub hostname: String,
+    #[serde(deserialize_with = "size")]
+    pub max_message_size: u64,
+    pub max_recipients: usize,
+    pub max_sessions: usize,
+    #[serde(deserialize_with = "duration")]
+    pub command_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub data_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub session_timeout: Duration,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec!["127.0.0.1:2525".into()],
+            hostname: "mx.example.test".into(),
+            max_message_size: 25_000_000,
+            max_recipients: 100,
+            max_sessions: 100,
+            // RFC 5321 4.5.3.2 minimums: 5 minutes per command, 10 for the data block.
+            command_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(600),
+            session_timeout: Duration::from_secs(1800),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub data_dir: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { data_dir: PathBuf::from("./data") }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: String,
+    pub public_url: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:8025".into(), public_url: "http://127.0.0.1:8025".into() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainConfig {
+    pub name: Spanned<String>,
+    /// The domain's catch-all endpoint: every recipient at this domain is delivered there.
+    pub endpoint: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    pub url: Spanned<String>,
+    pub secret: Option<Spanned<Secret>>,
+    pub secret_file: Option<Spanned<PathBuf>>,
+    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    #[serde(default = "default_retry", deserialize_with = "durations")]
+    pub retry: Vec<Duration>,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// Delay before each attempt, counted from the previous one: immediately, +60 s, +5 min, +30 min, +2 h, +8 h.
+pub fn default_retry() -> Vec<Duration> {
+    [0, 60, 300, 1800, 7200, 28800].into_iter().map(Duration::from_secs).collect()
+}
+
+/// A webhook signing secret; Debug never shows it.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+/// One problem found in a config file, located for a human.
+#[derive(Debug)]
+pub struct Problem {
+    pub line: usize,
+    pub column: usize,
+    pub key: String,
+    pub message: String,
+}
+
+/// Every problem in one file, printed one per line as `FILE:LINE:COL: key: message`.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}:{}:{}: {}: {}", self.file.display(), p.line, p.column, p.key, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A validated configuration with secrets resolved: what the rest of the program uses.
+#[derive(Debug)]
+pub struct Settings {
+    pub file: PathBuf,
+    pub smtp: SmtpConfig,
+    pub listen: Vec<SocketAddr>,
+    pub data_dir: PathBuf,
+    pub http_listen: SocketAddr,
+    pub public_url: String,
+    /// Lower-case domain name -> its catch-all endpoint name (None: the domain accepts nothing yet).
+    pub domains: BTreeMap<String, Option<String>>,
+    pub endpoints: BTreeMap<String, Endpoint>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub name: String,
+    pub url: String,
+    pub secret: Secret,
+    pub timeout: Duration,
+    pub retry: Vec<Duration>,
+}
+
+impl Settings {
+    pub fn load(file: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+            file: file.to_path_buf(),
+            problems: vec![Problem { line: 0, column: 0, key: "-".into(), message: format!("cannot read: {e}") }],
+        })?;
+        Self::from_str(file, &text)
+    }
+
+    pub fn from_str(file: &Path, text: &str) -> Result<Settings, ConfigError> {
+        let fail = |problems| ConfigError { file: file.to_path_buf(), problems };
+        let raw: Config = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            let key = text.get(span.clone()).filter(|k| !k.contains('\n') && !k.is_empty()).unwrap_or("-");
+            fail(vec![problem(text, span, key, e.message().trim())])
+        })?;
+        let mut problems = Vec::new();
+        let base = file.parent().unwrap_or(Path::new("."));
+
+        let listen = raw
+            .smtp
+            .listen
+            .iter()
+            .filter_map(|a| match a.parse::<SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    problems.push(at_key(text, "smtp.listen", format!("`{a}` is not host:port (e.g. 0.0.0.0:25)")));
+                    None
+                }
+            })
+            .collect::<Vec<_>>();
+        if raw.smtp.listen.is_empty() {
+            problems.push(at_key(text, "smtp.listen", "needs at least one address".into()));
+        }
+        if raw.smtp.max_recipients == 0 || raw.smtp.max_sessions == 0 {
+            problems.push(at_key(text, "smtp", "max_recipients and max_sessions must be at least 1".into()));
+        }
+        let http_listen = raw.http.listen.parse::<SocketAddr>().unwrap_or_else(|_| {
+            problems.push(at_key(text, "http.listen", format!("`{}` is not host:port", raw.http.listen)));
+            SocketAddr::from(([127, 0, 0, 1], 8025))
+        });
+
+        let mut endpoints = BTreeMap::new();
+        for (name, ep) in &raw.endpoints {
+            let url = ep.url.get_ref();
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                problems.push(problem(
+                    text,
+                    ep.url.span(),
+                    &format!("endpoints.{name}.url"),
+                    "must start with http:// or https://",
+                ));
+            }
+            if ep.retry.is_empty() {
+                problems.push(at_key(
+                    text,
+                    &format!("endpoints.{name}.retry"),
+                    "needs at least one delay (e.g. [\"0s\"])".into(),
+                ));
+            }
+            let secret = match (&ep.secret, &ep.secret_file) {
+                (Some(s), None) => Some((s.get_ref().clone(), s.span())),
+                (None, Some(f)) => {
+                    let path = base.join(f.get_ref());
+                    match std::fs::read_to_string(&path) {
+                        Ok(s) => Some((Secret(s.trim().to_string()), f.span())),
+                        Err(e) => {
+                            let msg = format!("cannot read {}: {e}", path.display());
+                            problems.push(problem(text, f.span(), &format!("endpoints.{name}.secret_file"), &msg));
+                            None
+                        }
+                    }
+                }
+                _ => {
+                    let msg = "set exactly one of `secret` or `secret_file` (make one with `mxhook secret generate`)";
+                    problems.push(at_key(text, &format!("endpoints.{name}"), msg.into()));
+                    None
+                }
+            };
+            if let Some((secret, span)) = secret {
+                if let Err(e) = crate::deliver::sign::SigningKey::parse(&secret.0) {
+                    problems.push(problem(text, span, &format!("endpoints.{name}.secret"), &e.to_string()));
+                    continue;
+                }
+                endpoints.insert(
+                    name.clone(),
+                    Endpoint {
+                        name: name.clone(),
+                        url: url.clone(),
+                        secret,
+                        timeout: ep.timeout,
+                        retry: ep.retry.clone(),
+                    },
+                );
+            }
+        }
+
+        let mut domains = BTreeMap::new();
+        for d in &raw.domains {
+            let name = d.name.get_ref().trim().trim_end_matches('.').to_ascii_lowercase();
+            if name.is_empty() || name.contains('@') || name.contains(char::is_whitespace) {
+                problems.push(problem(text, d.name.span(), "domains.name", "not a domain name"));
+            }
+            if domains.contains_key(&name) {
+                problems.push(problem(text, d.name.span(), "domains.name", "listed twice"));
+            }
+            if let Some(ep) = &d.endpoint
+                && !raw.endpoints.contains_key(ep.get_ref())
+            {
+                let msg = format!("no [endpoints.{}] section", ep.get_ref());
+                problems.push(problem(text, ep.span(), "domains.endpoint", &msg));
+            }
+            domains.insert(name, d.endpoint.as_ref().map(|e| e.get_ref().clone()));
+        }
+
+        if !problems.is_empty() {
+            return Err(fail(problems));
+        }
+        Ok(Settings {
+            file: file.to_path_buf(),
+            smtp: raw.smtp,
+            listen,
+            data_dir: raw.storage.data_dir,
+            http_listen,
+            public_url: raw.http.public_url.trim_end_matches('/').to_string(),
+            domains,
+            endpoints,
+        })
+    }
+}
+
+fn problem(text: &str, span: Range<usize>, key: &str, message: &str) -> Problem {
+    let before = text.get(..span.start).unwrap_or("");
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Problem { line, column, key: key.into(), message: message.into() }
+}
+
+/// Locates a dotted key (`smtp.listen`) by its last segment after its table header, for problems found
+/// after deserialisation where serde kept no span.
+fn at_key(text: &str, key: &str, message: String) -> Problem {
+    let (table, leaf) = key.rsplit_once('.').unwrap_or(("", key));
+    let mut in_table = table.is_empty();
+    let mut offset = 0;
+    let mut found = None;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim();
+        if t.starts_with('[') {
+            let header = t.trim_matches(|c| c == '[' || c == ']').trim();
+            in_table = header == table;
+            if in_table && found.is_none() {
+                found = Some(offset);
+            }
+        } else if in_table && t.split(['=', ' ']).next() == Some(leaf) {
+            found = Some(offset);
+            break;
+        }
+        offset += line.len();
+    }
+    problem(text, found.map_or(0..0, |o| o..o), key, &message)
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+fn durations<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?;
+    v.iter().map(|s| parse_duration(s).map_err(serde::de::Error::custom)).collect()
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration like \"10s\", \"5m\", \"2h\": {e}"))
+}
+
+fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Human(String),
+    }
+    match Size::deserialize(d)? {
+        Size::Bytes(n) => Ok(n),
+        Size::Human(s) => s
+            .trim()
+            .parse::<bytesize::ByteSize>()
+            .map(|b| b.as_u64())
+            .map_err(|e| serde::de::Error::custom(format!("`{s}` is not a size like \"25MB\": {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Settings, ConfigError> {
+        Settings::from_str(Path::new("t.toml"), text)
+    }
+
+    #[test]
+    fn example_file_is_valid() {
+        let s = load(include_str!("../gateway.example.toml")).expect("example config");
+        assert_eq!(s.smtp.max_message_size, 25_000_000);
+        assert_eq!(s.endpoints["app"].retry, default_retry());
+        assert_eq!(s.domains["example.test"].as_deref(), Some("app"));
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let e = load("[smtp]\nhostname = \"x\"\nbogus = 1\n").unwrap_err().to_string();
+        assert!(e.starts_with("t.toml:3:1: bogus: unknown field `bogus`"), "{e}");
+    }
+
+    #[test]
+    fn semantic_problems_are_all_reported() {
+        let text = "[[domains]]\nname = \"a.test\"\nendpoint = \"nope\"\n[endpoints.x]\nurl = \"ftp://x\"\nsecret = \"whsec_AAAA\"\n";
+        let e = load(text).unwrap_err();
+        let keys: Vec<_> = e.problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+        assert!(keys.contains(&("domains.endpoint", 3)), "{e}");
+        assert!(keys.contains(&("endpoints.x.url", 5)), "{e}");
+    }
+
+    #[test]
+    fn human_sizes_and_durations() {
+        let s = load("[smtp]\nmax_message_size = \"10KB\"\ncommand_timeout = \"1m\"\n").unwrap();
+        assert_eq!(s.smtp.max_message_size, 10_000);
+        assert_eq!(s.smtp.command_timeout, Duration::from_secs(60));
+        assert!(load("[smtp]\nmax_message_size = \"lots\"\n").is_err());
+    }
+}

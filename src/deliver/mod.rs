@@ -1,0 +1,203 @@
+//! Delivery: a scheduler loop claims due deliveries from the store, runs each attempt on a blocking
+//! thread (ureq), records the outcome and the next due time from the endpoint's retry list.
+//! `attempt_one` does one item and is what tests and the loop share; the loop only decides when.
+
+pub mod sign;
+pub mod webhook;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use crate::config::Endpoint;
+use crate::store::{Attempt, Delivery, NextState, Store};
+use crate::time::{now_ms, rfc3339};
+use sign::SigningKey;
+
+/// Attempts in flight at once across all endpoints.
+const CONCURRENCY: usize = 16;
+/// The longest the loop sleeps without looking at the store: a CLI retry is seen within this.
+const POLL: Duration = Duration::from_millis(500);
+
+struct Target {
+    endpoint: Endpoint,
+    key: SigningKey,
+    /// One agent per endpoint keeps its connections alive between attempts.
+    agent: ureq::Agent,
+}
+
+pub struct Deliverer {
+    store: Arc<Store>,
+    targets: BTreeMap<String, Target>,
+}
+
+impl Deliverer {
+    pub fn new(store: Arc<Store>, endpoints: &BTreeMap<String, Endpoint>) -> anyhow::Result<Self> {
+        let mut targets = BTreeMap::new();
+        for (name, ep) in endpoints {
+            let key = SigningKey::parse(&ep.secret.0)?;
+            targets.insert(name.clone(), Target { endpoint: ep.clone(), key, agent: webhook::agent(ep) });
+        }
+        Ok(Self { store, targets })
+    }
+
+    /// One attempt of one claimed delivery, recorded with its outcome. Blocking.
+    pub fn attempt_one(&self, d: &Delivery) -> anyhow::Result<()> {
+        let number = d.attempts + 1;
+        let started_at = now_ms();
+        let target = self.targets.get(&d.endpoint);
+        let response = match (target, self.store.message(&d.message_id)?) {
+            (None, _) => Err(format!("endpoint `{}` is not in the configuration", d.endpoint)),
+            (_, None) => Err(format!("message {} is missing from the store", d.message_id)),
+            (Some(t), Some(m)) => {
+                let parts = webhook::EventParts {
+                    event_id: &d.event_id,
+                    created_at: &rfc3339(d.created_at),
+                    delivery_id: &d.id,
+                    endpoint: &d.endpoint,
+                    attempt: number,
+                    attempted_at: &rfc3339(started_at),
+                    message_json: &m.event_message,
+                };
+                let body = webhook::event_body(&parts)?;
+                Ok(webhook::post(&t.agent, &t.endpoint, &t.key, &d.event_id, &body))
+            }
+        };
+        let (attempt, success) = match response {
+            Ok(r) => (
+                Attempt {
+                    attempt: number,
+                    started_at,
+                    duration_ms: r.duration_ms,
+                    http_status: r.status.map(i64::from),
+                    error: r.error.clone(),
+                    response_body: r.body_excerpt.clone(),
+                },
+                r.is_success(),
+            ),
+            Err(error) => (
+                Attempt {
+                    attempt: number,
+                    started_at,
+                    duration_ms: 0,
+                    http_status: None,
+                    error: Some(error),
+                    response_body: None,
+                },
+                false,
+            ),
+        };
+        let schedule = target.map_or(&[][..], |t| &t.endpoint.retry[..]);
+        let next = next_state(d, success, schedule, now_ms());
+        tracing::info!(
+            delivery = %d.id, message = %d.message_id, event = %d.event_id, endpoint = %d.endpoint,
+            attempt = number, status = ?attempt.http_status, ms = attempt.duration_ms,
+            error = attempt.error.as_deref().unwrap_or(""),
+            outcome = match next { NextState::Succeeded => "succeeded", NextState::Retry { .. } => "retry", NextState::Failed { .. } => "failed" },
+            "delivery attempt"
+        );
+        self.store.finish_attempt(d, &attempt, &next)
+    }
+}
+
+/// The retry policy. `step` indexes the endpoint's retry list (the delay before that attempt,
+/// counted from the previous one). A CLI-requested attempt uses no step, so retrying a failed
+/// delivery by hand gives it one attempt and leaves a pending one on its schedule.
+pub fn next_state(d: &Delivery, success: bool, schedule: &[Duration], now: i64) -> NextState {
+    if success {
+        return NextState::Succeeded;
+    }
+    let step = if d.retry_requested_at.is_some() { d.step } else { d.step + 1 };
+    match schedule.get(step as usize) {
+        Some(delay) => NextState::Retry { at: now + delay.as_millis() as i64, step },
+        None => NextState::Failed { step },
+    }
+}
+
+/// The scheduler loop: runs until `shutdown`, then lets attempts in flight finish.
+pub async fn run(deliverer: Arc<Deliverer>, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+    let mut in_flight: JoinSet<()> = JoinSet::new();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let free = CONCURRENCY.saturating_sub(in_flight.len());
+        let store = deliverer.store.clone();
+        let (due, next) = match tokio::task::spawn_blocking(move || {
+            let due = if free > 0 { store.claim_due(now_ms(), free)? } else { Vec::new() };
+            anyhow::Ok((due, store.next_due()?))
+        })
+        .await
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::error!(error = %format!("{e:#}"), "cannot read the delivery queue");
+                (Vec::new(), None)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "delivery queue task failed");
+                (Vec::new(), None)
+            }
+        };
+        for d in due {
+            let deliverer = deliverer.clone();
+            in_flight.spawn_blocking(move || {
+                if let Err(e) = deliverer.attempt_one(&d) {
+                    // The delivery stays claimed; the next start puts it back in the queue.
+                    tracing::error!(delivery = %d.id, error = %format!("{e:#}"), "cannot record a delivery attempt");
+                }
+            });
+        }
+        let wait =
+            next.map_or(POLL, |t| Duration::from_millis((t - now_ms()).clamp(0, POLL.as_millis() as i64) as u64));
+        let full = in_flight.len() >= CONCURRENCY;
+        tokio::select! {
+            _ = tokio::time::sleep(wait), if !full => {}
+            _ = wake.notified() => {}
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+            _ = shutdown.wait_for(|s| *s) => break,
+        }
+    }
+    while in_flight.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(step: i64, manual: bool) -> Delivery {
+        Delivery {
+            id: "dlv_1".into(),
+            message_id: "msg_1".into(),
+            event_id: "evt_1".into(),
+            endpoint: "app".into(),
+            status: "pending".into(),
+            attempts: step,
+            step,
+            retry_requested_at: manual.then_some(1),
+            next_attempt_at: Some(0),
+            last_status: None,
+            last_error: None,
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn follows_the_schedule_then_fails() {
+        let s = crate::config::default_retry();
+        assert!(matches!(next_state(&delivery(0, false), false, &s, 1000), NextState::Retry { at: 61_000, step: 1 }));
+        assert!(matches!(next_state(&delivery(4, false), false, &s, 0), NextState::Retry { at: 28_800_000, step: 5 }));
+        assert!(matches!(next_state(&delivery(5, false), false, &s, 0), NextState::Failed { step: 6 }));
+        assert!(matches!(next_state(&delivery(2, false), true, &s, 0), NextState::Succeeded));
+    }
+
+    #[test]
+    fn a_manual_attempt_uses_no_step() {
+        let s = crate::config::default_retry();
+        assert!(matches!(next_state(&delivery(6, true), false, &s, 0), NextState::Failed { step: 6 }));
+        assert!(matches!(next_state(&delivery(2, true), false, &s, 0), NextState::Retry { at: 300_000, step: 2 }));
+    }
+}

@@ -1,0 +1,131 @@
+//! One webhook request: the event body (built per attempt: `delivery.attempt` changes, the event
+//! id never does), its Standard Webhooks signature, and the POST with ureq. Used by the scheduler,
+//! and by `mxhook endpoints test`.
+
+use std::io::Read;
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::sign::SigningKey;
+use crate::config::Endpoint;
+
+/// The event schema version receivers can branch on.
+pub const EVENT_VERSION: &str = "2026-11-22";
+/// How much of an endpoint's answer we keep for `deliveries show`.
+const RESPONSE_EXCERPT: u64 = 1024;
+
+#[derive(Serialize)]
+struct Event<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    version: &'a str,
+    created_at: &'a str,
+    delivery: DeliveryInfo<'a>,
+    message: &'a RawValue,
+}
+
+#[derive(Serialize)]
+struct DeliveryInfo<'a> {
+    id: &'a str,
+    endpoint: &'a str,
+    attempt: i64,
+    attempted_at: &'a str,
+}
+
+pub struct EventParts<'a> {
+    pub event_id: &'a str,
+    pub created_at: &'a str,
+    pub delivery_id: &'a str,
+    pub endpoint: &'a str,
+    pub attempt: i64,
+    pub attempted_at: &'a str,
+    /// The `message` object as stored at ingest (JSON text).
+    pub message_json: &'a str,
+}
+
+pub fn event_body(p: &EventParts<'_>) -> anyhow::Result<Vec<u8>> {
+    let message: &RawValue = serde_json::from_str(p.message_json)?;
+    let event = Event {
+        id: p.event_id,
+        kind: "email.received",
+        version: EVENT_VERSION,
+        created_at: p.created_at,
+        delivery: DeliveryInfo {
+            id: p.delivery_id,
+            endpoint: p.endpoint,
+            attempt: p.attempt,
+            attempted_at: p.attempted_at,
+        },
+        message,
+    };
+    Ok(serde_json::to_vec(&event)?)
+}
+
+/// What one POST came to.
+pub struct Response {
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub body_excerpt: Option<String>,
+    pub duration_ms: i64,
+}
+
+impl Response {
+    pub fn is_success(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+}
+
+pub fn agent(ep: &Endpoint) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(ep.timeout))
+        // Record every status ourselves; a redirect is the endpoint's answer, not a place to follow.
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .user_agent(concat!("mxhook/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+}
+
+/// Signs and POSTs `body`; never fails: every outcome is a `Response` to record.
+pub fn post(agent: &ureq::Agent, ep: &Endpoint, key: &SigningKey, event_id: &str, body: &[u8]) -> Response {
+    let timestamp = crate::time::now_ms() / 1000;
+    let signature = key.sign(event_id, timestamp, body);
+    let started = Instant::now();
+    let result = agent
+        .post(&ep.url)
+        .header("content-type", "application/json")
+        .header("webhook-id", event_id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .send(body);
+    let mut out = Response { status: None, error: None, body_excerpt: None, duration_ms: 0 };
+    match result {
+        Ok(mut resp) => {
+            let status = resp.status().as_u16();
+            out.status = Some(status);
+            let mut excerpt = Vec::new();
+            let read = resp.body_mut().as_reader().take(RESPONSE_EXCERPT).read_to_end(&mut excerpt);
+            out.body_excerpt = Some(String::from_utf8_lossy(&excerpt).into_owned()).filter(|s| !s.is_empty());
+            if !(200..300).contains(&status) {
+                out.error = Some(format!("HTTP {status}"));
+            } else if let Err(e) = read {
+                tracing::debug!(error = %e, "reading the endpoint's answer failed after a 2xx");
+            }
+        }
+        Err(e) => out.error = Some(describe(&e)),
+    }
+    out.duration_ms = started.elapsed().as_millis() as i64;
+    out
+}
+
+fn describe(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Timeout(t) => format!("timed out ({t})"),
+        ureq::Error::Io(io) => format!("connection failed: {io}"),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,24 @@
+//! mxhook: mail in over SMTP, signed JSON webhooks out.
+//!
+//! The modules follow a message's path:
+//! - `smtp`    — the SMTP listener and session (protocol and limits)
+//! - `ingest`  — the hand-off that runs the stages below before the session answers 250
+//! - `parse`   — raw bytes → the event's `message` object
+//! - `route`   — recipient → endpoint (and refusals for domains we do not serve)
+//! - `store`   — SQLite + spool: the durable queue between ingest and delivery
+//! - `deliver` — the scheduler, Standard Webhooks signing and the POST
+//!
+//! Beside them: `http` (axum), `cli` (clap commands over the same store), `config`, `serve` (wiring).
+
+pub mod cli;
+pub mod config;
+pub mod deliver;
+pub mod http;
+pub mod ids;
+pub mod ingest;
+pub mod parse;
+pub mod route;
+pub mod serve;
+pub mod smtp;
+pub mod store;
+pub mod time;

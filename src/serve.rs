@@ -1,0 +1,76 @@
+//! `mxhook serve`: opens the store, binds the listeners, runs SMTP, HTTP and delivery side by side
+//! on one tokio runtime, and on SIGTERM/SIGINT stops accepting, lets sessions and attempts finish,
+//! and returns.
+
+use std::fs::File;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::{Notify, watch};
+
+use crate::config::Settings;
+use crate::deliver::{self, Deliverer};
+use crate::ingest::Ingest;
+use crate::route::Router;
+use crate::store::Store;
+use crate::{http, smtp};
+
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating data_dir {}", settings.data_dir.display()))?;
+    // Two servers on one queue would each deliver everything: refuse the second.
+    let lock_path = settings.data_dir.join("serve.lock");
+    let lock = File::create(&lock_path).with_context(|| format!("creating {}", lock_path.display()))?;
+    lock.try_lock().map_err(|_| {
+        anyhow::anyhow!(
+            "another `mxhook serve` is running on {} (lock: {})",
+            settings.data_dir.display(),
+            lock_path.display()
+        )
+    })?;
+
+    let store = Arc::new(Store::open(&settings.data_dir)?);
+    let resumed = store.release_in_flight()?;
+    if resumed > 0 {
+        tracing::warn!(deliveries = resumed, "resuming deliveries left in flight by the last run");
+    }
+    let smtp_listeners = smtp::bind(&settings.listen).await?;
+    let http_listener = http::bind(settings.http_listen).await?;
+
+    let (stop, stopped) = watch::channel(false);
+    let wake = Arc::new(Notify::new());
+    let deliverer = Arc::new(Deliverer::new(store.clone(), &settings.endpoints)?);
+    let ingest = Arc::new(Ingest {
+        router: Router::new(settings.domains.clone()),
+        store: store.clone(),
+        endpoints: settings.endpoints.clone(),
+        wake: wake.clone(),
+    });
+    let limits = smtp::Limits::from(&settings.smtp);
+    let smtp_task =
+        tokio::spawn(smtp::serve(smtp_listeners, limits, settings.smtp.max_sessions, ingest, stopped.clone()));
+    let http_task = tokio::spawn(http::serve(http_listener, store.clone(), stopped.clone()));
+    let deliver_task = tokio::spawn(deliver::run(deliverer, wake, stopped));
+    tracing::info!(config = %settings.file.display(), data_dir = %settings.data_dir.display(), "mxhook started");
+
+    shutdown_signal().await?;
+    tracing::info!("shutting down: no new sessions; finishing open sessions and attempts in flight");
+    let _ = stop.send(true);
+    smtp_task.await?;
+    deliver_task.await?;
+    http_task.await??;
+    tracing::info!("stopped");
+    drop(lock);
+    Ok(())
+}
+
+async fn shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! The SMTP side: a tokio accept loop (this file) and one session state machine per connection
+//! (`session.rs`) over smtp-proto's parser. It owns the protocol and its limits; what happens to a
+//! recipient or a finished message is the [`Sink`]'s business (ingest: auth → parse → route → store).
+
+mod session;
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use crate::config::SmtpConfig;
+
+/// What the SMTP session learned about a message besides its bytes.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub client_ip: IpAddr,
+    pub helo: String,
+    /// The reverse path; empty for the null sender `<>` (bounces, auto-replies).
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    /// TLS version of the session (None until STARTTLS exists).
+    pub tls: Option<String>,
+}
+
+/// A refusal with its SMTP reply, e.g. `550 5.7.1 <x@y>: Relay access denied`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn new(code: u16, text: impl Into<String>) -> Self {
+        Self { code, text: text.into() }
+    }
+}
+
+/// Where accepted mail goes. `accept` must return only once the message is durably stored:
+/// its Ok is turned into `250 … queued as <id>`.
+pub trait Sink: Send + Sync + 'static {
+    fn check_rcpt(&self, address: &str) -> Result<(), Reply>;
+    fn accept(&self, envelope: Envelope, raw: Vec<u8>) -> impl Future<Output = Result<String, Reply>> + Send;
+}
+
+/// Limits and names a session needs, copied out of the config once.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub hostname: String,
+    pub max_message_size: u64,
+    pub max_recipients: usize,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    pub session_timeout: Duration,
+}
+
+impl From<&SmtpConfig> for Limits {
+    fn from(c: &SmtpConfig) -> Self {
+        Self {
+            hostname: c.hostname.clone(),
+            max_message_size: c.max_message_size,
+            max_recipients: c.max_recipients,
+            command_timeout: c.command_timeout,
+            data_timeout: c.data_timeout,
+            session_timeout: c.session_timeout,
+        }
+    }
+}
+
+/// Binds every address first, so a bad `listen` fails the start instead of a later task.
+pub async fn bind(addrs: &[SocketAddr]) -> anyhow::Result<Vec<TcpListener>> {
+    let mut out = Vec::new();
+    for a in addrs {
+        let l = TcpListener::bind(a).await.map_err(|e| anyhow::anyhow!("cannot listen for SMTP on {a}: {e}"))?;
+        tracing::info!("smtp listening on {}", l.local_addr()?);
+        out.push(l);
+    }
+    Ok(out)
+}
+
+/// Accepts sessions until `shutdown` turns true, then waits for the open ones to end
+/// (each answers `421` at its next command).
+pub async fn serve<S: Sink>(
+    listeners: Vec<TcpListener>,
+    limits: Limits,
+    max_sessions: usize,
+    sink: Arc<S>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let limits = Arc::new(limits);
+    let sessions = Arc::new(Semaphore::new(max_sessions));
+    let mut accepting = tokio::task::JoinSet::new();
+    for listener in listeners {
+        accepting.spawn(accept_loop(listener, limits.clone(), sessions.clone(), sink.clone(), shutdown.clone()));
+    }
+    while accepting.join_next().await.is_some() {}
+    // Every session holds a permit: having them all back means every session has ended.
+    let _ = sessions.acquire_many(max_sessions as u32).await;
+}
+
+async fn accept_loop<S: Sink>(
+    listener: TcpListener,
+    limits: Arc<Limits>,
+    sessions: Arc<Semaphore>,
+    sink: Arc<S>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        let (mut stream, peer) = match accepted {
+            Ok(a) => {
+                backoff = Duration::from_millis(10);
+                a
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let Ok(permit) = sessions.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "too many sessions; refusing");
+            let reply = format!("421 4.7.0 {} Too many connections, try again later\r\n", limits.hostname);
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(reply.as_bytes())).await;
+            });
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (limits, sink, shutdown) = (limits.clone(), sink.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            session::run(stream, peer, limits, sink, shutdown).await;
+            drop(permit);
+        });
+    }
+}

@@ -1,0 +1,339 @@
+//! One SMTP session: reads bounded command lines, hands each to a per-verb handler, streams DATA
+//! through smtp-proto's `DataReceiver` (only `\r\n.\r\n` ends it, so no smuggling), and answers.
+//! Replies are buffered and flushed only before we wait for input, which is what PIPELINING needs.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use smtp_proto::request::receiver::{DataReceiver, DummyDataReceiver};
+use smtp_proto::{Error as ProtoError, Request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::{Envelope, Limits, Sink};
+
+/// Longest command line we take (RFC 5321 says 512; smtp-proto and Postfix allow more for extensions).
+const MAX_COMMAND_LINE: usize = 4096;
+/// Postfix's smtpd_hard_error_limit: a client this confused is not sending mail.
+const MAX_ERRORS: u32 = 20;
+const READ_CHUNK: usize = 64 * 1024;
+
+enum Input {
+    Line(Vec<u8>),
+    TooLong,
+    Closed,
+    TimedOut,
+    ShuttingDown,
+}
+
+enum Next {
+    Continue,
+    Quit,
+}
+
+struct Session<S> {
+    peer: SocketAddr,
+    limits: Arc<Limits>,
+    sink: Arc<S>,
+    shutdown: watch::Receiver<bool>,
+    reader: OwnedReadHalf,
+    writer: BufWriter<OwnedWriteHalf>,
+    /// Bytes read from the socket and not yet consumed (pipelined commands, the start of DATA).
+    input: Vec<u8>,
+    deadline: Instant,
+    errors: u32,
+    helo: Option<String>,
+    mail_from: Option<String>,
+    rcpt_to: Vec<String>,
+}
+
+pub async fn run<S: Sink>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    limits: Arc<Limits>,
+    sink: Arc<S>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let (reader, writer) = stream.into_split();
+    let deadline = Instant::now() + limits.session_timeout;
+    let mut s = Session {
+        peer,
+        limits,
+        sink,
+        shutdown,
+        reader,
+        writer: BufWriter::new(writer),
+        input: Vec::with_capacity(1024),
+        deadline,
+        errors: 0,
+        helo: None,
+        mail_from: None,
+        rcpt_to: Vec::new(),
+    };
+    if let Err(e) = s.talk().await {
+        tracing::debug!(peer = %s.peer, error = %e, "session ended with an I/O error");
+    }
+}
+
+impl<S: Sink> Session<S> {
+    async fn talk(&mut self) -> std::io::Result<()> {
+        let greeting = format!("{} ESMTP mxhook", self.limits.hostname);
+        self.reply(220, &greeting).await?;
+        loop {
+            let line = match self.read_line().await? {
+                Input::Line(l) => l,
+                Input::TooLong => {
+                    self.error(500, "5.5.2 Error: line too long").await?;
+                    continue;
+                }
+                Input::Closed => return Ok(()),
+                Input::TimedOut => {
+                    let text = format!("4.4.2 {} Error: timeout exceeded", self.limits.hostname);
+                    return self.reply(421, &text).await;
+                }
+                Input::ShuttingDown => {
+                    let text = format!("4.3.2 {} Service shutting down, try again later", self.limits.hostname);
+                    return self.reply(421, &text).await;
+                }
+            };
+            if let Next::Quit = self.command(&line).await? {
+                return Ok(());
+            }
+            if self.errors >= MAX_ERRORS {
+                return self.reply(421, "4.7.0 Error: too many errors").await;
+            }
+        }
+    }
+
+    async fn command(&mut self, line: &[u8]) -> std::io::Result<Next> {
+        let request = match Request::parse(&mut line.iter()) {
+            Ok(r) => r,
+            Err(e) => {
+                let (code, text) = match e {
+                    ProtoError::UnknownCommand | ProtoError::NeedsMoreData { .. } => {
+                        (500, "5.5.1 Error: command not recognized".to_string())
+                    }
+                    ProtoError::InvalidSenderAddress => (501, "5.1.7 Error: bad sender address syntax".into()),
+                    ProtoError::InvalidRecipientAddress => (501, "5.1.3 Error: bad recipient address syntax".into()),
+                    ProtoError::SyntaxError { syntax } => (501, format!("5.5.4 Syntax: {syntax}")),
+                    ProtoError::InvalidParameter { param } => (501, format!("5.5.4 Error: invalid parameter {param}")),
+                    ProtoError::UnsupportedParameter { param } => {
+                        (555, format!("5.5.4 Error: unsupported option {}", printable(&param)))
+                    }
+                    ProtoError::ResponseTooLong => (500, "5.5.2 Error: line too long".into()),
+                    ProtoError::InvalidResponse { .. } => (500, "5.5.1 Error: command not recognized".into()),
+                };
+                self.error(code, &text).await?;
+                return Ok(Next::Continue);
+            }
+        };
+        match request {
+            Request::Ehlo { host } => self.ehlo(host.into_owned(), true).await?,
+            Request::Helo { host } => self.ehlo(host.into_owned(), false).await?,
+            Request::Lhlo { .. } => self.error(500, "5.5.1 Error: LHLO is for LMTP").await?,
+            Request::Mail { from } => self.mail(from.address.into_owned(), from.size as u64).await?,
+            Request::Rcpt { to } => self.rcpt(to.address.into_owned()).await?,
+            Request::Data => self.data().await?,
+            Request::Rset => {
+                self.reset();
+                self.reply(250, "2.0.0 Ok").await?
+            }
+            Request::Noop { .. } => self.reply(250, "2.0.0 Ok").await?,
+            Request::Vrfy { .. } => self.reply(252, "2.5.0 Cannot VRFY user, but will accept message").await?,
+            Request::Help { .. } => self.reply(214, "2.0.0 See RFC 5321").await?,
+            Request::Quit => {
+                self.reply(221, "2.0.0 Bye").await?;
+                return Ok(Next::Quit);
+            }
+            // Not advertised: STARTTLS (later), AUTH (we are an MX, not a submission server), BDAT, ETRN...
+            _ => self.error(502, "5.5.1 Error: command not implemented").await?,
+        }
+        Ok(Next::Continue)
+    }
+
+    async fn ehlo(&mut self, host: String, extended: bool) -> std::io::Result<()> {
+        self.reset();
+        self.helo = Some(host);
+        let name = self.limits.hostname.clone();
+        if !extended {
+            return self.reply(250, &name).await;
+        }
+        let size = format!("SIZE {}", self.limits.max_message_size);
+        let lines = [name.as_str(), "PIPELINING", &size, "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES"];
+        for (i, l) in lines.iter().enumerate() {
+            let sep = if i + 1 == lines.len() { ' ' } else { '-' };
+            self.writer.write_all(format!("250{sep}{l}\r\n").as_bytes()).await?;
+        }
+        Ok(())
+    }
+
+    async fn mail(&mut self, from: String, declared_size: u64) -> std::io::Result<()> {
+        if self.helo.is_none() {
+            return self.error(503, "5.5.1 Error: send HELO/EHLO first").await;
+        }
+        if self.mail_from.is_some() {
+            return self.error(503, "5.5.1 Error: nested MAIL command").await;
+        }
+        if declared_size > self.limits.max_message_size {
+            return self.reply(552, "5.3.4 Error: message size exceeds fixed limit").await;
+        }
+        self.mail_from = Some(from);
+        self.reply(250, "2.1.0 Ok").await
+    }
+
+    async fn rcpt(&mut self, to: String) -> std::io::Result<()> {
+        if self.mail_from.is_none() {
+            return self.error(503, "5.5.1 Error: need MAIL command").await;
+        }
+        if self.rcpt_to.len() >= self.limits.max_recipients {
+            return self.reply(452, "4.5.3 Error: too many recipients").await;
+        }
+        match self.sink.check_rcpt(&to) {
+            Ok(()) => {
+                self.rcpt_to.push(to);
+                self.reply(250, "2.1.5 Ok").await
+            }
+            Err(r) => {
+                tracing::info!(peer = %self.peer, rcpt = %printable(&to), code = r.code, "recipient refused");
+                self.error(r.code, &r.text).await
+            }
+        }
+    }
+
+    async fn data(&mut self) -> std::io::Result<()> {
+        if self.mail_from.is_none() {
+            return self.error(503, "5.5.1 Error: need MAIL command").await;
+        }
+        if self.rcpt_to.is_empty() {
+            return self.error(503, "5.5.1 Error: need RCPT command").await;
+        }
+        self.reply(354, "End data with <CR><LF>.<CR><LF>").await?;
+        let Some(raw) = self.receive_data().await? else {
+            self.reset();
+            return self.reply(552, "5.3.4 Error: message size exceeds fixed limit").await;
+        };
+        let envelope = Envelope {
+            client_ip: self.peer.ip(),
+            helo: self.helo.clone().unwrap_or_default(),
+            mail_from: self.mail_from.take().unwrap_or_default(),
+            rcpt_to: std::mem::take(&mut self.rcpt_to),
+            tls: None,
+        };
+        let size = raw.len();
+        let started = std::time::Instant::now();
+        let result = self.sink.accept(envelope.clone(), raw).await;
+        self.reset();
+        let ms = started.elapsed().as_millis() as u64;
+        match result {
+            Ok(id) => {
+                tracing::info!(peer = %self.peer, message = %id, size, rcpts = envelope.rcpt_to.len(), store_ms = ms, "accepted");
+                self.reply(250, &format!("2.0.0 Ok: queued as {id}")).await
+            }
+            Err(r) => {
+                tracing::warn!(peer = %self.peer, size, code = r.code, reason = %r.text, "message not accepted");
+                self.reply(r.code, &r.text).await
+            }
+        }
+    }
+
+    /// Receives the data block. None: it was larger than allowed (read to its end and discarded,
+    /// so the session stays in step with the client).
+    async fn receive_data(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        let max = usize::try_from(self.limits.max_message_size).unwrap_or(usize::MAX);
+        let mut receiver = DataReceiver::new();
+        let mut data = Vec::new();
+        // The receiver recognises the final dot only after a CRLF; DATA's own line ended with one.
+        receiver.ingest(&mut b"\r\n".iter(), &mut data);
+        data.clear();
+        let mut discard: Option<DummyDataReceiver> = None;
+        let mut input = std::mem::take(&mut self.input);
+        loop {
+            let mut it = input.iter();
+            let done = match discard.as_mut() {
+                Some(d) => d.ingest(&mut it),
+                None => receiver.ingest(&mut it, &mut data),
+            };
+            let consumed = input.len() - it.as_slice().len();
+            input.drain(..consumed);
+            if discard.is_none() && data.len() > max {
+                discard = Some(DummyDataReceiver::new_data(&receiver));
+                data = Vec::new();
+            }
+            if done {
+                self.input = input;
+                return Ok(discard.is_none().then_some(data));
+            }
+            let timeout = self.limits.data_timeout.min(self.deadline.saturating_duration_since(Instant::now()));
+            self.writer.flush().await?;
+            input.reserve(READ_CHUNK);
+            match tokio::time::timeout(timeout, self.reader.read_buf(&mut input)).await {
+                Ok(Ok(0)) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    let text = format!("4.4.2 {} Error: timeout exceeded", self.limits.hostname);
+                    self.reply(421, &text).await?;
+                    return Err(std::io::ErrorKind::TimedOut.into());
+                }
+            }
+        }
+    }
+
+    /// The next command line (with its line ending), bounded; flushes pending replies before waiting.
+    async fn read_line(&mut self) -> std::io::Result<Input> {
+        let mut discarding = false;
+        loop {
+            if let Some(pos) = self.input.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.input.drain(..=pos).collect();
+                return Ok(if discarding { Input::TooLong } else { Input::Line(line) });
+            }
+            if self.input.len() > MAX_COMMAND_LINE {
+                // Drop what we have and keep dropping until the line ends: memory stays bounded.
+                self.input.clear();
+                discarding = true;
+            }
+            if *self.shutdown.borrow() {
+                return Ok(Input::ShuttingDown);
+            }
+            self.writer.flush().await?;
+            let timeout = self.limits.command_timeout.min(self.deadline.saturating_duration_since(Instant::now()));
+            self.input.reserve(1024);
+            let read = tokio::select! {
+                r = tokio::time::timeout(timeout, self.reader.read_buf(&mut self.input)) => r,
+                _ = self.shutdown.wait_for(|s| *s) => return Ok(Input::ShuttingDown),
+            };
+            match read {
+                Ok(Ok(0)) => return Ok(Input::Closed),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(Input::TimedOut),
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        self.mail_from = None;
+        self.rcpt_to.clear();
+    }
+
+    async fn reply(&mut self, code: u16, text: &str) -> std::io::Result<()> {
+        self.writer.write_all(format!("{code} {text}\r\n").as_bytes()).await?;
+        if code == 421 || code == 221 {
+            self.writer.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn error(&mut self, code: u16, text: &str) -> std::io::Result<()> {
+        self.errors += 1;
+        self.reply(code, text).await
+    }
+}
+
+/// Client-supplied text made safe for logs and replies.
+fn printable(s: &str) -> String {
+    s.chars().take(256).map(|c| if c.is_control() { '?' } else { c }).collect()
+}

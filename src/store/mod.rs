@@ -1,0 +1,371 @@
+//! The store: `data_dir/mxhook.db` (SQLite, WAL) plus the raw spool. It is the queue between ingest
+//! and delivery (Postfix's hand-off): one transaction records a message and its deliveries, the
+//! scheduler claims due deliveries from it, and the CLI reads and edits it while `serve` runs.
+
+pub mod spool;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Context;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::time::now_ms;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS messages (
+    id            TEXT PRIMARY KEY,
+    received_at   INTEGER NOT NULL,
+    client_ip     TEXT NOT NULL,
+    helo          TEXT NOT NULL,
+    mail_from     TEXT NOT NULL,
+    rcpt_to       TEXT NOT NULL,   -- JSON array
+    size          INTEGER NOT NULL,
+    sha256        TEXT NOT NULL,
+    subject       TEXT,
+    from_addr     TEXT,
+    parsed_status TEXT NOT NULL,
+    event_message TEXT NOT NULL    -- the event's `message` object, JSON, built once at ingest
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id              TEXT PRIMARY KEY,
+    message_id      TEXT NOT NULL REFERENCES messages(id),
+    event_id        TEXT NOT NULL,
+    endpoint        TEXT NOT NULL,
+    status          TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    step            INTEGER NOT NULL DEFAULT 0,  -- index of the next scheduled attempt in the endpoint's retry list
+    retry_requested_at INTEGER,                  -- the CLI asked for an attempt now (it does not use up a step)
+    in_flight       INTEGER NOT NULL DEFAULT 0,  -- claimed by the running scheduler; cleared on start
+    next_attempt_at INTEGER,
+    last_status     INTEGER,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS deliveries_message ON deliveries (message_id);
+CREATE TABLE IF NOT EXISTS attempts (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    delivery_id   TEXT NOT NULL REFERENCES deliveries(id),
+    attempt       INTEGER NOT NULL,
+    started_at    INTEGER NOT NULL,
+    duration_ms   INTEGER NOT NULL,
+    http_status   INTEGER,
+    error         TEXT,
+    response_body TEXT
+);
+CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts (delivery_id);
+"#;
+
+pub struct Store {
+    /// One connection for every write of this process: SQLite has one writer anyway, and a mutex is
+    /// cheaper and clearer than SQLITE_BUSY retries between our own threads.
+    conn: Mutex<Connection>,
+    spool_dir: PathBuf,
+}
+
+/// What ingest hands the store: the message row and the endpoints to deliver it to.
+pub struct NewMessage<'a> {
+    pub id: &'a str,
+    pub received_at: i64,
+    pub client_ip: &'a str,
+    pub helo: &'a str,
+    pub mail_from: &'a str,
+    pub rcpt_to: &'a [String],
+    pub sha256: &'a str,
+    pub subject: Option<&'a str>,
+    pub from_addr: Option<&'a str>,
+    pub parsed_status: &'a str,
+    pub event_message: &'a str,
+    pub raw: &'a [u8],
+    /// Each endpoint to deliver to, with when its first attempt is due.
+    pub endpoints: &'a [(String, i64)],
+}
+
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: String,
+    pub message_id: String,
+    pub event_id: String,
+    pub endpoint: String,
+    pub status: String,
+    pub attempts: i64,
+    pub step: i64,
+    /// Set when the CLI asked for this attempt (retry/replay); such an attempt uses no step of the schedule.
+    pub retry_requested_at: Option<i64>,
+    pub next_attempt_at: Option<i64>,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub attempt: i64,
+    pub started_at: i64,
+    pub duration_ms: i64,
+    pub http_status: Option<i64>,
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MessageRow {
+    pub id: String,
+    pub received_at: i64,
+    pub client_ip: String,
+    pub helo: String,
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub size: i64,
+    pub sha256: String,
+    pub subject: Option<String>,
+    pub from_addr: Option<String>,
+    pub parsed_status: String,
+    pub event_message: String,
+}
+
+/// Where a delivery goes after an attempt; decided by the scheduler's retry policy.
+pub enum NextState {
+    Succeeded,
+    Retry { at: i64, step: i64 },
+    Failed { step: i64 },
+}
+
+const DELIVERY_COLS: &str = "id, message_id, event_id, endpoint, status, attempts, step, retry_requested_at, next_attempt_at, last_status, last_error, created_at";
+const MESSAGE_COLS: &str = "id, received_at, client_ip, helo, mail_from, rcpt_to, size, sha256, subject, from_addr, parsed_status, event_message";
+
+impl Store {
+    /// Opens (creating if needed) the store in `data_dir`.
+    pub fn open(data_dir: &Path) -> anyhow::Result<Store> {
+        let spool_dir = data_dir.join("spool");
+        std::fs::create_dir_all(&spool_dir).with_context(|| format!("creating {}", spool_dir.display()))?;
+        let db = data_dir.join("mxhook.db");
+        let conn = Connection::open(&db).with_context(|| format!("opening {}", db.display()))?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        anyhow::ensure!(mode.eq_ignore_ascii_case("wal"), "{} cannot use WAL (got {mode})", db.display());
+        // FULL: a committed transaction is on disk before COMMIT returns; that is what a 250 promises.
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+        conn.execute_batch(SCHEMA).with_context(|| format!("creating tables in {}", db.display()))?;
+        Ok(Store { conn: Mutex::new(conn), spool_dir })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite half-written (transactions roll back),
+        // so a poisoned mutex is still safe to use.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn spool_path(&self, message_id: &str) -> PathBuf {
+        spool::path(&self.spool_dir, message_id)
+    }
+
+    /// The durable hand-off: raw bytes fsync'd, then one transaction with the message and its
+    /// deliveries (each with its own event id). Returns only once both are on disk.
+    pub fn ingest(&self, m: &NewMessage<'_>) -> anyhow::Result<()> {
+        spool::write_durable(&self.spool_dir, m.id, m.raw).context("writing the raw message to the spool")?;
+        let result = self.insert_message(m);
+        if result.is_err() {
+            spool::discard(&self.spool_dir, m.id);
+        }
+        result
+    }
+
+    fn insert_message(&self, m: &NewMessage<'_>) -> anyhow::Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            &format!(
+                "INSERT INTO messages ({MESSAGE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+            ),
+            params![
+                m.id,
+                m.received_at,
+                m.client_ip,
+                m.helo,
+                m.mail_from,
+                serde_json::to_string(m.rcpt_to)?,
+                m.raw.len() as i64,
+                m.sha256,
+                m.subject,
+                m.from_addr,
+                m.parsed_status,
+                m.event_message
+            ],
+        )?;
+        for (endpoint, due) in m.endpoints {
+            tx.execute(
+                "INSERT INTO deliveries (id, message_id, event_id, endpoint, status, next_attempt_at, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?6)",
+                params![crate::ids::new_id("dlv"), m.id, crate::ids::new_id("evt"), endpoint, due, m.received_at],
+            )?;
+        }
+        tx.commit().context("committing the message")?;
+        Ok(())
+    }
+
+    /// Deliveries a crash left in flight go back to the queue (at-least-once).
+    pub fn release_in_flight(&self) -> anyhow::Result<usize> {
+        Ok(self.conn().execute("UPDATE deliveries SET in_flight = 0 WHERE in_flight = 1", [])?)
+    }
+
+    /// Claims up to `limit` due deliveries for this process in one statement.
+    pub fn claim_due(&self, now: i64, limit: usize) -> anyhow::Result<Vec<Delivery>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "UPDATE deliveries SET in_flight = 1
+             WHERE id IN (SELECT id FROM deliveries
+                          WHERE status = 'pending' AND in_flight = 0 AND next_attempt_at <= ?1
+                          ORDER BY next_attempt_at LIMIT ?2)
+             RETURNING {DELIVERY_COLS}"
+        ))?;
+        let rows = stmt.query_map(params![now, limit as i64], delivery_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// When the next pending delivery is due (None: nothing is waiting).
+    pub fn next_due(&self) -> anyhow::Result<Option<i64>> {
+        let conn = self.conn();
+        Ok(conn.query_row(
+            "SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending' AND in_flight = 0",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Records one attempt and moves the delivery on, in one transaction.
+    pub fn finish_attempt(&self, d: &Delivery, a: &Attempt, next: &NextState) -> anyhow::Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, http_status, error, response_body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![d.id, a.attempt, a.started_at, a.duration_ms, a.http_status, a.error, a.response_body],
+        )?;
+        let requested: Option<i64> =
+            tx.query_row("SELECT retry_requested_at FROM deliveries WHERE id = ?1", [&d.id], |r| r.get(0))?;
+        let now = now_ms();
+        let (status, step, at, keep_request) = if requested != d.retry_requested_at {
+            // The CLI asked for another attempt while this one was in flight: honour it.
+            ("pending", d.step, requested, requested)
+        } else {
+            match *next {
+                NextState::Succeeded => ("succeeded", d.step, None, None),
+                NextState::Retry { at, step } => ("pending", step, Some(at), None),
+                NextState::Failed { step } => ("failed", step, None, None),
+            }
+        };
+        tx.execute(
+            "UPDATE deliveries SET status = ?2, step = ?3, next_attempt_at = ?4, retry_requested_at = ?5,
+                    attempts = ?6, last_status = ?7, last_error = ?8, in_flight = 0, updated_at = ?9
+             WHERE id = ?1",
+            params![d.id, status, step, at, keep_request, a.attempt, a.http_status, a.error, now],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Asks for an attempt now, keeping the event id. Returns false if the delivery does not exist.
+    pub fn request_retry(&self, delivery_id: &str) -> anyhow::Result<bool> {
+        let now = now_ms();
+        let n = self.conn().execute(
+            "UPDATE deliveries SET status = 'pending', retry_requested_at = ?2, next_attempt_at = ?2, updated_at = ?2
+             WHERE id = ?1",
+            params![delivery_id, now],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn deliveries(&self, status: Option<&str>, message_id: Option<&str>) -> anyhow::Result<Vec<Delivery>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {DELIVERY_COLS} FROM deliveries
+             WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR message_id = ?2) ORDER BY created_at, id"
+        ))?;
+        let rows = stmt.query_map(params![status, message_id], delivery_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn delivery(&self, id: &str) -> anyhow::Result<Option<Delivery>> {
+        let conn = self.conn();
+        let sql = format!("SELECT {DELIVERY_COLS} FROM deliveries WHERE id = ?1");
+        Ok(conn.query_row(&sql, [id], delivery_row).optional()?)
+    }
+
+    pub fn attempts(&self, delivery_id: &str) -> anyhow::Result<Vec<Attempt>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT attempt, started_at, duration_ms, http_status, error, response_body
+             FROM attempts WHERE delivery_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([delivery_id], |r| {
+            Ok(Attempt {
+                attempt: r.get(0)?,
+                started_at: r.get(1)?,
+                duration_ms: r.get(2)?,
+                http_status: r.get(3)?,
+                error: r.get(4)?,
+                response_body: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn messages(&self, limit: usize) -> anyhow::Result<Vec<MessageRow>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare(&format!("SELECT {MESSAGE_COLS} FROM messages ORDER BY received_at DESC, id DESC LIMIT ?1"))?;
+        let rows = stmt.query_map([limit as i64], message_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn message(&self, id: &str) -> anyhow::Result<Option<MessageRow>> {
+        let conn = self.conn();
+        let sql = format!("SELECT {MESSAGE_COLS} FROM messages WHERE id = ?1");
+        Ok(conn.query_row(&sql, [id], message_row).optional()?)
+    }
+
+    /// True when a write transaction can be started (the store is usable for ingest).
+    pub fn writable(&self) -> bool {
+        let conn = self.conn();
+        conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;").is_ok()
+    }
+}
+
+fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
+    Ok(Delivery {
+        id: r.get(0)?,
+        message_id: r.get(1)?,
+        event_id: r.get(2)?,
+        endpoint: r.get(3)?,
+        status: r.get(4)?,
+        attempts: r.get(5)?,
+        step: r.get(6)?,
+        retry_requested_at: r.get(7)?,
+        next_attempt_at: r.get(8)?,
+        last_status: r.get(9)?,
+        last_error: r.get(10)?,
+        created_at: r.get(11)?,
+    })
+}
+
+fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
+    let rcpt: String = r.get(5)?;
+    Ok(MessageRow {
+        id: r.get(0)?,
+        received_at: r.get(1)?,
+        client_ip: r.get(2)?,
+        helo: r.get(3)?,
+        mail_from: r.get(4)?,
+        rcpt_to: serde_json::from_str(&rcpt).unwrap_or_default(),
+        size: r.get(6)?,
+        sha256: r.get(7)?,
+        subject: r.get(8)?,
+        from_addr: r.get(9)?,
+        parsed_status: r.get(10)?,
+        event_message: r.get(11)?,
+    })
+}
