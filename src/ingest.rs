@@ -67,11 +67,11 @@ impl Sink for Ingest {
                 Ok(id)
             }
             Ok(Err(e)) => {
-                tracing::error!(message = %id, error = %format!("{e:#}"), "cannot store a message; answering 451");
+                tracing::error!(message_id = %id, error = %format!("{e:#}"), "cannot store a message; answering 451");
                 Err(Reply::new(451, "4.3.0 Error: queue file write error, try again later"))
             }
             Err(e) => {
-                tracing::error!(message = %id, error = %e, "storing a message failed; answering 451");
+                tracing::error!(message_id = %id, error = %e, "storing a message failed; answering 451");
                 Err(Reply::new(451, "4.3.0 Error: queue file write error, try again later"))
             }
         }

@@ -93,8 +93,8 @@ impl Deliverer {
         let schedule = target.map_or(&[][..], |t| &t.endpoint.retry[..]);
         let next = next_state(d, success, schedule, now_ms());
         tracing::info!(
-            delivery = %d.id, message = %d.message_id, event = %d.event_id, endpoint = %d.endpoint,
-            attempt = number, status = ?attempt.http_status, ms = attempt.duration_ms,
+            delivery = %d.id, message_id = %d.message_id, event = %d.event_id, endpoint = %d.endpoint,
+            attempt = number, status = attempt.http_status.unwrap_or(0), ms = attempt.duration_ms,
             error = attempt.error.as_deref().unwrap_or(""),
             outcome = match next { NextState::Succeeded => "succeeded", NextState::Retry { .. } => "retry", NextState::Failed { .. } => "failed" },
             "delivery attempt"

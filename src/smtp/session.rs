@@ -229,7 +229,7 @@ impl<S: Sink> Session<S> {
         let ms = started.elapsed().as_millis() as u64;
         match result {
             Ok(id) => {
-                tracing::info!(peer = %self.peer, message = %id, size, rcpts = envelope.rcpt_to.len(), store_ms = ms, "accepted");
+                tracing::info!(peer = %self.peer, message_id = %id, size, rcpts = envelope.rcpt_to.len(), store_ms = ms, "accepted");
                 self.reply(250, &format!("2.0.0 Ok: queued as {id}")).await
             }
             Err(r) => {
