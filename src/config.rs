@@ -22,6 +22,8 @@ pub struct Config {
     #[serde(default)]
     pub http: HttpConfig,
     #[serde(default)]
+    pub webhook: WebhookConfig,
+    #[serde(default)]
     pub domains: Vec<DomainConfig>,
     #[serde(default)]
     pub endpoints: BTreeMap<String, EndpointConfig>,
@@ -64,11 +66,21 @@ impl Default for SmtpConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     pub data_dir: PathBuf,
+    /// Raw messages and attachments are deleted this long after arrival (their links then answer 410).
+    #[serde(deserialize_with = "duration")]
+    pub retention: Duration,
+    /// Message, delivery and attempt records are deleted this long after arrival.
+    #[serde(deserialize_with = "duration")]
+    pub keep_metadata: Duration,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { data_dir: PathBuf::from("./data") }
+        Self {
+            data_dir: PathBuf::from("./data"),
+            retention: Duration::from_secs(7 * 86400),
+            keep_metadata: Duration::from_secs(90 * 86400),
+        }
     }
 }
 
@@ -77,11 +89,38 @@ impl Default for StorageConfig {
 pub struct HttpConfig {
     pub listen: String,
     pub public_url: String,
+    /// How long attachment and raw links work after the message arrived (default: `[storage] retention`).
+    #[serde(deserialize_with = "opt_duration")]
+    pub link_ttl: Option<Duration>,
+    /// The key that signs links; by default `data_dir/url.key`, made on first start.
+    pub url_secret_file: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8025".into(), public_url: "http://127.0.0.1:8025".into() }
+        Self {
+            listen: "127.0.0.1:8025".into(),
+            public_url: "http://127.0.0.1:8025".into(),
+            link_ttl: None,
+            url_secret_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// Raw messages up to this size are inlined in the event as `raw.base64`.
+    #[serde(deserialize_with = "size")]
+    pub inline_raw_max: u64,
+    /// Largest event body: over it, `html`, then `text` (then `raw.base64`, `headers`) are left out.
+    #[serde(deserialize_with = "size")]
+    pub max_payload: u64,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self { inline_raw_max: 256 * 1024, max_payload: 1024 * 1024 }
     }
 }
 
@@ -162,8 +201,13 @@ pub struct Settings {
     pub smtp: SmtpConfig,
     pub listen: Vec<SocketAddr>,
     pub data_dir: PathBuf,
+    pub retention: Duration,
+    pub keep_metadata: Duration,
     pub http_listen: SocketAddr,
     pub public_url: String,
+    pub link_ttl: Duration,
+    pub url_secret_file: Option<PathBuf>,
+    pub webhook: WebhookConfig,
     /// Lower-case domain name -> its catch-all endpoint name (None: the domain accepts nothing yet).
     pub domains: BTreeMap<String, Option<String>>,
     pub endpoints: BTreeMap<String, Endpoint>,
@@ -211,6 +255,12 @@ impl Settings {
             .collect::<Vec<_>>();
         if raw.smtp.listen.is_empty() {
             problems.push(at_key(text, "smtp.listen", "needs at least one address".into()));
+        }
+        if !(raw.http.public_url.starts_with("http://") || raw.http.public_url.starts_with("https://")) {
+            problems.push(at_key(text, "http.public_url", "must start with http:// or https://".into()));
+        }
+        if raw.storage.keep_metadata < raw.storage.retention {
+            problems.push(at_key(text, "storage.keep_metadata", "must be at least `retention`".into()));
         }
         if raw.smtp.max_recipients == 0 || raw.smtp.max_sessions == 0 {
             problems.push(at_key(text, "smtp", "max_recipients and max_sessions must be at least 1".into()));
@@ -301,8 +351,13 @@ impl Settings {
             smtp: raw.smtp,
             listen,
             data_dir: raw.storage.data_dir,
+            retention: raw.storage.retention,
+            keep_metadata: raw.storage.keep_metadata,
             http_listen,
             public_url: raw.http.public_url.trim_end_matches('/').to_string(),
+            link_ttl: raw.http.link_ttl.unwrap_or(raw.storage.retention),
+            url_secret_file: raw.http.url_secret_file.map(|f| base.join(f)),
+            webhook: raw.webhook,
             domains,
             endpoints,
         })
@@ -343,6 +398,10 @@ fn at_key(text: &str, key: &str, message: String) -> Problem {
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
 }
 
 fn durations<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {

@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use crate::config::Endpoint;
+use crate::config::{Endpoint, WebhookConfig};
+use crate::http::links::UrlSigner;
 use crate::route::Router;
 use crate::smtp::{Envelope, Reply, Sink};
-use crate::store::{NewMessage, Store};
+use crate::store::{NewAttachment, NewMessage, Store};
 use crate::time::{now_ms, rfc3339};
 
 pub struct Ingest {
@@ -19,6 +20,9 @@ pub struct Ingest {
     pub endpoints: BTreeMap<String, Endpoint>,
     /// Wakes the delivery scheduler so a new message goes out in milliseconds, not at its next poll.
     pub wake: Arc<Notify>,
+    /// Signs the attachment and raw-message links put in the event.
+    pub signer: Arc<UrlSigner>,
+    pub webhook: Arc<WebhookConfig>,
 }
 
 impl Sink for Ingest {
@@ -38,10 +42,33 @@ impl Sink for Ingest {
                 (e, received_at + first)
             })
             .collect();
-        let store = self.store.clone();
+        let (store, signer, webhook) = (self.store.clone(), self.signer.clone(), self.webhook.clone());
         let msg_id = id.clone();
         let stored = tokio::task::spawn_blocking(move || {
-            let event = crate::parse::parse(&msg_id, rfc3339(received_at), &envelope, &raw);
+            let parsed = crate::parse::parse(&msg_id, rfc3339(received_at), &envelope, &raw);
+            let mut event = parsed.event;
+            for (i, a) in event.attachments.iter_mut().enumerate() {
+                a.url = Some(signer.attachment(&msg_id, i, received_at));
+            }
+            // The store's copy of each attachment's metadata; the event may leave its list out (payload cap).
+            let meta: Vec<_> = event
+                .attachments
+                .iter()
+                .map(|a| (a.filename.clone(), a.content_type.clone(), a.sha256.clone()))
+                .collect();
+            let attachments: Vec<NewAttachment<'_>> = meta
+                .iter()
+                .zip(&parsed.attachments)
+                .map(|((filename, content_type, sha256), bytes)| NewAttachment {
+                    filename: filename.as_deref(),
+                    content_type,
+                    sha256,
+                    bytes,
+                })
+                .collect();
+            event.raw.url = Some(signer.raw(&msg_id, received_at));
+            event.inline_raw(&raw, webhook.inline_raw_max);
+            event.fit_payload(webhook.max_payload);
             let event_message = serde_json::to_string(&event)?;
             let from = event.from.as_ref().and_then(|f| f.address.as_deref());
             store.ingest(&NewMessage {
@@ -57,6 +84,7 @@ impl Sink for Ingest {
                 parsed_status: event.parsed.status,
                 event_message: &event_message,
                 raw: &raw,
+                attachments: &attachments,
                 endpoints: &endpoints,
             })
         })

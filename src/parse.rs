@@ -2,14 +2,13 @@
 //! message: input mail-parser cannot make sense of becomes `parsed.status = "failed"` with the
 //! reason, and the raw bytes stay available. Auth and spam verdicts are filled by their stages.
 
+use std::borrow::Cow;
+
 use base64::Engine;
-use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders};
+use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders, PartType};
 use serde::Serialize;
 
 use crate::smtp::Envelope;
-
-/// Raw messages up to this size ride along in the event as `raw.base64`.
-const INLINE_RAW_MAX: usize = 256 * 1024;
 
 #[derive(Debug, Serialize)]
 pub struct EventMessage {
@@ -32,7 +31,7 @@ pub struct EventMessage {
     pub omitted: Vec<String>,
     pub attachments: Vec<Attachment>,
     pub raw: Raw,
-    pub parsed: Parsed,
+    pub parsed: ParseStatus,
     pub auth: Option<serde_json::Value>,
     pub spam: Spam,
 }
@@ -73,7 +72,7 @@ pub struct Raw {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Parsed {
+pub struct ParseStatus {
     pub status: &'static str,
     pub error: Option<String>,
 }
@@ -85,19 +84,55 @@ pub struct Spam {
     pub engine: Option<String>,
 }
 
+impl EventMessage {
+    /// Inlines the raw message as `raw.base64` when it is at most `max` bytes.
+    pub fn inline_raw(&mut self, raw: &[u8], max: u64) {
+        if raw.len() as u64 <= max {
+            self.raw.base64 = Some(base64::engine::general_purpose::STANDARD.encode(raw));
+        }
+    }
+
+    /// Keeps the event body under `max` bytes: leaves out `html`, then `text`, then `raw.base64`,
+    /// `headers` and the attachment list, naming each in `omitted`. What is left out stays
+    /// reachable: the raw message by `raw.url` and the CLI.
+    pub fn fit_payload(&mut self, max: u64) {
+        // The event around `message` (ids, type, delivery) is small and bounded.
+        const ENVELOPE: u64 = 1024;
+        let size = |e: &Self| serde_json::to_vec(e).map_or(u64::MAX, |v| v.len() as u64) + ENVELOPE;
+        let steps: [(&str, fn(&mut Self) -> bool); 5] = [
+            ("html", |e| e.html.take().is_some()),
+            ("text", |e| e.text.take().is_some()),
+            ("raw.base64", |e| e.raw.base64.take().is_some()),
+            ("headers", |e| !std::mem::take(&mut e.headers).is_empty()),
+            ("attachments", |e| !std::mem::take(&mut e.attachments).is_empty()),
+        ];
+        for (name, drop) in steps {
+            if size(self) <= max {
+                return;
+            }
+            if drop(self) {
+                self.omitted.push(name.to_string());
+            }
+        }
+    }
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What parsing yields: the event's `message` object, and the decoded bytes of each attachment
+/// (in `event.attachments` order) for the store to keep. Decoded parts are moved out of the parser,
+/// not copied: a 50 MB attachment is in memory once besides the raw message.
+pub struct ParseOutput<'a> {
+    pub event: EventMessage,
+    pub attachments: Vec<Cow<'a, [u8]>>,
+}
+
 /// Builds the event's `message` object. `received_at` is RFC 3339.
-pub fn parse(id: &str, received_at: String, envelope: &Envelope, raw: &[u8]) -> EventMessage {
-    let raw_info = Raw {
-        size: raw.len(),
-        sha256: sha256_hex(raw),
-        url: None,
-        base64: (raw.len() <= INLINE_RAW_MAX).then(|| base64::engine::general_purpose::STANDARD.encode(raw)),
-    };
+pub fn parse<'a>(id: &str, received_at: String, envelope: &Envelope, raw: &'a [u8]) -> ParseOutput<'a> {
+    let raw_info = Raw { size: raw.len(), sha256: sha256_hex(raw), url: None, base64: None };
     let mut event = EventMessage {
         id: id.to_string(),
         received_at,
@@ -124,26 +159,27 @@ pub fn parse(id: &str, received_at: String, envelope: &Envelope, raw: &[u8]) -> 
         omitted: Vec::new(),
         attachments: Vec::new(),
         raw: raw_info,
-        parsed: Parsed { status: "complete", error: None },
+        parsed: ParseStatus { status: "complete", error: None },
         auth: None,
         spam: Spam::default(),
     };
     // mail-parser survived 200,000 random mutations without a panic; should a new input find one,
     // it costs this message its parsed fields, not the gateway or the message.
     let filled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fill(&mut event, raw)));
-    let error = match filled {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e),
-        Err(_) => Some("the MIME parser crashed on this message".to_string()),
+    let (attachments, error) = match filled {
+        Ok(Ok(a)) => (a, None),
+        Ok(Err(e)) => (Vec::new(), Some(e)),
+        Err(_) => (Vec::new(), Some("the MIME parser crashed on this message".to_string())),
     };
     if let Some(e) = error {
-        event.parsed = Parsed { status: "failed", error: Some(e) };
+        event.attachments.clear();
+        event.parsed = ParseStatus { status: "failed", error: Some(e) };
     }
-    event
+    ParseOutput { event, attachments }
 }
 
-fn fill(e: &mut EventMessage, raw: &[u8]) -> Result<(), String> {
-    let msg = MessageParser::default().parse(raw).ok_or("empty message")?;
+fn fill<'a>(e: &mut EventMessage, raw: &'a [u8]) -> Result<Vec<Cow<'a, [u8]>>, String> {
+    let mut msg = MessageParser::default().parse(raw).ok_or("empty message")?;
     if msg.headers().is_empty() {
         return Err("no header section: the message does not start with a header field".into());
     }
@@ -183,7 +219,20 @@ fn fill(e: &mut EventMessage, raw: &[u8]) -> Result<(), String> {
             url: None,
         });
     }
-    Ok(())
+    let ids = msg.attachments.clone();
+    let bytes = ids
+        .into_iter()
+        .map(|id| match msg.parts.get_mut(id as usize).map(|p| std::mem::take(&mut p.body)) {
+            Some(PartType::Binary(b) | PartType::InlineBinary(b)) => b,
+            Some(PartType::Text(t) | PartType::Html(t)) => match t {
+                Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+                Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+            },
+            Some(PartType::Message(m)) => m.raw_message,
+            Some(PartType::Multipart(_)) | None => Cow::Borrowed(&[][..]),
+        })
+        .collect();
+    Ok(bytes)
 }
 
 fn mailbox(a: &mail_parser::Addr<'_>) -> Mailbox {
@@ -240,7 +289,7 @@ mod tests {
     fn fields_and_thread_id() {
         let raw = b"From: Ada <ada@b.test>\r\nTo: x@example.test\r\nSubject: =?utf-8?q?h=C3=A9llo?=\r\n\
 Message-ID: <m2@b.test>\r\nIn-Reply-To: <m1@b.test>\r\nReferences: <m0@b.test> <m1@b.test>\r\n\r\nbody\r\n";
-        let e = parse("msg_1", "t".into(), &envelope(), raw);
+        let e = parse("msg_1", "t".into(), &envelope(), raw).event;
         assert_eq!(e.parsed.status, "complete");
         assert_eq!(e.from, Some(Mailbox { address: Some("ada@b.test".into()), name: Some("Ada".into()) }));
         assert_eq!(e.subject.as_deref(), Some("héllo"));
@@ -248,13 +297,28 @@ Message-ID: <m2@b.test>\r\nIn-Reply-To: <m1@b.test>\r\nReferences: <m0@b.test> <
         assert_eq!(e.text.as_deref(), Some("body\r\n"));
         assert_eq!(e.html, None);
         assert!(e.headers.contains(&("Subject".into(), "héllo".into())));
-        assert!(e.raw.base64.is_some());
+    }
+
+    #[test]
+    fn oversized_events_drop_html_then_text() {
+        let raw = b"Subject: big\r\nContent-Type: text/html\r\n\r\n<p>hello</p>\r\n";
+        let mut e = parse("msg_1", "t".into(), &envelope(), raw).event;
+        e.inline_raw(raw, 1 << 20);
+        e.html = Some("h".repeat(5000));
+        e.text = Some("t".repeat(5000));
+        e.fit_payload(8000);
+        assert_eq!(e.omitted, vec!["html".to_string()]);
+        assert!(e.text.is_some() && e.raw.base64.is_some());
+        e.text = Some("t".repeat(50_000));
+        e.fit_payload(8000);
+        assert_eq!(e.omitted, vec!["html".to_string(), "text".to_string()]);
+        assert!(serde_json::to_vec(&e).unwrap().len() + 1024 <= 8000);
     }
 
     #[test]
     fn garbage_is_failed_not_lost() {
         for raw in [&b""[..], b"\r\n", b"\r\n\r\njust a body"] {
-            let e = parse("msg_1", "t".into(), &envelope(), raw);
+            let e = parse("msg_1", "t".into(), &envelope(), raw).event;
             assert_eq!(e.parsed.status, "failed", "{raw:?}");
             assert!(e.parsed.error.is_some());
             assert_eq!(e.raw.size, raw.len());

@@ -10,6 +10,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::config::Settings;
 use crate::deliver::{self, Deliverer};
+use crate::http::links::UrlSigner;
 use crate::ingest::Ingest;
 use crate::route::Router;
 use crate::store::Store;
@@ -37,6 +38,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let smtp_listeners = smtp::bind(&settings.listen).await?;
     let http_listener = http::bind(settings.http_listen).await?;
 
+    let key_file = settings.url_secret_file.clone().unwrap_or_else(|| settings.data_dir.join("url.key"));
+    let key = UrlSigner::load_or_create_key(&key_file)?;
+    let signer = Arc::new(UrlSigner::new(&key, &settings.public_url, settings.link_ttl.as_secs() as i64));
+
     let (stop, stopped) = watch::channel(false);
     let wake = Arc::new(Notify::new());
     let deliverer = Arc::new(Deliverer::new(store.clone(), &settings.endpoints)?);
@@ -45,11 +50,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         store: store.clone(),
         endpoints: settings.endpoints.clone(),
         wake: wake.clone(),
+        signer: signer.clone(),
+        webhook: Arc::new(settings.webhook),
     });
     let limits = smtp::Limits::from(&settings.smtp);
     let smtp_task =
         tokio::spawn(smtp::serve(smtp_listeners, limits, settings.smtp.max_sessions, ingest, stopped.clone()));
-    let http_task = tokio::spawn(http::serve(http_listener, store.clone(), stopped.clone()));
+    let http_task =
+        tokio::spawn(http::serve(http_listener, Arc::new(http::App { store: store.clone(), signer }), stopped.clone()));
     let deliver_task = tokio::spawn(deliver::run(deliverer, wake, stopped));
     tracing::info!(config = %settings.file.display(), data_dir = %settings.data_dir.display(), "mxhook started");
 

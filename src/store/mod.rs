@@ -26,7 +26,18 @@ CREATE TABLE IF NOT EXISTS messages (
     subject       TEXT,
     from_addr     TEXT,
     parsed_status TEXT NOT NULL,
-    event_message TEXT NOT NULL    -- the event's `message` object, JSON, built once at ingest
+    event_message TEXT NOT NULL,   -- the event's `message` object, JSON, built once at ingest
+    files_removed_at INTEGER       -- retention deleted the raw message and attachments
+);
+CREATE INDEX IF NOT EXISTS messages_received ON messages (received_at);
+CREATE TABLE IF NOT EXISTS attachments (
+    message_id   TEXT NOT NULL REFERENCES messages(id),
+    idx          INTEGER NOT NULL,
+    filename     TEXT,             -- the sender's name for it: shown, never used as a path
+    content_type TEXT NOT NULL,
+    size         INTEGER NOT NULL,
+    sha256       TEXT NOT NULL,
+    PRIMARY KEY (message_id, idx)
 );
 CREATE TABLE IF NOT EXISTS deliveries (
     id              TEXT PRIMARY KEY,
@@ -64,6 +75,7 @@ pub struct Store {
     /// cheaper and clearer than SQLITE_BUSY retries between our own threads.
     conn: Mutex<Connection>,
     spool_dir: PathBuf,
+    attachment_dir: PathBuf,
 }
 
 /// What ingest hands the store: the message row and the endpoints to deliver it to.
@@ -80,8 +92,23 @@ pub struct NewMessage<'a> {
     pub parsed_status: &'a str,
     pub event_message: &'a str,
     pub raw: &'a [u8],
+    pub attachments: &'a [NewAttachment<'a>],
     /// Each endpoint to deliver to, with when its first attempt is due.
     pub endpoints: &'a [(String, i64)],
+}
+
+pub struct NewAttachment<'a> {
+    pub filename: Option<&'a str>,
+    pub content_type: &'a str,
+    pub sha256: &'a str,
+    pub bytes: &'a [u8],
+}
+
+#[derive(Debug, Clone)]
+pub struct AttachmentRow {
+    pub filename: Option<String>,
+    pub content_type: String,
+    pub size: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -141,7 +168,10 @@ impl Store {
     /// Opens (creating if needed) the store in `data_dir`.
     pub fn open(data_dir: &Path) -> anyhow::Result<Store> {
         let spool_dir = data_dir.join("spool");
-        std::fs::create_dir_all(&spool_dir).with_context(|| format!("creating {}", spool_dir.display()))?;
+        let attachment_dir = data_dir.join("attachments");
+        for dir in [&spool_dir, &attachment_dir] {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
         let db = data_dir.join("mxhook.db");
         let conn = Connection::open(&db).with_context(|| format!("opening {}", db.display()))?;
         conn.busy_timeout(Duration::from_secs(10))?;
@@ -150,7 +180,7 @@ impl Store {
         // FULL: a committed transaction is on disk before COMMIT returns; that is what a 250 promises.
         conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
         conn.execute_batch(SCHEMA).with_context(|| format!("creating tables in {}", db.display()))?;
-        Ok(Store { conn: Mutex::new(conn), spool_dir })
+        Ok(Store { conn: Mutex::new(conn), spool_dir, attachment_dir })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -163,13 +193,39 @@ impl Store {
         spool::path(&self.spool_dir, message_id)
     }
 
+    pub fn attachment_path(&self, message_id: &str, index: usize) -> PathBuf {
+        spool::attachment_path(&self.attachment_dir, message_id, index)
+    }
+
+    pub fn attachment(&self, message_id: &str, index: usize) -> anyhow::Result<Option<AttachmentRow>> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT filename, content_type, size FROM attachments WHERE message_id = ?1 AND idx = ?2",
+                params![message_id, index as i64],
+                |r| Ok(AttachmentRow { filename: r.get(0)?, content_type: r.get(1)?, size: r.get(2)? }),
+            )
+            .optional()?)
+    }
+
+    /// Whether a message exists and whether retention has removed its files.
+    pub fn message_files(&self, message_id: &str) -> anyhow::Result<Option<bool>> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row("SELECT files_removed_at IS NOT NULL FROM messages WHERE id = ?1", [message_id], |r| r.get(0))
+            .optional()?)
+    }
+
     /// The durable hand-off: raw bytes fsync'd, then one transaction with the message and its
     /// deliveries (each with its own event id). Returns only once both are on disk.
     pub fn ingest(&self, m: &NewMessage<'_>) -> anyhow::Result<()> {
         spool::write_durable(&self.spool_dir, m.id, m.raw).context("writing the raw message to the spool")?;
-        let result = self.insert_message(m);
+        let bytes: Vec<&[u8]> = m.attachments.iter().map(|a| a.bytes).collect();
+        let result = spool::write_attachments(&self.attachment_dir, m.id, &bytes)
+            .context("writing attachments")
+            .and_then(|()| self.insert_message(m));
         if result.is_err() {
-            spool::discard(&self.spool_dir, m.id);
+            spool::discard(&self.spool_dir, &self.attachment_dir, m.id);
         }
         result
     }
@@ -196,6 +252,12 @@ impl Store {
                 m.event_message
             ],
         )?;
+        for (idx, a) in m.attachments.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO attachments (message_id, idx, filename, content_type, size, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![m.id, idx as i64, a.filename, a.content_type, a.bytes.len() as i64, a.sha256],
+            )?;
+        }
         for (endpoint, due) in m.endpoints {
             tx.execute(
                 "INSERT INTO deliveries (id, message_id, event_id, endpoint, status, next_attempt_at, created_at, updated_at)

@@ -26,7 +26,30 @@ pub fn write_durable(spool_dir: &Path, message_id: &str, raw: &[u8]) -> std::io:
     Ok(path)
 }
 
-/// Removes a spool file whose transaction did not commit (best effort: an orphan is harmless).
-pub fn discard(spool_dir: &Path, message_id: &str) {
+/// `data_dir/attachments/<msg_id>/<index>`: named by our ids, never by the sender's file name.
+pub fn attachment_path(attachment_dir: &Path, message_id: &str, index: usize) -> PathBuf {
+    attachment_dir.join(message_id).join(index.to_string())
+}
+
+/// Writes each decoded attachment durably (skipped when there are none).
+pub fn write_attachments(attachment_dir: &Path, message_id: &str, parts: &[&[u8]]) -> std::io::Result<()> {
+    if parts.is_empty() {
+        return Ok(());
+    }
+    let dir = attachment_dir.join(message_id);
+    fs::create_dir(&dir)?;
+    for (i, bytes) in parts.iter().enumerate() {
+        let mut f = OpenOptions::new().write(true).create_new(true).open(dir.join(i.to_string()))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    File::open(&dir)?.sync_all()?;
+    File::open(attachment_dir)?.sync_all()
+}
+
+/// Removes the files of a message (retention, or a transaction that did not commit; best effort:
+/// an orphan is harmless).
+pub fn discard(spool_dir: &Path, attachment_dir: &Path, message_id: &str) {
     let _ = fs::remove_file(path(spool_dir, message_id));
+    let _ = fs::remove_dir_all(attachment_dir.join(message_id));
 }

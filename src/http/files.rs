@@ -1,0 +1,175 @@
+//! Serving what links point at: decoded attachments and raw messages, streamed from disk by
+//! tower-http's `ServeFile` (Content-Length, HEAD, Range), under headers that keep a browser from
+//! rendering sender-controlled bytes as our page: always `attachment`, `nosniff`, `sandbox`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::Deserialize;
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+
+use super::App;
+use super::links::Check;
+use crate::time::now_ms;
+
+#[derive(Deserialize)]
+pub struct LinkQuery {
+    exp: Option<String>,
+    sig: Option<String>,
+}
+
+/// RFC 5987 attr-char: everything else in `filename*` is percent-encoded.
+const ATTR_CHAR: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
+pub async fn attachment(
+    State(app): State<Arc<App>>,
+    Path((id, index)): Path<(String, String)>,
+    Query(q): Query<LinkQuery>,
+    req: Request,
+) -> Response {
+    let Ok(i) = index.parse::<usize>() else { return status(StatusCode::NOT_FOUND) };
+    if let Some(refused) = check(&app, &format!("/att/{id}/{index}"), &q, &id) {
+        return refused;
+    }
+    let (store, mid) = (app.store.clone(), id.clone());
+    let found = tokio::task::spawn_blocking(move || {
+        let files = store.message_files(&mid)?;
+        let att = store.attachment(&mid, i)?;
+        anyhow::Ok((files, att, store.attachment_path(&mid, i)))
+    })
+    .await;
+    match found {
+        Ok(Ok((None, _, _) | (_, None, _))) => status(StatusCode::NOT_FOUND),
+        Ok(Ok((Some(true), _, _))) => status(StatusCode::GONE),
+        Ok(Ok((Some(false), Some(att), path))) => {
+            let name = att.filename.unwrap_or_else(|| format!("attachment-{i}"));
+            serve(path, &att.content_type, &name, req).await
+        }
+        Ok(Err(e)) => internal(e),
+        Err(e) => internal(e.into()),
+    }
+}
+
+pub async fn raw(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Query(q): Query<LinkQuery>,
+    req: Request,
+) -> Response {
+    if let Some(refused) = check(&app, &format!("/raw/{id}"), &q, &id) {
+        return refused;
+    }
+    let (store, mid) = (app.store.clone(), id.clone());
+    let found =
+        tokio::task::spawn_blocking(move || anyhow::Ok((store.message_files(&mid)?, store.spool_path(&mid)))).await;
+    match found {
+        Ok(Ok((None, _))) => status(StatusCode::NOT_FOUND),
+        Ok(Ok((Some(true), _))) => status(StatusCode::GONE),
+        Ok(Ok((Some(false), path))) => serve(path, "message/rfc822", &format!("{id}.eml"), req).await,
+        Ok(Err(e)) => internal(e),
+        Err(e) => internal(e.into()),
+    }
+}
+
+/// Signature first (403), then expiry (410), then the id's shape (404): a forger learns nothing
+/// about which messages exist.
+fn check(app: &App, path: &str, q: &LinkQuery, id: &str) -> Option<Response> {
+    match app.signer.check(path, q.exp.as_deref(), q.sig.as_deref(), now_ms() / 1000) {
+        Check::Forged => return Some(status(StatusCode::FORBIDDEN)),
+        Check::Expired => return Some(status(StatusCode::GONE)),
+        Check::Valid => {}
+    }
+    let ours = id.strip_prefix("msg_").is_some_and(|u| !u.is_empty() && u.bytes().all(|b| b.is_ascii_alphanumeric()));
+    (!ours).then(|| status(StatusCode::NOT_FOUND))
+}
+
+async fn serve(path: PathBuf, content_type: &str, filename: &str, req: Request) -> Response {
+    let mime = content_type.parse::<mime::Mime>().unwrap_or(mime::APPLICATION_OCTET_STREAM);
+    let mut resp = match ServeFile::new_with_mime(path, &mime).oneshot(req).await {
+        Ok(r) => r.map(Body::new),
+        Err(e) => return internal(anyhow::anyhow!("{e}")),
+    };
+    // The row exists but the file does not: retention got there first.
+    if resp.status() == StatusCode::NOT_FOUND {
+        return status(StatusCode::GONE);
+    }
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_DISPOSITION, disposition(filename));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+    h.remove(header::LAST_MODIFIED);
+    resp
+}
+
+/// `attachment; filename="ascii fallback"; filename*=UTF-8''…` (RFC 6266 / 5987), from a name made
+/// safe first: no path separators, control characters or bidirectional overrides.
+fn disposition(name: &str) -> HeaderValue {
+    let clean: String = name
+        .chars()
+        .map(|c| match c {
+            '/' | '\\' => '_',
+            c if c.is_control() => '_',
+            '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => '_',
+            c => c,
+        })
+        .take(200)
+        .collect();
+    let clean = clean.trim_matches(|c: char| c == '.' || c.is_whitespace());
+    let clean = if clean.is_empty() { "attachment" } else { clean };
+    let ascii: String = clean
+        .chars()
+        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+        .collect();
+    let value = format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{}", utf8_percent_encode(clean, ATTR_CHAR));
+    HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("attachment"))
+}
+
+fn status(code: StatusCode) -> Response {
+    let text = match code {
+        StatusCode::FORBIDDEN => "invalid link signature\n",
+        StatusCode::GONE => "this link has expired or its content was removed\n",
+        StatusCode::NOT_FOUND => "not found\n",
+        _ => "error\n",
+    };
+    (code, [(header::CACHE_CONTROL, "private")], text).into_response()
+}
+
+fn internal(e: anyhow::Error) -> Response {
+    tracing::error!(error = %format!("{e:#}"), "serving a link failed");
+    status(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::disposition;
+
+    #[test]
+    fn file_names_are_made_safe() {
+        assert_eq!(disposition("po.pdf"), "attachment; filename=\"po.pdf\"; filename*=UTF-8''po.pdf");
+        let v = disposition("../../etc/passwd").to_str().unwrap().to_string();
+        assert!(!v.contains('/'), "{v}");
+        let v = disposition("invoice\u{202e}fdp.exe").to_str().unwrap().to_string();
+        assert!(!v.contains('\u{202e}') && v.contains("invoice_fdp.exe"), "{v}");
+        let v = disposition("résumé \"x\".pdf").to_str().unwrap().to_string();
+        assert_eq!(v, "attachment; filename=\"r_sum_ _x_.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9%20%22x%22.pdf");
+    }
+}
