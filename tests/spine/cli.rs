@@ -1,0 +1,193 @@
+//! The operator surfaces: the CLI (replay, endpoints list/test, secret generate, check-config, unknown
+//! ids, how the config file is found) and the HTTP side's /healthz.
+
+use std::time::Duration;
+
+use crate::helpers::*;
+
+#[test]
+fn messages_replay_sends_the_same_event_id_again() {
+    let h = Harness::basic();
+    let gw = h.start();
+    let mut c = SmtpClient::ready(gw.smtp);
+    let msg_id = c.send_mail("a@sender.test", &["inbox@example.test"], b"Subject: replay me\r\n\r\nhi\r\n");
+    let first = h.wait_requests(1, SHORT)[0].clone();
+    first.assert_signed(SECRET_A);
+    h.wait_delivery_status(&msg_id, "succeeded", SHORT);
+
+    let out = h.cli(&["messages", "replay", &msg_id]);
+    out.assert_ok(&h.logs());
+    let reqs = h.wait_requests(2, Duration::from_secs(5));
+    reqs[1].assert_signed(SECRET_A);
+    assert_eq!(reqs[1].webhook_id(), first.webhook_id(), "a replay carries the same event id");
+    assert_eq!(reqs[1].json()["id"], first.json()["id"]);
+    assert_eq!(reqs[1].json()["message"]["id"], msg_id.as_str());
+    h.wait_until(SHORT, "the replayed delivery to be recorded", || {
+        let d = h.deliveries(&["--message", &msg_id]);
+        d.len() == 1 && d[0]["attempts"] == 2 && d[0]["status"] == "succeeded"
+    });
+    assert_eq!(h.rx.count(), 2);
+}
+
+#[test]
+fn endpoints_test_prints_the_status_and_exits_by_it() {
+    let h = Harness::basic();
+    let out = h.cli(&["endpoints", "test", "app"]);
+    out.assert_ok("");
+    assert!(out.stdout_str().contains("app: HTTP 200"), "{}", out.describe());
+    let req = h.wait_requests(1, SHORT)[0].clone();
+    req.assert_signed(SECRET_A);
+    assert_eq!(req.path, "/hooks/app");
+    assert_eq!(req.json()["id"].as_str(), Some(req.webhook_id()), "sample event id must match webhook-id");
+
+    h.rx.set_status(503);
+    let out = h.cli(&["endpoints", "test", "app"]);
+    assert_eq!(out.code, Some(1), "non-2xx must exit 1: {}", out.describe());
+    assert!(out.all_output().contains("app: HTTP 503"), "{}", out.describe());
+    h.wait_requests(2, SHORT)[1].assert_signed(SECRET_A);
+
+    let out = h.cli(&["endpoints", "test", "no-such-endpoint"]);
+    assert_eq!(out.code, Some(1), "{}", out.describe());
+}
+
+#[test]
+fn endpoints_list_shows_the_configured_endpoints() {
+    let h = Harness::basic();
+    let list = as_array(h.cli_json(&["endpoints", "list", "--json"]));
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["name"], "app");
+    assert_eq!(list[0]["url"], h.rx.url("/hooks/app").as_str());
+    assert_eq!(list[0]["timeout_ms"], 5000);
+    assert_eq!(list[0]["retry"], serde_json::json!([0, 200, 400]));
+    assert!(
+        !String::from_utf8_lossy(&h.cli(&["endpoints", "list", "--json"]).stdout).contains(SECRET_A),
+        "secrets must not be printed"
+    );
+}
+
+#[test]
+fn secret_generate_prints_a_fresh_32_byte_whsec_secret() {
+    let h = Harness::basic();
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let out = h.cli(&["secret", "generate"]);
+        out.assert_ok("");
+        let s = out.stdout_str().trim().to_string();
+        let b64 = s.strip_prefix("whsec_").unwrap_or_else(|| panic!("`{s}` does not start with whsec_"));
+        let key = base64_decode(b64).unwrap_or_else(|| panic!("`{b64}` is not base64"));
+        assert_eq!(key.len(), 32, "`{s}` decodes to {} bytes", key.len());
+        assert!(standardwebhooks::Webhook::new(&s).is_ok(), "the stock library must accept `{s}`");
+        seen.push(s);
+    }
+    assert_ne!(seen[0], seen[1], "two generated secrets must differ");
+}
+
+#[test]
+fn check_config_accepts_the_example_and_a_test_config() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.example.toml");
+    let out = run_cli(&["check-config", "--config", example.to_str().unwrap()], std::env::temp_dir().as_path());
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    assert!(out.stdout_str().contains("ok: "), "{}", out.describe());
+
+    let h = Harness::basic();
+    let out = h.cli(&["check-config"]);
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    assert!(out.stdout_str().contains(&format!("ok: {}", h.config_path.display())), "{}", out.describe());
+}
+
+/// Writes the basic config with `line` inserted after line `after` (1-based); returns the path and the
+/// 1-based line number of the inserted line.
+fn config_with_line(h: &Harness, after_header: &str, line: &str) -> (std::path::PathBuf, usize) {
+    let text = Config::basic(&h.rx).render(&h.data_dir());
+    let mut lines: Vec<&str> = text.lines().collect();
+    let at = lines.iter().position(|l| *l == after_header).expect("header in rendered config") + 1;
+    lines.insert(at, line);
+    let path = h.dir.path().join(format!("bad-{}.toml", at));
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    (path, at + 1)
+}
+
+#[test]
+fn check_config_names_file_line_and_key_of_an_unknown_key() {
+    let h = Harness::basic();
+    for (header, line, key) in [
+        ("[smtp]", "max_recipents = 5", "max_recipents"),
+        ("[endpoints.app]", "retries = [\"1s\"]", "retries"),
+        ("[storage]", "datadir = \"/tmp/x\"", "datadir"),
+    ] {
+        let (path, lineno) = config_with_line(&h, header, line);
+        let out = run_cli(&["check-config", "--config", path.to_str().unwrap()], h.dir.path());
+        assert_eq!(out.code, Some(1), "unknown key `{key}` must fail check-config: {}", out.describe());
+        let all = out.all_output();
+        let loc = format!("{}:{lineno}:", path.display());
+        assert!(
+            all.lines().any(|l| l.contains(&loc) && l.contains(key)),
+            "expected a line with `{loc}` naming `{key}`:\n{}",
+            out.describe()
+        );
+        // `serve` refuses the same file.
+        let serve = run_cli(&["serve", "--config", path.to_str().unwrap()], h.dir.path());
+        assert_ne!(serve.code, Some(0), "serve must refuse a config with unknown key `{key}`");
+    }
+}
+
+#[test]
+fn unknown_ids_exit_1_with_a_message() {
+    let h = Harness::basic();
+    let gw = h.start(); // the store exists, so exit 1 is about the id
+    let mut c = SmtpClient::ready(gw.smtp);
+    c.send_mail("a@sender.test", &["inbox@example.test"], b"Subject: x\r\n\r\ny\r\n");
+    assert_eq!(h.messages().len(), 1);
+    for args in [
+        &["deliveries", "show", "dlv_doesnotexist", "--json"][..],
+        &["deliveries", "retry", "dlv_doesnotexist"],
+        &["messages", "show", "msg_doesnotexist", "--json"],
+        &["messages", "show", "msg_doesnotexist", "--raw"],
+        &["messages", "replay", "msg_doesnotexist"],
+    ] {
+        let out = h.cli(args);
+        assert_eq!(out.code, Some(1), "{}", out.describe());
+        assert!(!out.stderr_str().trim().is_empty(), "a message on stderr expected: {}", out.describe());
+    }
+}
+
+#[test]
+fn config_is_found_by_flag_in_any_position_or_by_env() {
+    let h = Harness::basic();
+    let cfg = h.config_path.to_str().unwrap();
+    let names = |out: &CliOutput| -> Vec<String> {
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v.as_array().map(|a| a.iter().filter_map(|e| e["name"].as_str().map(String::from)).collect()))
+            .unwrap_or_else(|| panic!("not a JSON array: {}", out.describe()))
+    };
+    let out = run_cli(&["endpoints", "list", "--json", "--config", cfg], h.dir.path());
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    assert_eq!(names(&out), vec!["app".to_string()]);
+
+    let mut child = std::process::Command::new(BIN)
+        .args(["endpoints", "list", "--json"])
+        .current_dir(h.dir.path())
+        .env("MXHOOK_CONFIG", cfg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_cli(&mut child, &["endpoints", "list", "--json", "(config from MXHOOK_CONFIG)"]);
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    assert_eq!(names(&out), vec!["app".to_string()]);
+}
+
+#[test]
+fn http_healthz_answers_200() {
+    use std::io::{Read, Write};
+    let h = Harness::basic();
+    let gw = h.start();
+    let mut s = std::net::TcpStream::connect(gw.http).unwrap();
+    s.set_read_timeout(Some(SHORT)).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let resp = String::from_utf8_lossy(&resp);
+    assert!(resp.starts_with("HTTP/1.1 200"), "GET /healthz: {resp}");
+}

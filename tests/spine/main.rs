@@ -1,0 +1,18 @@
+//! Black-box tests of the spine (issue 2): the real `mxhook` binary on port-0 listeners, a real SMTP
+//! client, a real HTTP receiver verifying every request with the stock Standard Webhooks library, a temp
+//! data_dir, and the CLI run as a subprocess on the same config.
+//!
+//! - `helpers`: harness (config, gateway process, CLI, `wait_until`), SMTP client, webhook receiver.
+//! - `ingest`: a message in, an event out: fields, raw bytes, recipients, endpoints, malformed input.
+//! - `corpus`: every message in tests/corpus through SMTP, checked against mail-parser as oracle.
+//! - `smtp_policy`: reply codes of the SMTP session (order, limits, rejections, session cap).
+//! - `delivery`: retries on a compressed schedule, CLI retry, refused/slow endpoints, restarts.
+//! - `cli`: replay, endpoints, secret generation, check-config, unknown ids, /healthz.
+
+mod helpers;
+
+mod cli;
+mod corpus;
+mod delivery;
+mod ingest;
+mod smtp_policy;
