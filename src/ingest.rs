@@ -23,6 +23,7 @@ pub struct Ingest {
     /// Signs the attachment and raw-message links put in the event.
     pub signer: Arc<UrlSigner>,
     pub webhook: Arc<WebhookConfig>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Sink for Ingest {
@@ -91,6 +92,7 @@ impl Sink for Ingest {
         .await;
         match stored {
             Ok(Ok(())) => {
+                self.metrics.accepted.inc();
                 self.wake.notify_one();
                 Ok(id)
             }

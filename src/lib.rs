@@ -16,6 +16,7 @@ pub mod deliver;
 pub mod http;
 pub mod ids;
 pub mod ingest;
+pub mod metrics;
 pub mod parse;
 pub mod route;
 pub mod serve;

@@ -12,6 +12,7 @@ use crate::config::Settings;
 use crate::deliver::{self, Deliverer};
 use crate::http::links::UrlSigner;
 use crate::ingest::Ingest;
+use crate::metrics::Metrics;
 use crate::route::Router;
 use crate::store::Store;
 use crate::{http, smtp};
@@ -42,9 +43,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let key = UrlSigner::load_or_create_key(&key_file)?;
     let signer = Arc::new(UrlSigner::new(&key, &settings.public_url, settings.link_ttl.as_secs() as i64));
 
+    let metrics = Arc::new(Metrics::new());
     let (stop, stopped) = watch::channel(false);
     let wake = Arc::new(Notify::new());
-    let deliverer = Arc::new(Deliverer::new(store.clone(), &settings.endpoints)?);
+    let deliverer = Arc::new(Deliverer::new(store.clone(), &settings.endpoints, metrics.clone())?);
     let ingest = Arc::new(Ingest {
         router: Router::new(settings.domains.clone()),
         store: store.clone(),
@@ -52,12 +54,22 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         wake: wake.clone(),
         signer: signer.clone(),
         webhook: Arc::new(settings.webhook),
+        metrics: metrics.clone(),
     });
     let limits = smtp::Limits::from(&settings.smtp);
-    let smtp_task =
-        tokio::spawn(smtp::serve(smtp_listeners, limits, settings.smtp.max_sessions, ingest, stopped.clone()));
-    let http_task =
-        tokio::spawn(http::serve(http_listener, Arc::new(http::App { store: store.clone(), signer }), stopped.clone()));
+    let smtp_task = tokio::spawn(smtp::serve(
+        smtp_listeners,
+        limits,
+        settings.smtp.max_sessions,
+        ingest,
+        metrics.clone(),
+        stopped.clone(),
+    ));
+    let http_task = tokio::spawn(http::serve(
+        http_listener,
+        Arc::new(http::App { store: store.clone(), signer, metrics: metrics.clone() }),
+        stopped.clone(),
+    ));
     let deliver_task = tokio::spawn(deliver::run(deliverer, wake, stopped));
     tracing::info!(config = %settings.file.display(), data_dir = %settings.data_dir.display(), "mxhook started");
 

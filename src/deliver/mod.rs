@@ -13,6 +13,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::config::Endpoint;
+use crate::metrics::Metrics;
 use crate::store::{Attempt, Delivery, NextState, Store};
 use crate::time::{now_ms, rfc3339};
 use sign::SigningKey;
@@ -32,16 +33,21 @@ struct Target {
 pub struct Deliverer {
     store: Arc<Store>,
     targets: BTreeMap<String, Target>,
+    metrics: Arc<Metrics>,
 }
 
 impl Deliverer {
-    pub fn new(store: Arc<Store>, endpoints: &BTreeMap<String, Endpoint>) -> anyhow::Result<Self> {
+    pub fn new(
+        store: Arc<Store>,
+        endpoints: &BTreeMap<String, Endpoint>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
         let mut targets = BTreeMap::new();
         for (name, ep) in endpoints {
             let key = SigningKey::parse(&ep.secret.0)?;
             targets.insert(name.clone(), Target { endpoint: ep.clone(), key, agent: webhook::agent(ep) });
         }
-        Ok(Self { store, targets })
+        Ok(Self { store, targets, metrics })
     }
 
     /// One attempt of one claimed delivery, recorded with its outcome. Blocking.
@@ -92,11 +98,17 @@ impl Deliverer {
         };
         let schedule = target.map_or(&[][..], |t| &t.endpoint.retry[..]);
         let next = next_state(d, success, schedule, now_ms());
+        let outcome = match next {
+            NextState::Succeeded => "succeeded",
+            NextState::Retry { .. } => "retry",
+            NextState::Failed { .. } => "failed",
+        };
+        self.metrics.attempt(&d.endpoint, outcome, attempt.duration_ms as f64 / 1000.0);
         tracing::info!(
             delivery = %d.id, message_id = %d.message_id, event = %d.event_id, endpoint = %d.endpoint,
             attempt = number, status = attempt.http_status.unwrap_or(0), ms = attempt.duration_ms,
             error = attempt.error.as_deref().unwrap_or(""),
-            outcome = match next { NextState::Succeeded => "succeeded", NextState::Retry { .. } => "retry", NextState::Failed { .. } => "failed" },
+            outcome,
             "delivery attempt"
         );
         self.store.finish_attempt(d, &attempt, &next)

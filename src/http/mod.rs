@@ -13,12 +13,14 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::metrics::Metrics;
 use crate::store::Store;
 use links::UrlSigner;
 
 pub struct App {
     pub store: Arc<Store>,
     pub signer: Arc<UrlSigner>,
+    pub metrics: Arc<Metrics>,
 }
 
 pub async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
@@ -30,6 +32,7 @@ pub async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
 pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let router = Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/att/{id}/{index}", get(files::attachment))
         .route("/raw/{id}", get(files::raw))
         .with_state(app);
@@ -39,6 +42,18 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Re
         })
         .await?;
     Ok(())
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let store = app.store.clone();
+    if let Ok(Ok((pending, oldest))) = tokio::task::spawn_blocking(move || store.queue_stats()).await {
+        app.metrics.pending.set(pending);
+        let age = oldest.map_or(0.0, |t| (crate::time::now_ms() - t).max(0) as f64 / 1000.0);
+        app.metrics.oldest_pending_seconds.set(age);
+    }
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(axum::http::header::CONTENT_TYPE, content_type)], app.metrics.encode()).into_response()
 }
 
 async fn healthz(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use crate::config::SmtpConfig;
+use crate::metrics::Metrics;
 
 /// What the SMTP session learned about a message besides its bytes.
 #[derive(Debug, Clone)]
@@ -89,13 +90,21 @@ pub async fn serve<S: Sink>(
     limits: Limits,
     max_sessions: usize,
     sink: Arc<S>,
+    metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) {
     let limits = Arc::new(limits);
     let sessions = Arc::new(Semaphore::new(max_sessions));
     let mut accepting = tokio::task::JoinSet::new();
     for listener in listeners {
-        accepting.spawn(accept_loop(listener, limits.clone(), sessions.clone(), sink.clone(), shutdown.clone()));
+        accepting.spawn(accept_loop(
+            listener,
+            limits.clone(),
+            sessions.clone(),
+            sink.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        ));
     }
     while accepting.join_next().await.is_some() {}
     // Every session holds a permit: having them all back means every session has ended.
@@ -107,6 +116,7 @@ async fn accept_loop<S: Sink>(
     limits: Arc<Limits>,
     sessions: Arc<Semaphore>,
     sink: Arc<S>,
+    metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(10);
@@ -130,6 +140,7 @@ async fn accept_loop<S: Sink>(
         };
         let Ok(permit) = sessions.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "too many sessions; refusing");
+            metrics.rejected("too_many_sessions");
             let reply = format!("421 4.7.0 {} Too many connections, try again later\r\n", limits.hostname);
             tokio::spawn(async move {
                 let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(reply.as_bytes())).await;
@@ -137,9 +148,9 @@ async fn accept_loop<S: Sink>(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (limits, sink, shutdown) = (limits.clone(), sink.clone(), shutdown.clone());
+        let (limits, sink, metrics, shutdown) = (limits.clone(), sink.clone(), metrics.clone(), shutdown.clone());
         tokio::spawn(async move {
-            session::run(stream, peer, limits, sink, shutdown).await;
+            session::run(stream, peer, limits, sink, metrics, shutdown).await;
             drop(permit);
         });
     }

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{Envelope, Limits, Sink};
+use crate::metrics::Metrics;
 
 /// Longest command line we take (RFC 5321 says 512; smtp-proto and Postfix allow more for extensions).
 const MAX_COMMAND_LINE: usize = 4096;
@@ -38,6 +39,7 @@ struct Session<S> {
     peer: SocketAddr,
     limits: Arc<Limits>,
     sink: Arc<S>,
+    metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
     reader: OwnedReadHalf,
     writer: BufWriter<OwnedWriteHalf>,
@@ -55,6 +57,7 @@ pub async fn run<S: Sink>(
     peer: SocketAddr,
     limits: Arc<Limits>,
     sink: Arc<S>,
+    metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) {
     let (reader, writer) = stream.into_split();
@@ -63,6 +66,7 @@ pub async fn run<S: Sink>(
         peer,
         limits,
         sink,
+        metrics,
         shutdown,
         reader,
         writer: BufWriter::new(writer),
@@ -91,6 +95,7 @@ impl<S: Sink> Session<S> {
                 }
                 Input::Closed => return Ok(()),
                 Input::TimedOut => {
+                    self.metrics.rejected("timeout");
                     let text = format!("4.4.2 {} Error: timeout exceeded", self.limits.hostname);
                     return self.reply(421, &text).await;
                 }
@@ -103,6 +108,7 @@ impl<S: Sink> Session<S> {
                 return Ok(());
             }
             if self.errors >= MAX_ERRORS {
+                self.metrics.rejected("too_many_errors");
                 return self.reply(421, "4.7.0 Error: too many errors").await;
             }
         }
@@ -178,6 +184,7 @@ impl<S: Sink> Session<S> {
             return self.error(503, "5.5.1 Error: nested MAIL command").await;
         }
         if declared_size > self.limits.max_message_size {
+            self.metrics.rejected("size");
             return self.reply(552, "5.3.4 Error: message size exceeds fixed limit").await;
         }
         self.mail_from = Some(from);
@@ -189,6 +196,7 @@ impl<S: Sink> Session<S> {
             return self.error(503, "5.5.1 Error: need MAIL command").await;
         }
         if self.rcpt_to.len() >= self.limits.max_recipients {
+            self.metrics.rejected("too_many_recipients");
             return self.reply(452, "4.5.3 Error: too many recipients").await;
         }
         match self.sink.check_rcpt(&to) {
@@ -198,6 +206,7 @@ impl<S: Sink> Session<S> {
             }
             Err(r) => {
                 tracing::info!(peer = %self.peer, rcpt = %printable(&to), code = r.code, "recipient refused");
+                self.metrics.rejected(if r.text.starts_with("5.7.1") { "relay" } else { "recipient" });
                 self.error(r.code, &r.text).await
             }
         }
@@ -212,6 +221,7 @@ impl<S: Sink> Session<S> {
         }
         self.reply(354, "End data with <CR><LF>.<CR><LF>").await?;
         let Some(raw) = self.receive_data().await? else {
+            self.metrics.rejected("size");
             self.reset();
             return self.reply(552, "5.3.4 Error: message size exceeds fixed limit").await;
         };
@@ -234,6 +244,7 @@ impl<S: Sink> Session<S> {
             }
             Err(r) => {
                 tracing::warn!(peer = %self.peer, size, code = r.code, reason = %r.text, "message not accepted");
+                self.metrics.rejected(if r.code == 451 { "store_failed" } else { "policy" });
                 self.reply(r.code, &r.text).await
             }
         }
@@ -288,7 +299,8 @@ impl<S: Sink> Session<S> {
         loop {
             if let Some(pos) = self.input.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = self.input.drain(..=pos).collect();
-                return Ok(if discarding { Input::TooLong } else { Input::Line(line) });
+                let too_long = discarding || line.len() > MAX_COMMAND_LINE;
+                return Ok(if too_long { Input::TooLong } else { Input::Line(line) });
             }
             if self.input.len() > MAX_COMMAND_LINE {
                 // Drop what we have and keep dropping until the line ends: memory stays bounded.

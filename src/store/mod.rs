@@ -390,6 +390,14 @@ impl Store {
         Ok(conn.query_row(&sql, [id], message_row).optional()?)
     }
 
+    /// Pending deliveries and when the oldest of them was created.
+    pub fn queue_stats(&self) -> anyhow::Result<(i64, Option<i64>)> {
+        let conn = self.conn();
+        Ok(conn.query_row("SELECT COUNT(*), MIN(created_at) FROM deliveries WHERE status = 'pending'", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?)
+    }
+
     /// True when a write transaction can be started (the store is usable for ingest).
     pub fn writable(&self) -> bool {
         let conn = self.conn();
