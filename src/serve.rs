@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::{Notify, watch};
@@ -70,7 +71,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Arc::new(http::App { store: store.clone(), signer, metrics: metrics.clone() }),
         stopped.clone(),
     ));
-    let deliver_task = tokio::spawn(deliver::run(deliverer, wake, stopped));
+    let deliver_task = tokio::spawn(deliver::run(deliverer, wake, stopped.clone()));
+    let janitor_task = tokio::spawn(janitor(store.clone(), settings.retention, settings.keep_metadata, stopped));
     tracing::info!(config = %settings.file.display(), data_dir = %settings.data_dir.display(), "mxhook started");
 
     shutdown_signal().await?;
@@ -79,9 +81,30 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     smtp_task.await?;
     deliver_task.await?;
     http_task.await??;
+    janitor_task.await?;
     tracing::info!("stopped");
     drop(lock);
     Ok(())
+}
+
+/// Applies retention at start and then hourly.
+async fn janitor(store: Arc<Store>, retention: Duration, keep_metadata: Duration, mut stop: watch::Receiver<bool>) {
+    loop {
+        let s = store.clone();
+        let (r, k) = (retention.as_millis() as i64, keep_metadata.as_millis() as i64);
+        match tokio::task::spawn_blocking(move || s.apply_retention(crate::time::now_ms(), r, k)).await {
+            Ok(Ok(p)) if p.files + p.records > 0 => {
+                tracing::info!(files = p.files, records = p.records, kept_pending = p.kept_pending, "retention applied")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "retention failed"),
+            Err(e) => tracing::error!(error = %e, "retention task failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
 }
 
 async fn shutdown_signal() -> anyhow::Result<()> {

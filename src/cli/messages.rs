@@ -33,6 +33,16 @@ pub enum Cmd {
     },
     /// Send the message's events again to every endpoint (same event ids).
     Replay { id: String },
+    /// Delete messages received before DATE: raw files, attachments and records (messages with a
+    /// pending delivery are kept).
+    Purge {
+        /// `2026-11-01` or `2026-11-01T12:00:00Z`.
+        #[arg(long, value_parser = parse_date)]
+        before: i64,
+        /// Delete only the raw files and attachments; keep the records.
+        #[arg(long)]
+        files_only: bool,
+    },
 }
 
 pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
@@ -90,6 +100,16 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Purge { before, files_only } => {
+            let files = store.purge_files(before)?;
+            let records = if files_only { 0 } else { store.purge_records(before)? };
+            let kept = store.pending_before(before)?;
+            println!("purged before {}: files of {files} message(s), records of {records}", rfc3339(before));
+            if kept > 0 {
+                println!("kept {kept} message(s) with a pending delivery");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Replay { id } => {
             if store.message(&id)?.is_none() {
                 eprintln!("no such message: {id}");
@@ -102,6 +122,14 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// A date or RFC 3339 time, as Unix milliseconds.
+fn parse_date(s: &str) -> Result<i64, String> {
+    let full = if s.len() == 10 { format!("{s}T00:00:00Z") } else { s.to_string() };
+    let t = humantime::parse_rfc3339_weak(&full).map_err(|e| format!("`{s}` is not a date like 2026-11-01: {e}"))?;
+    let since = t.duration_since(std::time::UNIX_EPOCH).map_err(|_| format!("`{s}` is before 1970"))?;
+    Ok(since.as_millis() as i64)
 }
 
 fn summary_json(m: &MessageRow) -> Value {

@@ -2,7 +2,10 @@
 //! and delivery (Postfix's hand-off): one transaction records a message and its deliveries, the
 //! scheduler claims due deliveries from it, and the CLI reads and edits it while `serve` runs.
 
+mod retention;
 pub mod spool;
+
+pub use retention::Purged;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
