@@ -27,6 +27,8 @@ pub struct Config {
     pub domains: Vec<DomainConfig>,
     #[serde(default)]
     pub endpoints: BTreeMap<String, EndpointConfig>,
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +126,66 @@ impl Default for WebhookConfig {
     }
 }
 
+/// One `[[routes]]` entry: which recipients (`match`) get which treatment.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// `user@domain` (also takes `user+tag@domain`) or `*@domain`.
+    #[serde(rename = "match")]
+    pub pattern: Spanned<String>,
+    #[serde(default)]
+    pub action: Action,
+    #[serde(default)]
+    pub endpoints: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub on_spam: Policy,
+    #[serde(default)]
+    pub on_dmarc_fail: Policy,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default = "default_sync_timeout", deserialize_with = "duration")]
+    pub sync_timeout: Duration,
+}
+
+fn default_sync_timeout() -> Duration {
+    Duration::from_secs(20)
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// POST an event to each of `endpoints`.
+    #[default]
+    Webhook,
+    /// Keep it (listable, replayable); send nothing.
+    Store,
+    /// Accept it and keep only the record.
+    Drop,
+    /// `550` at RCPT.
+    Reject,
+}
+
+/// What to do with a message that spam checking or DMARC condemned.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    #[default]
+    Deliver,
+    Store,
+    Drop,
+    Reject,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Durable 250 first, then delivery with retries.
+    #[default]
+    Queue,
+    /// The webhook is tried before answering DATA: 2xx → 250, anything else → 451.
+    Sync,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DomainConfig {
@@ -211,6 +273,25 @@ pub struct Settings {
     /// Lower-case domain name -> its catch-all endpoint name (None: the domain accepts nothing yet).
     pub domains: BTreeMap<String, Option<String>>,
     pub endpoints: BTreeMap<String, Endpoint>,
+    pub routes: Vec<Route>,
+}
+
+/// A validated route: `pattern` is lower-case `local@domain` or `*@domain`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Route {
+    #[serde(rename = "match")]
+    pub pattern: String,
+    pub action: Action,
+    pub endpoints: Vec<String>,
+    pub on_spam: Policy,
+    pub on_dmarc_fail: Policy,
+    pub mode: Mode,
+    #[serde(serialize_with = "ser_ms")]
+    pub sync_timeout: Duration,
+}
+
+fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
 }
 
 #[derive(Debug, Clone)]
@@ -343,6 +424,71 @@ impl Settings {
             domains.insert(name, d.endpoint.as_ref().map(|e| e.get_ref().clone()));
         }
 
+        let mut routes: Vec<Route> = Vec::new();
+        for r in &raw.routes {
+            let pattern = r.pattern.get_ref().trim().to_ascii_lowercase();
+            let mut bad = |m: &str| problems.push(problem(text, r.pattern.span(), "routes.match", m));
+            match pattern.rsplit_once('@') {
+                Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
+                    if !domains.contains_key(domain) {
+                        bad(&format!("`{domain}` is not in [[domains]]: mail for it is refused before routes apply"));
+                    } else if local.contains('*') && local != "*" {
+                        bad("use an exact address or `*@domain`");
+                    } else if local.contains(['@', '%', '!', ' ']) {
+                        bad("not an address");
+                    }
+                }
+                _ => bad("use an exact address (`support@example.com`) or a catch-all (`*@example.com`)"),
+            }
+            if routes.iter().any(|x| x.pattern == pattern) {
+                problems.push(problem(
+                    text,
+                    r.pattern.span(),
+                    "routes.match",
+                    "another route has the same match: which one applies would be a guess",
+                ));
+            }
+            let webhook_like = r.action == Action::Webhook;
+            if webhook_like && r.endpoints.is_empty() {
+                problems.push(problem(
+                    text,
+                    r.pattern.span(),
+                    "routes.endpoints",
+                    "a webhook route needs `endpoints = [\"name\", ...]`",
+                ));
+            }
+            if !webhook_like && !r.endpoints.is_empty() {
+                problems.push(problem(
+                    text,
+                    r.endpoints[0].span(),
+                    "routes.endpoints",
+                    "only a webhook route sends to endpoints",
+                ));
+            }
+            for e in &r.endpoints {
+                if !raw.endpoints.contains_key(e.get_ref()) {
+                    problems.push(problem(
+                        text,
+                        e.span(),
+                        "routes.endpoints",
+                        &format!("no [endpoints.{}] section", e.get_ref()),
+                    ));
+                }
+            }
+            if r.mode == Mode::Sync && !webhook_like {
+                problems.push(problem(text, r.pattern.span(), "routes.mode", "sync mode needs a webhook route"));
+            }
+            routes.push(Route {
+                pattern,
+                action: r.action,
+                endpoints: r.endpoints.iter().map(|e| e.get_ref().clone()).collect(),
+                on_spam: r.on_spam,
+                on_dmarc_fail: r.on_dmarc_fail,
+                mode: r.mode,
+                sync_timeout: r.sync_timeout,
+            });
+        }
+
         if !problems.is_empty() {
             return Err(fail(problems));
         }
@@ -360,6 +506,7 @@ impl Settings {
             webhook: raw.webhook,
             domains,
             endpoints,
+            routes,
         })
     }
 }

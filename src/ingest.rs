@@ -6,9 +6,11 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use crate::config::{Endpoint, WebhookConfig};
+use crate::config::{Endpoint, Mode, WebhookConfig};
+use crate::deliver::Deliverer;
 use crate::http::links::UrlSigner;
-use crate::route::Router;
+use crate::parse::EventMessage;
+use crate::route::{Plan, Router};
 use crate::smtp::{Envelope, Reply, Sink};
 use crate::store::{NewAttachment, NewMessage, Store};
 use crate::time::{now_ms, rfc3339};
@@ -24,6 +26,16 @@ pub struct Ingest {
     pub signer: Arc<UrlSigner>,
     pub webhook: Arc<WebhookConfig>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// For routes in `sync` mode: the attempt made before answering DATA.
+    pub deliverer: Arc<Deliverer>,
+}
+
+const STORE_FAILED: &str = "4.3.0 Error: queue file write error, try again later";
+
+/// What was stored, for the answer to DATA.
+struct Stored {
+    sync: Vec<String>,
+    sync_timeout: std::time::Duration,
 }
 
 impl Sink for Ingest {
@@ -34,20 +46,18 @@ impl Sink for Ingest {
     async fn accept(&self, envelope: Envelope, raw: Vec<u8>) -> Result<String, Reply> {
         let id = crate::ids::new_id("msg");
         let received_at = now_ms();
-        let endpoints: Vec<(String, i64)> = self
-            .router
-            .endpoints(&envelope.rcpt_to)
-            .into_iter()
-            .map(|e| {
-                let first = self.endpoints.get(&e).and_then(|ep| ep.retry.first()).map_or(0, |d| d.as_millis() as i64);
-                (e, received_at + first)
-            })
-            .collect();
         let (store, signer, webhook) = (self.store.clone(), self.signer.clone(), self.webhook.clone());
+        let (router, endpoints) = (&self.router, &self.endpoints);
         let msg_id = id.clone();
-        let stored = tokio::task::spawn_blocking(move || {
+        // Parsing and storing are CPU and disk work: off the async threads.
+        let stored = tokio::task::block_in_place(|| {
             let parsed = crate::parse::parse(&msg_id, rfc3339(received_at), &envelope, &raw);
             let mut event = parsed.event;
+            let plan = router.plan(&envelope.rcpt_to, is_spam(&event), dmarc_failed(&event));
+            if plan.reject {
+                return Ok(Err(Reply::new(550, "5.7.1 Error: message rejected by policy")));
+            }
+            event.routes = serde_json::to_value(&plan.applied)?;
             for (i, a) in event.attachments.iter_mut().enumerate() {
                 a.url = Some(signer.attachment(&msg_id, i, received_at));
             }
@@ -71,6 +81,7 @@ impl Sink for Ingest {
             event.inline_raw(&raw, webhook.inline_raw_max);
             event.fit_payload(webhook.max_payload);
             let event_message = serde_json::to_string(&event)?;
+            let deliveries = first_attempts(&plan, endpoints, received_at);
             let from = event.from.as_ref().and_then(|f| f.address.as_deref());
             store.ingest(&NewMessage {
                 id: &msg_id,
@@ -85,25 +96,88 @@ impl Sink for Ingest {
                 parsed_status: event.parsed.status,
                 event_message: &event_message,
                 raw: &raw,
+                keep_files: plan.keep,
                 attachments: &attachments,
-                endpoints: &endpoints,
-            })
-        })
-        .await;
-        match stored {
-            Ok(Ok(())) => {
-                self.metrics.accepted.inc();
-                self.wake.notify_one();
-                Ok(id)
-            }
-            Ok(Err(e)) => {
-                tracing::error!(message_id = %id, error = %format!("{e:#}"), "cannot store a message; answering 451");
-                Err(Reply::new(451, "4.3.0 Error: queue file write error, try again later"))
-            }
+                endpoints: &deliveries,
+            })?;
+            let sync = plan.endpoints.iter().filter(|(_, m)| *m == Mode::Sync).map(|(e, _)| e.clone()).collect();
+            let sync_timeout = plan.sync_timeout.unwrap_or_default();
+            anyhow::Ok(Ok(Stored { sync, sync_timeout }))
+        });
+        let stored = match stored {
+            Ok(Ok(s)) => s,
+            Ok(Err(refusal)) => return Err(refusal),
             Err(e) => {
-                tracing::error!(message_id = %id, error = %e, "storing a message failed; answering 451");
-                Err(Reply::new(451, "4.3.0 Error: queue file write error, try again later"))
+                tracing::error!(message_id = %id, error = %format!("{e:#}"), "cannot store a message; answering 451");
+                return Err(Reply::new(451, STORE_FAILED));
+            }
+        };
+        self.metrics.accepted.inc();
+        self.wake.notify_one();
+        if !stored.sync.is_empty() {
+            self.deliver_now(&id, &stored.sync, stored.sync_timeout).await?;
+        }
+        Ok(id)
+    }
+}
+
+impl Ingest {
+    /// Sync mode: the message is stored, its sync deliveries are claimed; try them now. All 2xx → 250.
+    /// Otherwise the message is withdrawn (it was never acknowledged) and the sender's server keeps
+    /// it and retries: `451`.
+    async fn deliver_now(&self, id: &str, endpoints: &[String], timeout: std::time::Duration) -> Result<(), Reply> {
+        let (store, deliverer, mid) = (self.store.clone(), self.deliverer.clone(), id.to_string());
+        let wanted = endpoints.to_vec();
+        let attempt = tokio::task::spawn_blocking(move || {
+            let mut ok = true;
+            for d in store.deliveries(None, Some(&mid))?.into_iter().filter(|d| wanted.contains(&d.endpoint)) {
+                deliverer.attempt_one(&d)?;
+                ok &= store.delivery(&d.id)?.is_some_and(|d| d.status == "succeeded");
+            }
+            anyhow::Ok(ok)
+        });
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(Ok(Ok(true))) => Ok(()),
+            Ok(result) => {
+                if let Ok(Err(e)) = &result {
+                    tracing::error!(message_id = %id, error = %format!("{e:#}"), "sync delivery failed");
+                }
+                let (store, mid) = (self.store.clone(), id.to_string());
+                match tokio::task::spawn_blocking(move || store.withdraw(&mid)).await {
+                    Ok(Ok(())) => {
+                        tracing::info!(message_id = %id, "sync delivery not accepted by the endpoint; answering 451")
+                    }
+                    _ => tracing::error!(message_id = %id, "cannot withdraw a message after a failed sync delivery"),
+                }
+                Err(Reply::new(451, "4.3.0 Error: the endpoint did not accept the message, try again later"))
+            }
+            Err(_) => {
+                // The attempt is still running and will be recorded; the message stays queued.
+                tracing::warn!(message_id = %id, "sync delivery timed out; answering 451, the message stays queued");
+                Err(Reply::new(451, "4.4.1 Error: the endpoint did not answer in time, try again later"))
             }
         }
     }
+}
+
+/// Deliveries to create: each endpoint with its first due time, sync ones claimed at once so the
+/// scheduler leaves them to the session.
+fn first_attempts(plan: &Plan, endpoints: &BTreeMap<String, Endpoint>, received_at: i64) -> Vec<(String, i64, bool)> {
+    plan.endpoints
+        .iter()
+        .map(|(e, mode)| {
+            let first = endpoints.get(e).and_then(|ep| ep.retry.first()).map_or(0, |d| d.as_millis() as i64);
+            (e.clone(), received_at + first, *mode == Mode::Sync)
+        })
+        .collect()
+}
+
+fn is_spam(event: &EventMessage) -> bool {
+    event.spam.verdict.as_deref() == Some("spam")
+}
+
+fn dmarc_failed(event: &EventMessage) -> bool {
+    let result =
+        event.auth.as_ref().and_then(|a| a.get("dmarc")).and_then(|d| d.get("result")).and_then(|r| r.as_str());
+    result == Some("fail")
 }

@@ -34,6 +34,8 @@ pub struct EventMessage {
     pub parsed: ParseStatus,
     pub auth: Option<serde_json::Value>,
     pub spam: Spam,
+    /// Each recipient's route (match, action, rule, tag), filled by the route stage.
+    pub routes: serde_json::Value,
 }
 
 #[derive(Debug, Serialize)]
@@ -162,6 +164,7 @@ pub fn parse<'a>(id: &str, received_at: String, envelope: &Envelope, raw: &'a [u
         parsed: ParseStatus { status: "complete", error: None },
         auth: None,
         spam: Spam::default(),
+        routes: serde_json::Value::Array(Vec::new()),
     };
     // mail-parser survived 200,000 random mutations without a panic; should a new input find one,
     // it costs this message its parsed fields, not the gateway or the message.

@@ -49,13 +49,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let wake = Arc::new(Notify::new());
     let deliverer = Arc::new(Deliverer::new(store.clone(), &settings.endpoints, metrics.clone())?);
     let ingest = Arc::new(Ingest {
-        router: Router::new(settings.domains.clone()),
+        router: Router::new(settings.domains.clone(), &settings.routes),
         store: store.clone(),
         endpoints: settings.endpoints.clone(),
         wake: wake.clone(),
         signer: signer.clone(),
         webhook: Arc::new(settings.webhook),
         metrics: metrics.clone(),
+        deliverer: deliverer.clone(),
     });
     let limits = smtp::Limits::from(&settings.smtp);
     let smtp_task = tokio::spawn(smtp::serve(
@@ -71,7 +72,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Arc::new(http::App { store: store.clone(), signer, metrics: metrics.clone() }),
         stopped.clone(),
     ));
-    let deliver_task = tokio::spawn(deliver::run(deliverer, wake, stopped.clone()));
+    let deliver_task = tokio::spawn(deliver::run(deliverer.clone(), wake, stopped.clone()));
     let janitor_task = tokio::spawn(janitor(store.clone(), settings.retention, settings.keep_metadata, stopped));
     tracing::info!(config = %settings.file.display(), data_dir = %settings.data_dir.display(), "mxhook started");
 

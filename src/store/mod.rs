@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS messages (
     from_addr     TEXT,
     parsed_status TEXT NOT NULL,
     event_message TEXT NOT NULL,   -- the event's `message` object, JSON, built once at ingest
-    files_removed_at INTEGER       -- retention deleted the raw message and attachments
+    files_removed_at INTEGER,      -- retention deleted the raw message and attachments
+    disposition   TEXT NOT NULL DEFAULT 'queued'  -- queued (has deliveries) | stored | dropped
 );
 CREATE INDEX IF NOT EXISTS messages_received ON messages (received_at);
 CREATE TABLE IF NOT EXISTS attachments (
@@ -95,9 +96,12 @@ pub struct NewMessage<'a> {
     pub parsed_status: &'a str,
     pub event_message: &'a str,
     pub raw: &'a [u8],
+    /// False when every route dropped the message: only the record is kept.
+    pub keep_files: bool,
     pub attachments: &'a [NewAttachment<'a>],
-    /// Each endpoint to deliver to, with when its first attempt is due.
-    pub endpoints: &'a [(String, i64)],
+    /// Each endpoint to deliver to, with when its first attempt is due, and whether the
+    /// session claims it for an attempt of its own (sync mode).
+    pub endpoints: &'a [(String, i64, bool)],
 }
 
 pub struct NewAttachment<'a> {
@@ -222,6 +226,9 @@ impl Store {
     /// The durable hand-off: raw bytes fsync'd, then one transaction with the message and its
     /// deliveries (each with its own event id). Returns only once both are on disk.
     pub fn ingest(&self, m: &NewMessage<'_>) -> anyhow::Result<()> {
+        if !m.keep_files {
+            return self.insert_message(m);
+        }
         spool::write_durable(&self.spool_dir, m.id, m.raw).context("writing the raw message to the spool")?;
         let bytes: Vec<&[u8]> = m.attachments.iter().map(|a| a.bytes).collect();
         let result = spool::write_attachments(&self.attachment_dir, m.id, &bytes)
@@ -236,9 +243,15 @@ impl Store {
     fn insert_message(&self, m: &NewMessage<'_>) -> anyhow::Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        let disposition = match (m.endpoints.is_empty(), m.keep_files) {
+            (false, _) => "queued",
+            (true, true) => "stored",
+            (true, false) => "dropped",
+        };
         tx.execute(
             &format!(
-                "INSERT INTO messages ({MESSAGE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                "INSERT INTO messages ({MESSAGE_COLS}, disposition, files_removed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
             ),
             params![
                 m.id,
@@ -252,7 +265,9 @@ impl Store {
                 m.subject,
                 m.from_addr,
                 m.parsed_status,
-                m.event_message
+                m.event_message,
+                disposition,
+                (!m.keep_files).then_some(m.received_at)
             ],
         )?;
         for (idx, a) in m.attachments.iter().enumerate() {
@@ -261,14 +276,30 @@ impl Store {
                 params![m.id, idx as i64, a.filename, a.content_type, a.bytes.len() as i64, a.sha256],
             )?;
         }
-        for (endpoint, due) in m.endpoints {
+        for (endpoint, due, claimed) in m.endpoints {
             tx.execute(
-                "INSERT INTO deliveries (id, message_id, event_id, endpoint, status, next_attempt_at, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?6)",
-                params![crate::ids::new_id("dlv"), m.id, crate::ids::new_id("evt"), endpoint, due, m.received_at],
+                "INSERT INTO deliveries (id, message_id, event_id, endpoint, status, next_attempt_at, in_flight, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?7)",
+                params![crate::ids::new_id("dlv"), m.id, crate::ids::new_id("evt"), endpoint, due, claimed, m.received_at],
             )?;
         }
         tx.commit().context("committing the message")?;
+        Ok(())
+    }
+
+    /// Removes a message that was stored but never acknowledged (a sync delivery failed).
+    pub fn withdraw(&self, message_id: &str) -> anyhow::Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE message_id = ?1)",
+            [message_id],
+        )?;
+        tx.execute("DELETE FROM deliveries WHERE message_id = ?1", [message_id])?;
+        tx.execute("DELETE FROM attachments WHERE message_id = ?1", [message_id])?;
+        tx.execute("DELETE FROM messages WHERE id = ?1", [message_id])?;
+        tx.commit()?;
+        spool::discard(&self.spool_dir, &self.attachment_dir, message_id);
         Ok(())
     }
 

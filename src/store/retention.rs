@@ -121,8 +121,9 @@ mod tests {
                 parsed_status: "complete",
                 event_message: "{}",
                 raw: b"Subject: x\r\n\r\nhi\r\n",
+                keep_files: true,
                 attachments: &att,
-                endpoints: &[("app".to_string(), received_at)],
+                endpoints: &[("app".to_string(), received_at, false)],
             })
             .unwrap();
     }
