@@ -5,6 +5,7 @@
 mod deliveries;
 mod endpoints;
 mod messages;
+mod routes;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -39,6 +40,9 @@ enum Command {
     /// List endpoints; send one a signed test event.
     #[command(subcommand)]
     Endpoints(endpoints::Cmd),
+    /// Show the routing table; test which route an address gets.
+    #[command(subcommand)]
+    Routes(routes::Cmd),
     /// Webhook signing secrets.
     #[command(subcommand)]
     Secret(SecretCmd),
@@ -79,6 +83,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Messages(cmd) => messages::run(&load(&cli.config)?, cmd),
         Command::Deliveries(cmd) => deliveries::run(&load(&cli.config)?, cmd),
         Command::Endpoints(cmd) => endpoints::run(&load(&cli.config)?, cmd),
+        Command::Routes(cmd) => routes::run(&load(&cli.config)?, cmd),
         Command::Secret(SecretCmd::Generate) => {
             println!("{}", crate::deliver::sign::generate_secret()?);
             Ok(ExitCode::SUCCESS)
