@@ -4,6 +4,7 @@
 
 mod deliveries;
 mod endpoints;
+mod listen;
 mod messages;
 mod routes;
 
@@ -43,6 +44,17 @@ enum Command {
     /// Show the routing table; test which route an address gets.
     #[command(subcommand)]
     Routes(routes::Cmd),
+    /// A local receiver for development: verifies signatures and prints each event.
+    Listen {
+        #[arg(long, default_value_t = 9000)]
+        port: u16,
+        /// The endpoint's secret (`whsec_…`).
+        #[arg(long, env = "MXHOOK_LISTEN_SECRET")]
+        secret: String,
+        /// Print whole events as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Webhook signing secrets.
     #[command(subcommand)]
     Secret(SecretCmd),
@@ -84,6 +96,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Deliveries(cmd) => deliveries::run(&load(&cli.config)?, cmd),
         Command::Endpoints(cmd) => endpoints::run(&load(&cli.config)?, cmd),
         Command::Routes(cmd) => routes::run(&load(&cli.config)?, cmd),
+        Command::Listen { port, secret, json } => listen::run(port, &secret, json),
         Command::Secret(SecretCmd::Generate) => {
             println!("{}", crate::deliver::sign::generate_secret()?);
             Ok(ExitCode::SUCCESS)
