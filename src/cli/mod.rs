@@ -22,8 +22,17 @@ struct Cli {
     /// The configuration file.
     #[arg(long, global = true, env = "MXHOOK_CONFIG", default_value = "/etc/mxhook/gateway.toml")]
     config: PathBuf,
+    /// Log lines as plain text or JSON (one object per line). Levels: RUST_LOG (default info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -69,7 +78,7 @@ enum SecretCmd {
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let serving = matches!(cli.command, Command::Serve);
-    init_logging(serving);
+    init_logging(serving, cli.log_format);
     match cli.command {
         Command::Serve => {
             let settings = load(&cli.config)?;
@@ -115,12 +124,15 @@ fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     Store::open(&settings.data_dir)
 }
 
-fn init_logging(serving: bool) {
+fn init_logging(serving: bool, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let default = if serving { "info" } else { "warn" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
+    };
 }
 
 fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
