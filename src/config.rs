@@ -29,6 +29,9 @@ pub struct Config {
     pub endpoints: BTreeMap<String, EndpointConfig>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    #[serde(default)]
+    pub spam: SpamConfig,
+    pub forward: Option<ForwardConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,6 +49,19 @@ pub struct SmtpConfig {
     pub data_timeout: Duration,
     #[serde(deserialize_with = "duration")]
     pub session_timeout: Duration,
+    /// STARTTLS; without it STARTTLS is not offered.
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, and its private key (relative paths: from the config file's directory).
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Refuse MAIL until the client has started TLS (for submission-like setups, not a public MX).
+    #[serde(default)]
+    pub require: bool,
 }
 
 impl Default for SmtpConfig {
@@ -60,6 +76,7 @@ impl Default for SmtpConfig {
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(600),
             session_timeout: Duration::from_secs(1800),
+            tls: None,
         }
     }
 }
@@ -145,6 +162,9 @@ pub struct RouteConfig {
     pub mode: Mode,
     #[serde(default = "default_sync_timeout", deserialize_with = "duration")]
     pub sync_timeout: Duration,
+    /// For `action = "forward"`: the addresses the message is re-sent to through `[forward] relay`.
+    #[serde(default)]
+    pub destination: Vec<Spanned<String>>,
 }
 
 fn default_sync_timeout() -> Duration {
@@ -163,6 +183,8 @@ pub enum Action {
     Drop,
     /// `550` at RCPT.
     Reject,
+    /// Re-send the raw message to `destination` through `[forward] relay`, queued and retried.
+    Forward,
 }
 
 /// What to do with a message that spam checking or DMARC condemned.
@@ -184,6 +206,50 @@ pub enum Mode {
     Queue,
     /// The webhook is tried before answering DATA: 2xx → 250, anything else → 451.
     Sync,
+}
+
+/// `[spam]`: at most one engine; without one, messages carry no verdict.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpamConfig {
+    /// rspamd's HTTP API base, e.g. `http://127.0.0.1:11333` (we POST to its `/checkv2`).
+    pub rspamd: Option<Spanned<String>>,
+    /// SpamAssassin's spamd, `host:port` (e.g. `127.0.0.1:783`).
+    pub spamd: Option<Spanned<String>>,
+    /// How long one check may take; a slower or absent engine means verdict null, never a lost message.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for SpamConfig {
+    fn default() -> Self {
+        Self { rspamd: None, spamd: None, timeout: Duration::from_secs(5) }
+    }
+}
+
+/// `[forward]`: the relay that `action = "forward"` routes send through.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardConfig {
+    /// `smtp://host:port` (port 25 when left out).
+    pub relay: Spanned<String>,
+    /// Require STARTTLS (the relay's certificate is checked against the Mozilla roots).
+    #[serde(default)]
+    pub starttls: bool,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub password_file: Option<Spanned<PathBuf>>,
+    /// Envelope sender of forwarded copies (default: the original sender, `<>` stays `<>`).
+    pub mail_from: Option<Spanned<String>>,
+    /// How long the relay may take to answer one command.
+    #[serde(default = "default_forward_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    #[serde(default = "default_retry", deserialize_with = "durations")]
+    pub retry: Vec<Duration>,
+}
+
+fn default_forward_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 #[derive(Debug, Deserialize)]
@@ -274,6 +340,35 @@ pub struct Settings {
     pub domains: BTreeMap<String, Option<String>>,
     pub endpoints: BTreeMap<String, Endpoint>,
     pub routes: Vec<Route>,
+    pub spam: Option<Spam>,
+    pub forward: Option<Forward>,
+}
+
+/// A configured spam engine and how long a check may take.
+#[derive(Debug, Clone)]
+pub struct Spam {
+    pub engine: SpamEngine,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SpamEngine {
+    /// Base URL of rspamd's HTTP API.
+    Rspamd(String),
+    /// `host:port` of spamd.
+    Spamd(String),
+}
+
+/// The validated `[forward]` relay.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    pub host: String,
+    pub port: u16,
+    pub starttls: bool,
+    pub credentials: Option<(String, Secret)>,
+    pub mail_from: Option<String>,
+    pub timeout: Duration,
+    pub retry: Vec<Duration>,
 }
 
 /// A validated route: `pattern` is lower-case `local@domain` or `*@domain`.
@@ -288,6 +383,8 @@ pub struct Route {
     pub mode: Mode,
     #[serde(serialize_with = "ser_ms")]
     pub sync_timeout: Duration,
+    /// Forward routes: where the message is re-sent.
+    pub destination: Vec<String>,
 }
 
 fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -314,7 +411,7 @@ impl Settings {
 
     pub fn from_str(file: &Path, text: &str) -> Result<Settings, ConfigError> {
         let fail = |problems| ConfigError { file: file.to_path_buf(), problems };
-        let raw: Config = toml::from_str(text).map_err(|e| {
+        let mut raw: Config = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             let key = text.get(span.clone()).filter(|k| !k.contains('\n') && !k.is_empty()).unwrap_or("-");
             fail(vec![problem(text, span, key, e.message().trim())])
@@ -334,6 +431,13 @@ impl Settings {
                 }
             })
             .collect::<Vec<_>>();
+        if let Some(t) = &raw.smtp.tls {
+            for (k, p) in [("cert", &t.cert), ("key", &t.key)] {
+                if !base.join(p).is_file() {
+                    problems.push(at_key(text, &format!("smtp.tls.{k}"), format!("cannot read {}", base.join(p).display())));
+                }
+            }
+        }
         if raw.smtp.listen.is_empty() {
             problems.push(at_key(text, "smtp.listen", "needs at least one address".into()));
         }
@@ -478,6 +582,7 @@ impl Settings {
             if r.mode == Mode::Sync && !webhook_like {
                 problems.push(problem(text, r.pattern.span(), "routes.mode", "sync mode needs a webhook route"));
             }
+            check_destination(r, raw.forward.is_some(), text, &mut problems);
             routes.push(Route {
                 pattern,
                 action: r.action,
@@ -486,11 +591,18 @@ impl Settings {
                 on_dmarc_fail: r.on_dmarc_fail,
                 mode: r.mode,
                 sync_timeout: r.sync_timeout,
+                destination: r.destination.iter().map(|d| d.get_ref().trim().to_string()).collect(),
             });
         }
+        let spam = spam_settings(&raw.spam, text, &mut problems);
+        let forward = raw.forward.as_ref().and_then(|f| forward_settings(f, base, text, &mut problems));
 
         if !problems.is_empty() {
             return Err(fail(problems));
+        }
+        if let Some(t) = raw.smtp.tls.as_mut() {
+            t.cert = base.join(&t.cert);
+            t.key = base.join(&t.key);
         }
         Ok(Settings {
             file: file.to_path_buf(),
@@ -507,8 +619,120 @@ impl Settings {
             domains,
             endpoints,
             routes,
+            spam,
+            forward,
         })
     }
+}
+
+/// A forward route needs addresses and a relay; other routes take no `destination`.
+fn check_destination(r: &RouteConfig, relay: bool, text: &str, problems: &mut Vec<Problem>) {
+    let span = r.pattern.span();
+    if r.action != Action::Forward {
+        if let Some(d) = r.destination.first() {
+            problems.push(problem(text, d.span(), "routes.destination", "only a forward route has a destination"));
+        }
+        return;
+    }
+    if r.destination.is_empty() {
+        problems.push(problem(text, span.clone(), "routes.destination", "a forward route needs `destination = [\"a@b.example\"]`"));
+    }
+    if !relay {
+        problems.push(problem(text, span, "routes.action", "forwarding needs a `[forward] relay = \"smtp://host:port\"`"));
+    }
+    for d in &r.destination {
+        if d.get_ref().trim().parse::<lettre::Address>().is_err() {
+            problems.push(problem(text, d.span(), "routes.destination", "not an address like `a@b.example`"));
+        }
+    }
+}
+
+fn spam_settings(c: &SpamConfig, text: &str, problems: &mut Vec<Problem>) -> Option<Spam> {
+    let engine = match (&c.rspamd, &c.spamd) {
+        (None, None) => return None,
+        (Some(_), Some(s)) => {
+            problems.push(problem(text, s.span(), "spam.spamd", "set one engine: `rspamd` or `spamd`, not both"));
+            return None;
+        }
+        (Some(url), None) => {
+            let u = url.get_ref().trim().trim_end_matches('/');
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                problems.push(problem(text, url.span(), "spam.rspamd", "must be an http:// URL (rspamd's port 11333)"));
+            }
+            SpamEngine::Rspamd(u.to_string())
+        }
+        (None, Some(addr)) => {
+            let a = addr.get_ref().trim();
+            if !a.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) {
+                problems.push(problem(text, addr.span(), "spam.spamd", "must be host:port (spamd listens on 783)"));
+            }
+            SpamEngine::Spamd(a.to_string())
+        }
+    };
+    Some(Spam { engine, timeout: c.timeout })
+}
+
+fn forward_settings(f: &ForwardConfig, base: &Path, text: &str, problems: &mut Vec<Problem>) -> Option<Forward> {
+    let mut ok = true;
+    let mut bad = |span: Range<usize>, key: &str, msg: &str| {
+        problems.push(problem(text, span, key, msg));
+        ok = false;
+    };
+    let relay = f.relay.get_ref().trim();
+    let (host, port) = match relay.strip_prefix("smtp://").map(|r| r.trim_end_matches('/')) {
+        Some(hp) => match hp.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') || h.starts_with('[') => (h, p.parse::<u16>().ok()),
+            _ => (hp, Some(25)),
+        },
+        None => ("", None),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    if host.is_empty() || port.is_none() {
+        bad(f.relay.span(), "forward.relay", "must be smtp://host:port (use `starttls = true` for TLS)");
+    }
+    let password = match (&f.password, &f.password_file) {
+        (Some(p), None) => Some(p.clone()),
+        (None, Some(file)) => match std::fs::read_to_string(base.join(file.get_ref())) {
+            Ok(p) => Some(Secret(p.trim_end_matches(['\r', '\n']).to_string())),
+            Err(e) => {
+                let msg = format!("cannot read {}: {e}", base.join(file.get_ref()).display());
+                bad(file.span(), "forward.password_file", &msg);
+                None
+            }
+        },
+        (Some(_), Some(file)) => {
+            bad(file.span(), "forward.password_file", "set `password` or `password_file`, not both");
+            None
+        }
+        (None, None) => None,
+    };
+    let credentials = match (&f.username, password) {
+        (Some(u), Some(p)) => Some((u.clone(), p)),
+        (None, None) => None,
+        _ => {
+            bad(f.relay.span(), "forward.username", "`username` and a password go together");
+            None
+        }
+    };
+    if let Some(m) = &f.mail_from
+        && !m.get_ref().trim().is_empty()
+        && m.get_ref().trim().parse::<lettre::Address>().is_err()
+    {
+        bad(m.span(), "forward.mail_from", "not an address (use \"\" for the null sender)");
+    }
+    if f.retry.is_empty() {
+        problems.push(at_key(text, "forward.retry", "needs at least one delay (e.g. [\"0s\"])".into()));
+        ok = false;
+    }
+    ok.then(|| Forward {
+        host,
+        port: port.unwrap_or(25),
+        starttls: f.starttls,
+        credentials,
+        mail_from: f.mail_from.as_ref().map(|m| m.get_ref().trim().to_string()),
+        timeout: f.timeout,
+        retry: f.retry.clone(),
+    })
 }
 
 fn problem(text: &str, span: Range<usize>, key: &str, message: &str) -> Problem {

@@ -28,6 +28,8 @@ pub struct Ingest {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// For routes in `sync` mode: the attempt made before answering DATA.
     pub deliverer: Arc<Deliverer>,
+    /// The `[spam]` engine, asked before routing so `on_spam` can apply; None: no verdict.
+    pub spam: Option<crate::spam::SpamCheck>,
 }
 
 const STORE_FAILED: &str = "4.3.0 Error: queue file write error, try again later";
@@ -47,12 +49,16 @@ impl Sink for Ingest {
         let id = crate::ids::new_id("msg");
         let received_at = now_ms();
         let (store, signer, webhook) = (self.store.clone(), self.signer.clone(), self.webhook.clone());
-        let (router, endpoints) = (&self.router, &self.endpoints);
+        let (router, endpoints, spam_check, deliverer) = (&self.router, &self.endpoints, &self.spam, &self.deliverer);
         let msg_id = id.clone();
         // Parsing and storing are CPU and disk work: off the async threads.
         let stored = tokio::task::block_in_place(|| {
+            let spam = spam_check.as_ref().map(|c| c.check(&msg_id, &envelope, &raw));
             let parsed = crate::parse::parse(&msg_id, rfc3339(received_at), &envelope, &raw);
             let mut event = parsed.event;
+            if let Some(spam) = spam {
+                event.spam = spam;
+            }
             let plan = router.plan(&envelope.rcpt_to, is_spam(&event), dmarc_failed(&event));
             if plan.reject {
                 return Ok(Err(Reply::new(550, "5.7.1 Error: message rejected by policy")));
@@ -81,7 +87,7 @@ impl Sink for Ingest {
             event.inline_raw(&raw, webhook.inline_raw_max);
             event.fit_payload(webhook.max_payload);
             let event_message = serde_json::to_string(&event)?;
-            let deliveries = first_attempts(&plan, endpoints, received_at);
+            let deliveries = first_attempts(&plan, endpoints, deliverer.forward_retry(), received_at);
             let from = event.from.as_ref().and_then(|f| f.address.as_deref());
             store.ingest(&NewMessage {
                 id: &msg_id,
@@ -162,11 +168,20 @@ impl Ingest {
 
 /// Deliveries to create: each endpoint with its first due time, sync ones claimed at once so the
 /// scheduler leaves them to the session.
-fn first_attempts(plan: &Plan, endpoints: &BTreeMap<String, Endpoint>, received_at: i64) -> Vec<(String, i64, bool)> {
+fn first_attempts(
+    plan: &Plan,
+    endpoints: &BTreeMap<String, Endpoint>,
+    forward_retry: &[std::time::Duration],
+    received_at: i64,
+) -> Vec<(String, i64, bool)> {
     plan.endpoints
         .iter()
         .map(|(e, mode)| {
-            let first = endpoints.get(e).and_then(|ep| ep.retry.first()).map_or(0, |d| d.as_millis() as i64);
+            let schedule = match crate::deliver::forward::route_of(e) {
+                Some(_) => forward_retry,
+                None => endpoints.get(e).map_or(&[][..], |ep| &ep.retry[..]),
+            };
+            let first = schedule.first().map_or(0, |d| d.as_millis() as i64);
             (e.clone(), received_at + first, *mode == Mode::Sync)
         })
         .collect()

@@ -3,10 +3,11 @@
 //! The modules follow a message's path:
 //! - `smtp`    — the SMTP listener and session (protocol and limits)
 //! - `ingest`  — the hand-off that runs the stages below before the session answers 250
+//! - `spam`    — the spam verdict (rspamd or spamd), bounded by a timeout, null when the engine is down
 //! - `parse`   — raw bytes → the event's `message` object
 //! - `route`   — recipient → endpoint (and refusals for domains we do not serve)
 //! - `store`   — SQLite + spool: the durable queue between ingest and delivery
-//! - `deliver` — the scheduler, Standard Webhooks signing and the POST
+//! - `deliver` — the scheduler, Standard Webhooks signing and the POST; forwarded copies via the relay
 //!
 //! Beside them: `http` (axum), `cli` (clap commands over the same store), `config`, `serve` (wiring).
 
@@ -21,5 +22,6 @@ pub mod parse;
 pub mod route;
 pub mod serve;
 pub mod smtp;
+pub mod spam;
 pub mod store;
 pub mod time;

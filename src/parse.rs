@@ -45,6 +45,7 @@ pub struct Smtp {
     pub mail_from: String,
     pub rcpt_to: Vec<String>,
     pub tls: Option<String>,
+    pub tls_cipher: Option<String>,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -144,6 +145,7 @@ pub fn parse<'a>(id: &str, received_at: String, envelope: &Envelope, raw: &'a [u
             mail_from: envelope.mail_from.clone(),
             rcpt_to: envelope.rcpt_to.clone(),
             tls: envelope.tls.clone(),
+            tls_cipher: envelope.tls_cipher.clone(),
         },
         from: None,
         to: Vec::new(),
@@ -285,6 +287,7 @@ mod tests {
             mail_from: "a@b.test".into(),
             rcpt_to: vec!["x@example.test".into()],
             tls: None,
+            tls_cipher: None,
         }
     }
 

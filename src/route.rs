@@ -43,7 +43,7 @@ pub struct Applied {
 /// What a message's recipients add up to.
 #[derive(Debug, Default, PartialEq)]
 pub struct Plan {
-    /// One delivery per distinct endpoint.
+    /// One delivery per distinct endpoint, and one per forward route (`forward:<match>`).
     pub endpoints: Vec<(String, Mode)>,
     /// Some recipient wants the message kept (webhook or store); else only the record stays.
     pub keep: bool,
@@ -69,6 +69,7 @@ impl Router {
                         on_dmarc_fail: Policy::Deliver,
                         mode: Mode::Queue,
                         sync_timeout: std::time::Duration::from_secs(20),
+                        destination: Vec::new(),
                     },
                 );
             }
@@ -138,6 +139,13 @@ impl Router {
                     if d.route.mode == Mode::Sync {
                         plan.sync_timeout =
                             Some(plan.sync_timeout.map_or(d.route.sync_timeout, |t| t.min(d.route.sync_timeout)));
+                    }
+                }
+                Action::Forward => {
+                    plan.keep = true;
+                    let target = crate::deliver::forward::target(&d.route.pattern);
+                    if !plan.endpoints.iter().any(|(x, _)| *x == target) {
+                        plan.endpoints.push((target, Mode::Queue));
                     }
                 }
                 Action::Store => plan.keep = true,

@@ -14,6 +14,7 @@ use crate::deliver::{self, Deliverer};
 use crate::http::links::UrlSigner;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
+use crate::smtp::tls::Tls;
 use crate::route::Router;
 use crate::store::Store;
 use crate::{http, smtp};
@@ -47,7 +48,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let (stop, stopped) = watch::channel(false);
     let wake = Arc::new(Notify::new());
-    let deliverer = Arc::new(Deliverer::new(store.clone(), &settings.endpoints, metrics.clone())?);
+    let forwarder = match &settings.forward {
+        Some(f) => Some(deliver::forward::Forwarder::new(f, &settings.routes, &settings.smtp.hostname)?),
+        None => None,
+    };
+    let deliverer =
+        Arc::new(Deliverer::new(store.clone(), &settings.endpoints, metrics.clone())?.with_forwarder(forwarder));
     let ingest = Arc::new(Ingest {
         router: Router::new(settings.domains.clone(), &settings.routes),
         store: store.clone(),
@@ -57,8 +63,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         webhook: Arc::new(settings.webhook),
         metrics: metrics.clone(),
         deliverer: deliverer.clone(),
+        spam: settings.spam.as_ref().map(crate::spam::SpamCheck::new),
     });
-    let limits = smtp::Limits::from(&settings.smtp);
+    let mut limits = smtp::Limits::from(&settings.smtp);
+    if let Some(t) = &settings.smtp.tls {
+        limits.tls = Some(Arc::new(Tls::load(&t.cert, &t.key, t.require)?));
+        tracing::info!(cert = %t.cert.display(), require = t.require, "STARTTLS offered");
+    }
+    // Always handled: SIGHUP's default action would end the process (systemd's ExecReload sends it).
+    tokio::spawn(reload_on_sighup(limits.tls.clone()));
     let smtp_task = tokio::spawn(smtp::serve(
         smtp_listeners,
         limits,
@@ -104,6 +117,22 @@ async fn janitor(store: Arc<Store>, retention: Duration, keep_metadata: Duration
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
             _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// SIGHUP re-reads the STARTTLS certificate; sessions already in TLS keep theirs.
+async fn reload_on_sighup(tls: Option<Arc<Tls>>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+    while hup.recv().await.is_some() {
+        let Some(tls) = &tls else {
+            tracing::info!("SIGHUP: nothing to reload (no [smtp.tls])");
+            continue;
+        };
+        match tls.reload() {
+            Ok(()) => tracing::info!("SIGHUP: STARTTLS certificate reloaded"),
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "SIGHUP: reload failed; keeping the previous certificate"),
         }
     }
 }

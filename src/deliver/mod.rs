@@ -1,7 +1,9 @@
 //! Delivery: a scheduler loop claims due deliveries from the store, runs each attempt on a blocking
 //! thread (ureq), records the outcome and the next due time from the endpoint's retry list.
 //! `attempt_one` does one item and is what tests and the loop share; the loop only decides when.
+//! A delivery is a webhook POST, or (endpoint `forward:<route>`) a copy re-sent through the relay.
 
+pub mod forward;
 pub mod sign;
 pub mod webhook;
 
@@ -34,6 +36,16 @@ pub struct Deliverer {
     store: Arc<Store>,
     targets: BTreeMap<String, Target>,
     metrics: Arc<Metrics>,
+    /// The `[forward]` relay, when configured: sends the deliveries of forward routes.
+    forwarder: Option<forward::Forwarder>,
+}
+
+/// What one attempt came to, whichever its kind.
+struct Outcome {
+    attempt: Attempt,
+    success: bool,
+    /// No retry can help (a 5xx from the relay): the delivery fails now.
+    permanent: bool,
 }
 
 impl Deliverer {
@@ -47,14 +59,52 @@ impl Deliverer {
             let key = SigningKey::parse(&ep.secret.0)?;
             targets.insert(name.clone(), Target { endpoint: ep.clone(), key, agent: webhook::agent(ep) });
         }
-        Ok(Self { store, targets, metrics })
+        Ok(Self { store, targets, metrics, forwarder: None })
+    }
+
+    /// The forward relay's retry schedule (empty without one).
+    pub fn forward_retry(&self) -> &[Duration] {
+        self.forwarder.as_ref().map_or(&[], |f| &f.retry[..])
+    }
+
+    /// Lets this deliverer send forward routes' copies through `forwarder`.
+    pub fn with_forwarder(mut self, forwarder: Option<forward::Forwarder>) -> Self {
+        self.forwarder = forwarder;
+        self
     }
 
     /// One attempt of one claimed delivery, recorded with its outcome. Blocking.
     pub fn attempt_one(&self, d: &Delivery) -> anyhow::Result<()> {
         let number = d.attempts + 1;
         let started_at = now_ms();
-        let target = self.targets.get(&d.endpoint);
+        let (outcome, schedule) = match forward::route_of(&d.endpoint) {
+            Some(route) => (self.forward(d, route, number, started_at)?, self.forwarder.as_ref().map(|f| &f.retry[..])),
+            None => {
+                let target = self.targets.get(&d.endpoint);
+                (self.post(d, target, number, started_at)?, target.map(|t| &t.endpoint.retry[..]))
+            }
+        };
+        let Outcome { attempt, success, permanent } = outcome;
+        let schedule = schedule.unwrap_or(&[]);
+        let next = if permanent { NextState::Failed { step: d.step + 1 } } else { next_state(d, success, schedule, now_ms()) };
+        let outcome = match next {
+            NextState::Succeeded => "succeeded",
+            NextState::Retry { .. } => "retry",
+            NextState::Failed { .. } => "failed",
+        };
+        self.metrics.attempt(&d.endpoint, outcome, attempt.duration_ms as f64 / 1000.0);
+        tracing::info!(
+            delivery = %d.id, message_id = %d.message_id, event = %d.event_id, endpoint = %d.endpoint,
+            attempt = number, status = attempt.http_status.unwrap_or(0), ms = attempt.duration_ms,
+            error = attempt.error.as_deref().unwrap_or(""),
+            outcome,
+            "delivery attempt"
+        );
+        self.store.finish_attempt(d, &attempt, &next)
+    }
+
+    /// A webhook attempt: the signed event POSTed to the endpoint.
+    fn post(&self, d: &Delivery, target: Option<&Target>, number: i64, started_at: i64) -> anyhow::Result<Outcome> {
         let response = match (target, self.store.message(&d.message_id)?) {
             (None, _) => Err(format!("endpoint `{}` is not in the configuration", d.endpoint)),
             (_, None) => Err(format!("message {} is missing from the store", d.message_id)),
@@ -72,47 +122,59 @@ impl Deliverer {
                 Ok(webhook::post(&t.agent, &t.endpoint, &t.key, &d.event_id, &body))
             }
         };
-        let (attempt, success) = match response {
-            Ok(r) => (
-                Attempt {
+        Ok(match response {
+            Ok(r) => Outcome {
+                success: r.is_success(),
+                permanent: false,
+                attempt: Attempt {
                     attempt: number,
                     started_at,
                     duration_ms: r.duration_ms,
                     http_status: r.status.map(i64::from),
-                    error: r.error.clone(),
-                    response_body: r.body_excerpt.clone(),
+                    error: r.error,
+                    response_body: r.body_excerpt,
                 },
-                r.is_success(),
-            ),
-            Err(error) => (
-                Attempt {
-                    attempt: number,
-                    started_at,
-                    duration_ms: 0,
-                    http_status: None,
-                    error: Some(error),
-                    response_body: None,
-                },
-                false,
-            ),
-        };
-        let schedule = target.map_or(&[][..], |t| &t.endpoint.retry[..]);
-        let next = next_state(d, success, schedule, now_ms());
-        let outcome = match next {
-            NextState::Succeeded => "succeeded",
-            NextState::Retry { .. } => "retry",
-            NextState::Failed { .. } => "failed",
-        };
-        self.metrics.attempt(&d.endpoint, outcome, attempt.duration_ms as f64 / 1000.0);
-        tracing::info!(
-            delivery = %d.id, message_id = %d.message_id, event = %d.event_id, endpoint = %d.endpoint,
-            attempt = number, status = attempt.http_status.unwrap_or(0), ms = attempt.duration_ms,
-            error = attempt.error.as_deref().unwrap_or(""),
-            outcome,
-            "delivery attempt"
-        );
-        self.store.finish_attempt(d, &attempt, &next)
+            },
+            Err(error) => Outcome { success: false, permanent: false, attempt: failed(number, started_at, error) },
+        })
     }
+
+    /// A forward attempt: the raw message from the spool, through the relay. The relay's final
+    /// answer is kept as the attempt's response; it has no HTTP status.
+    fn forward(&self, d: &Delivery, route: &str, number: i64, started_at: i64) -> anyhow::Result<Outcome> {
+        let Some(forwarder) = &self.forwarder else {
+            let error = "no [forward] relay in the configuration".to_string();
+            return Ok(Outcome { success: false, permanent: false, attempt: failed(number, started_at, error) });
+        };
+        let Some(m) = self.store.message(&d.message_id)? else {
+            let error = format!("message {} is missing from the store", d.message_id);
+            return Ok(Outcome { success: false, permanent: true, attempt: failed(number, started_at, error) });
+        };
+        let raw = match std::fs::read(self.store.spool_path(&m.id)) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let error = format!("cannot read the raw message: {e}");
+                return Ok(Outcome { success: false, permanent: true, attempt: failed(number, started_at, error) });
+            }
+        };
+        let sent = forwarder.send(route, &m.mail_from, &raw);
+        Ok(Outcome {
+            success: sent.error.is_none(),
+            permanent: sent.permanent,
+            attempt: Attempt {
+                attempt: number,
+                started_at,
+                duration_ms: sent.duration_ms,
+                http_status: None,
+                error: sent.error,
+                response_body: sent.reply,
+            },
+        })
+    }
+}
+
+fn failed(attempt: i64, started_at: i64, error: String) -> Attempt {
+    Attempt { attempt, started_at, duration_ms: 0, http_status: None, error: Some(error), response_body: None }
 }
 
 /// The retry policy. `step` indexes the endpoint's retry list (the delay before that attempt,

@@ -3,6 +3,7 @@
 //! recipient or a finished message is the [`Sink`]'s business (ingest: auth → parse → route → store).
 
 mod session;
+pub mod tls;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -24,8 +25,10 @@ pub struct Envelope {
     /// The reverse path; empty for the null sender `<>` (bounces, auto-replies).
     pub mail_from: String,
     pub rcpt_to: Vec<String>,
-    /// TLS version of the session (None until STARTTLS exists).
+    /// TLS version of the session (`TLSv1.3`), None for plain SMTP.
     pub tls: Option<String>,
+    /// The TLS cipher suite, None for plain SMTP.
+    pub tls_cipher: Option<String>,
 }
 
 /// A refusal with its SMTP reply, e.g. `550 5.7.1 <x@y>: Relay access denied`.
@@ -48,9 +51,11 @@ pub trait Sink: Send + Sync + 'static {
     fn accept(&self, envelope: Envelope, raw: Vec<u8>) -> impl Future<Output = Result<String, Reply>> + Send;
 }
 
-/// Limits and names a session needs, copied out of the config once.
-#[derive(Debug, Clone)]
+/// Limits, names and TLS material a session needs, set up once.
+#[derive(Clone)]
 pub struct Limits {
+    /// STARTTLS, when `[smtp.tls]` is configured.
+    pub tls: Option<Arc<tls::Tls>>,
     pub hostname: String,
     pub max_message_size: u64,
     pub max_recipients: usize,
@@ -62,6 +67,7 @@ pub struct Limits {
 impl From<&SmtpConfig> for Limits {
     fn from(c: &SmtpConfig) -> Self {
         Self {
+            tls: None,
             hostname: c.hostname.clone(),
             max_message_size: c.max_message_size,
             max_recipients: c.max_recipients,

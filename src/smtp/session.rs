@@ -5,13 +5,16 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use smtp_proto::request::receiver::{DataReceiver, DummyDataReceiver};
 use smtp_proto::{Error as ProtoError, Request};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
 
 use super::{Envelope, Limits, Sink};
 use crate::metrics::Metrics;
@@ -41,8 +44,10 @@ struct Session<S> {
     sink: Arc<S>,
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
-    reader: OwnedReadHalf,
-    writer: BufWriter<OwnedWriteHalf>,
+    /// The connection, plain or after STARTTLS; reads pass through the write buffer.
+    io: BufWriter<Stream>,
+    /// Protocol version and cipher suite once STARTTLS has completed.
+    tls: Option<(String, String)>,
     /// Bytes read from the socket and not yet consumed (pipelined commands, the start of DATA).
     input: Vec<u8>,
     deadline: Instant,
@@ -60,7 +65,6 @@ pub async fn run<S: Sink>(
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let (reader, writer) = stream.into_split();
     let deadline = Instant::now() + limits.session_timeout;
     let mut s = Session {
         peer,
@@ -68,8 +72,8 @@ pub async fn run<S: Sink>(
         sink,
         metrics,
         shutdown,
-        reader,
-        writer: BufWriter::new(writer),
+        io: BufWriter::new(Stream::Plain(stream)),
+        tls: None,
         input: Vec::with_capacity(1024),
         deadline,
         errors: 0,
@@ -150,6 +154,7 @@ impl<S: Sink> Session<S> {
             Request::Noop { .. } => self.reply(250, "2.0.0 Ok").await?,
             Request::Vrfy { .. } => self.reply(252, "2.5.0 Cannot VRFY user, but will accept message").await?,
             Request::Help { .. } => self.reply(214, "2.0.0 See RFC 5321").await?,
+            Request::StartTls => return self.starttls().await,
             Request::Quit => {
                 self.reply(221, "2.0.0 Bye").await?;
                 return Ok(Next::Quit);
@@ -168,12 +173,54 @@ impl<S: Sink> Session<S> {
             return self.reply(250, &name).await;
         }
         let size = format!("SIZE {}", self.limits.max_message_size);
-        let lines = [name.as_str(), "PIPELINING", &size, "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES"];
+        let mut lines = vec![name.as_str(), "PIPELINING", &size, "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES"];
+        if self.limits.tls.is_some() && self.tls.is_none() {
+            lines.push("STARTTLS");
+        }
         for (i, l) in lines.iter().enumerate() {
             let sep = if i + 1 == lines.len() { ' ' } else { '-' };
-            self.writer.write_all(format!("250{sep}{l}\r\n").as_bytes()).await?;
+            self.io.write_all(format!("250{sep}{l}\r\n").as_bytes()).await?;
         }
         Ok(())
+    }
+
+    async fn starttls(&mut self) -> std::io::Result<Next> {
+        let Some(tls) = self.limits.tls.clone() else {
+            self.error(502, "5.5.1 Error: command not implemented").await?;
+            return Ok(Next::Continue);
+        };
+        if self.tls.is_some() {
+            self.error(503, "5.5.1 Error: TLS already active").await?;
+            return Ok(Next::Continue);
+        }
+        self.reply(220, "2.0.0 Ready to start TLS").await?;
+        self.io.flush().await?;
+        // Anything the client pipelined after STARTTLS arrived in plaintext: it must not be
+        // executed inside the TLS session (the CVE-2011-0411 command injection).
+        self.input.clear();
+        let Stream::Plain(tcp) = std::mem::replace(self.io.get_mut(), Stream::Closed) else {
+            return Ok(Next::Quit);
+        };
+        let timeout = self.limits.command_timeout.min(self.deadline.saturating_duration_since(Instant::now()));
+        match tokio::time::timeout(timeout, tls.acceptor().accept(tcp)).await {
+            Ok(Ok(stream)) => {
+                let (_, conn) = stream.get_ref();
+                let version = conn.protocol_version().and_then(|v| v.as_str()).unwrap_or("TLS").replace("TLSv1_", "TLSv1.");
+                let cipher = conn.negotiated_cipher_suite().map(|c| format!("{:?}", c.suite())).unwrap_or_default();
+                tracing::debug!(peer = %self.peer, %version, %cipher, "TLS started");
+                self.tls = Some((version, cipher));
+                *self.io.get_mut() = Stream::Tls(Box::new(stream));
+                // RFC 3207: the client starts over with EHLO.
+                self.helo = None;
+                self.reset();
+                Ok(Next::Continue)
+            }
+            Ok(Err(e)) => {
+                tracing::info!(peer = %self.peer, error = %e, "TLS handshake failed");
+                Ok(Next::Quit)
+            }
+            Err(_) => Ok(Next::Quit),
+        }
     }
 
     async fn mail(&mut self, from: String, declared_size: u64) -> std::io::Result<()> {
@@ -182,6 +229,9 @@ impl<S: Sink> Session<S> {
         }
         if self.mail_from.is_some() {
             return self.error(503, "5.5.1 Error: nested MAIL command").await;
+        }
+        if self.limits.tls.as_ref().is_some_and(|t| t.require) && self.tls.is_none() {
+            return self.error(530, "5.7.0 Must issue a STARTTLS command first").await;
         }
         if declared_size > self.limits.max_message_size {
             self.metrics.rejected("size");
@@ -230,7 +280,8 @@ impl<S: Sink> Session<S> {
             helo: self.helo.clone().unwrap_or_default(),
             mail_from: self.mail_from.take().unwrap_or_default(),
             rcpt_to: std::mem::take(&mut self.rcpt_to),
-            tls: None,
+            tls: self.tls.as_ref().map(|t| t.0.clone()),
+            tls_cipher: self.tls.as_ref().map(|t| t.1.clone()),
         };
         let size = raw.len();
         let started = std::time::Instant::now();
@@ -278,9 +329,9 @@ impl<S: Sink> Session<S> {
                 return Ok(discard.is_none().then_some(data));
             }
             let timeout = self.limits.data_timeout.min(self.deadline.saturating_duration_since(Instant::now()));
-            self.writer.flush().await?;
+            self.io.flush().await?;
             input.reserve(READ_CHUNK);
-            match tokio::time::timeout(timeout, self.reader.read_buf(&mut input)).await {
+            match tokio::time::timeout(timeout, self.io.read_buf(&mut input)).await {
                 Ok(Ok(0)) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => return Err(e),
@@ -310,11 +361,11 @@ impl<S: Sink> Session<S> {
             if *self.shutdown.borrow() {
                 return Ok(Input::ShuttingDown);
             }
-            self.writer.flush().await?;
+            self.io.flush().await?;
             let timeout = self.limits.command_timeout.min(self.deadline.saturating_duration_since(Instant::now()));
             self.input.reserve(1024);
             let read = tokio::select! {
-                r = tokio::time::timeout(timeout, self.reader.read_buf(&mut self.input)) => r,
+                r = tokio::time::timeout(timeout, self.io.read_buf(&mut self.input)) => r,
                 _ = self.shutdown.wait_for(|s| *s) => return Ok(Input::ShuttingDown),
             };
             match read {
@@ -332,9 +383,9 @@ impl<S: Sink> Session<S> {
     }
 
     async fn reply(&mut self, code: u16, text: &str) -> std::io::Result<()> {
-        self.writer.write_all(format!("{code} {text}\r\n").as_bytes()).await?;
+        self.io.write_all(format!("{code} {text}\r\n").as_bytes()).await?;
         if code == 421 || code == 221 {
-            self.writer.flush().await?;
+            self.io.flush().await?;
         }
         Ok(())
     }
@@ -342,6 +393,50 @@ impl<S: Sink> Session<S> {
     async fn error(&mut self, code: u16, text: &str) -> std::io::Result<()> {
         self.errors += 1;
         self.reply(code, text).await
+    }
+}
+
+/// The connection under the session: plain TCP, or TLS after STARTTLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Between the two, while the handshake owns the socket.
+    Closed,
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Closed => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Closed => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Closed => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Closed => Poll::Ready(Ok(())),
+        }
     }
 }
 
