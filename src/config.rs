@@ -43,6 +43,12 @@ pub struct SmtpConfig {
     pub max_message_size: u64,
     pub max_recipients: usize,
     pub max_sessions: usize,
+    /// Concurrent sessions from one IP address (more get 421).
+    pub max_sessions_per_ip: usize,
+    /// Messages per minute from one IP address (more get 450 at MAIL FROM); 0 = no limit.
+    pub max_messages_per_minute_per_ip: u32,
+    /// Errors in one session before it is closed with 421 (Postfix's hard error limit).
+    pub max_errors: u32,
     #[serde(deserialize_with = "duration")]
     pub command_timeout: Duration,
     #[serde(deserialize_with = "duration")]
@@ -72,6 +78,9 @@ impl Default for SmtpConfig {
             max_message_size: 25_000_000,
             max_recipients: 100,
             max_sessions: 100,
+            max_sessions_per_ip: 20,
+            max_messages_per_minute_per_ip: 300,
+            max_errors: 20,
             // RFC 5321 4.5.3.2 minimums: 5 minutes per command, 10 for the data block.
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(600),
@@ -831,6 +840,43 @@ mod tests {
         let keys: Vec<_> = e.problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
         assert!(keys.contains(&("domains.endpoint", 3)), "{e}");
         assert!(keys.contains(&("endpoints.x.url", 5)), "{e}");
+    }
+
+    const DOMAIN: &str = "[[domains]]\nname = \"a.test\"\n";
+
+    #[test]
+    fn spam_engines() {
+        let s = load(&format!("{DOMAIN}[spam]\nspamd = \"127.0.0.1:783\"\ntimeout = \"2s\"\n")).unwrap();
+        let spam = s.spam.unwrap();
+        assert_eq!((spam.engine, spam.timeout), (SpamEngine::Spamd("127.0.0.1:783".into()), Duration::from_secs(2)));
+        let s = load("[spam]\nrspamd = \"http://127.0.0.1:11333/\"\n").unwrap();
+        assert_eq!(s.spam.unwrap().engine, SpamEngine::Rspamd("http://127.0.0.1:11333".into()));
+        assert!(load("").unwrap().spam.is_none());
+        let e = load("[spam]\nrspamd = \"http://x\"\nspamd = \"x:1\"\n").unwrap_err().to_string();
+        assert!(e.contains("spam.spamd: set one engine"), "{e}");
+        assert!(load("[spam]\nspamd = \"nohost\"\n").is_err());
+    }
+
+    #[test]
+    fn forward_routes_need_a_relay_and_addresses() {
+        let route = "[[routes]]\nmatch = \"x@a.test\"\naction = \"forward\"\ndestination = [\"ops@b.test\"]\n";
+        let e = load(&format!("{DOMAIN}{route}")).unwrap_err().to_string();
+        assert!(e.contains("routes.action: forwarding needs a `[forward] relay"), "{e}");
+        let s = load(&format!("{DOMAIN}{route}[forward]\nrelay = \"smtp://127.0.0.1:2526\"\nmail_from = \"\"\n")).unwrap();
+        let f = s.forward.unwrap();
+        assert_eq!((f.host.as_str(), f.port, f.starttls, f.mail_from.as_deref()), ("127.0.0.1", 2526, false, Some("")));
+        assert_eq!(s.routes[0].destination, vec!["ops@b.test".to_string()]);
+        let s = load("[forward]\nrelay = \"smtp://relay.b.test\"\nstarttls = true\nusername = \"u\"\npassword = \"p\"\n");
+        assert_eq!(s.unwrap().forward.unwrap().port, 25);
+        let bad = format!(
+            "{DOMAIN}[[routes]]\nmatch = \"x@a.test\"\naction = \"forward\"\ndestination = [\"not an address\"]\n\
+             [[routes]]\nmatch = \"y@a.test\"\naction = \"store\"\ndestination = [\"a@b.test\"]\n\
+             [forward]\nrelay = \"http://x\"\nusername = \"u\"\n"
+        );
+        let e = load(&bad).unwrap_err().to_string();
+        for needle in ["not an address", "only a forward route", "forward.relay", "forward.username"] {
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! (`session.rs`) over smtp-proto's parser. It owns the protocol and its limits; what happens to a
 //! recipient or a finished message is the [`Sink`]'s business (ingest: auth → parse → route → store).
 
+mod peers;
 mod session;
 pub mod tls;
 
@@ -56,6 +57,9 @@ pub trait Sink: Send + Sync + 'static {
 pub struct Limits {
     /// STARTTLS, when `[smtp.tls]` is configured.
     pub tls: Option<Arc<tls::Tls>>,
+    /// Per-client-IP session and message-rate limits, shared by all sessions.
+    pub peers: Arc<peers::Peers>,
+    pub max_errors: u32,
     pub hostname: String,
     pub max_message_size: u64,
     pub max_recipients: usize,
@@ -68,6 +72,8 @@ impl From<&SmtpConfig> for Limits {
     fn from(c: &SmtpConfig) -> Self {
         Self {
             tls: None,
+            peers: peers::Peers::new(c.max_sessions_per_ip, c.max_messages_per_minute_per_ip),
+            max_errors: c.max_errors,
             hostname: c.hostname.clone(),
             max_message_size: c.max_message_size,
             max_recipients: c.max_recipients,
@@ -153,11 +159,20 @@ async fn accept_loop<S: Sink>(
             });
             continue;
         };
+        let Some(slot) = limits.peers.open_session(peer.ip()) else {
+            tracing::warn!(%peer, "too many sessions from this address; refusing");
+            metrics.rejected("too_many_sessions_per_ip");
+            let reply = format!("421 4.7.0 {} Too many connections from your address, try again later\r\n", limits.hostname);
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(reply.as_bytes())).await;
+            });
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let (limits, sink, metrics, shutdown) = (limits.clone(), sink.clone(), metrics.clone(), shutdown.clone());
         tokio::spawn(async move {
             session::run(stream, peer, limits, sink, metrics, shutdown).await;
-            drop(permit);
+            drop((slot, permit));
         });
     }
 }

@@ -21,8 +21,6 @@ use crate::metrics::Metrics;
 
 /// Longest command line we take (RFC 5321 says 512; smtp-proto and Postfix allow more for extensions).
 const MAX_COMMAND_LINE: usize = 4096;
-/// Postfix's smtpd_hard_error_limit: a client this confused is not sending mail.
-const MAX_ERRORS: u32 = 20;
 const READ_CHUNK: usize = 64 * 1024;
 
 enum Input {
@@ -111,7 +109,8 @@ impl<S: Sink> Session<S> {
             if let Next::Quit = self.command(&line).await? {
                 return Ok(());
             }
-            if self.errors >= MAX_ERRORS {
+            // Postfix's smtpd_hard_error_limit: a client this confused is not sending mail.
+            if self.errors >= self.limits.max_errors {
                 self.metrics.rejected("too_many_errors");
                 return self.reply(421, "4.7.0 Error: too many errors").await;
             }
@@ -232,6 +231,10 @@ impl<S: Sink> Session<S> {
         }
         if self.limits.tls.as_ref().is_some_and(|t| t.require) && self.tls.is_none() {
             return self.error(530, "5.7.0 Must issue a STARTTLS command first").await;
+        }
+        if !self.limits.peers.allow_message(self.peer.ip()) {
+            self.metrics.rejected("rate_limited");
+            return self.reply(450, "4.7.1 Error: too many messages from your address, try again later").await;
         }
         if declared_size > self.limits.max_message_size {
             self.metrics.rejected("size");
