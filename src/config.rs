@@ -443,7 +443,11 @@ impl Settings {
         if let Some(t) = &raw.smtp.tls {
             for (k, p) in [("cert", &t.cert), ("key", &t.key)] {
                 if !base.join(p).is_file() {
-                    problems.push(at_key(text, &format!("smtp.tls.{k}"), format!("cannot read {}", base.join(p).display())));
+                    problems.push(at_key(
+                        text,
+                        &format!("smtp.tls.{k}"),
+                        format!("cannot read {}", base.join(p).display()),
+                    ));
                 }
             }
         }
@@ -644,10 +648,20 @@ fn check_destination(r: &RouteConfig, relay: bool, text: &str, problems: &mut Ve
         return;
     }
     if r.destination.is_empty() {
-        problems.push(problem(text, span.clone(), "routes.destination", "a forward route needs `destination = [\"a@b.example\"]`"));
+        problems.push(problem(
+            text,
+            span.clone(),
+            "routes.destination",
+            "a forward route needs `destination = [\"a@b.example\"]`",
+        ));
     }
     if !relay {
-        problems.push(problem(text, span, "routes.action", "forwarding needs a `[forward] relay = \"smtp://host:port\"`"));
+        problems.push(problem(
+            text,
+            span,
+            "routes.action",
+            "forwarding needs a `[forward] relay = \"smtp://host:port\"`",
+        ));
     }
     for d in &r.destination {
         if d.get_ref().trim().parse::<lettre::Address>().is_err() {
@@ -862,11 +876,13 @@ mod tests {
         let route = "[[routes]]\nmatch = \"x@a.test\"\naction = \"forward\"\ndestination = [\"ops@b.test\"]\n";
         let e = load(&format!("{DOMAIN}{route}")).unwrap_err().to_string();
         assert!(e.contains("routes.action: forwarding needs a `[forward] relay"), "{e}");
-        let s = load(&format!("{DOMAIN}{route}[forward]\nrelay = \"smtp://127.0.0.1:2526\"\nmail_from = \"\"\n")).unwrap();
+        let s =
+            load(&format!("{DOMAIN}{route}[forward]\nrelay = \"smtp://127.0.0.1:2526\"\nmail_from = \"\"\n")).unwrap();
         let f = s.forward.unwrap();
         assert_eq!((f.host.as_str(), f.port, f.starttls, f.mail_from.as_deref()), ("127.0.0.1", 2526, false, Some("")));
         assert_eq!(s.routes[0].destination, vec!["ops@b.test".to_string()]);
-        let s = load("[forward]\nrelay = \"smtp://relay.b.test\"\nstarttls = true\nusername = \"u\"\npassword = \"p\"\n");
+        let s =
+            load("[forward]\nrelay = \"smtp://relay.b.test\"\nstarttls = true\nusername = \"u\"\npassword = \"p\"\n");
         assert_eq!(s.unwrap().forward.unwrap().port, 25);
         let bad = format!(
             "{DOMAIN}[[routes]]\nmatch = \"x@a.test\"\naction = \"forward\"\ndestination = [\"not an address\"]\n\

@@ -14,8 +14,8 @@ use crate::deliver::{self, Deliverer};
 use crate::http::links::UrlSigner;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
-use crate::smtp::tls::Tls;
 use crate::route::Router;
+use crate::smtp::tls::Tls;
 use crate::store::Store;
 use crate::{http, smtp};
 
@@ -132,7 +132,9 @@ async fn reload_on_sighup(tls: Option<Arc<Tls>>) {
         };
         match tls.reload() {
             Ok(()) => tracing::info!("SIGHUP: STARTTLS certificate reloaded"),
-            Err(e) => tracing::error!(error = %format!("{e:#}"), "SIGHUP: reload failed; keeping the previous certificate"),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "SIGHUP: reload failed; keeping the previous certificate")
+            }
         }
     }
 }

@@ -22,8 +22,13 @@ pub struct SpamCheck {
 
 enum Engine {
     /// `/checkv2` URL, and an agent bounded by the timeout as a whole.
-    Rspamd { url: String, agent: ureq::Agent },
-    Spamd { addr: String },
+    Rspamd {
+        url: String,
+        agent: ureq::Agent,
+    },
+    Spamd {
+        addr: String,
+    },
 }
 
 /// Why a check gave no verdict (logged; the event just says null).
@@ -85,13 +90,7 @@ struct RspamdAnswer {
 
 /// rspamd's verdict is its action: `reject`, `add header` and `rewrite subject` are spam;
 /// `no action`, `greylist` and `soft reject` (rate limits, temporary trouble) are not.
-fn rspamd(
-    agent: &ureq::Agent,
-    url: &str,
-    message_id: &str,
-    e: &Envelope,
-    raw: &[u8],
-) -> Result<(bool, f64), Failure> {
+fn rspamd(agent: &ureq::Agent, url: &str, message_id: &str, e: &Envelope, raw: &[u8]) -> Result<(bool, f64), Failure> {
     let mut req = agent
         .post(url)
         .header("Queue-Id", message_id)
@@ -110,7 +109,10 @@ fn rspamd(
         .read_to_vec()
         .map_err(|e| format!("rspamd: reading the answer: {e}"))?;
     if status != 200 {
-        return Err(format!("rspamd answered HTTP {status}: {}", String::from_utf8_lossy(&body[..body.len().min(200)])));
+        return Err(format!(
+            "rspamd answered HTTP {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        ));
     }
     let a: RspamdAnswer = serde_json::from_slice(&body).map_err(|e| format!("rspamd: unreadable answer: {e}"))?;
     let spam = matches!(a.action.as_str(), "reject" | "add header" | "rewrite subject");
@@ -178,7 +180,10 @@ mod tests {
     #[test]
     fn reads_spamd_answers() {
         assert_eq!(parse_spamd("SPAMD/1.1 0 EX_OK\r\nSpam: True ; 1004.2 / 5.0\r\n\r\n"), Ok((true, 1004.2)));
-        assert_eq!(parse_spamd("SPAMD/1.1 0 EX_OK\r\nContent-length: 0\r\nspam: False ; -0.1 / 5.0\r\n\r\n"), Ok((false, -0.1)));
+        assert_eq!(
+            parse_spamd("SPAMD/1.1 0 EX_OK\r\nContent-length: 0\r\nspam: False ; -0.1 / 5.0\r\n\r\n"),
+            Ok((false, -0.1))
+        );
         assert!(parse_spamd("SPAMD/1.0 76 Bad header line: x\r\n").is_err());
         assert!(parse_spamd("SPAMD/1.1 0 EX_OK\r\n\r\n").is_err());
         assert!(parse_spamd("").is_err());

@@ -33,7 +33,7 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
                 print_json(&table)?;
             } else {
                 println!(
-                    "{:<36}  {:<8}  {:<6}  {:<10}  {:<13}  ENDPOINTS",
+                    "{:<36}  {:<8}  {:<6}  {:<10}  {:<13}  ENDPOINTS / DESTINATION",
                     "MATCH", "ACTION", "MODE", "ON_SPAM", "ON_DMARC_FAIL"
                 );
                 for r in table {
@@ -44,7 +44,7 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
                         label(&r.mode),
                         label(&r.on_spam),
                         label(&r.on_dmarc_fail),
-                        r.endpoints.join(", ")
+                        if r.action == Action::Forward { r.destination.join(", ") } else { r.endpoints.join(", ") }
                     );
                 }
             }
@@ -64,6 +64,9 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
                     println!("  action     {}", label(&d.route.action));
                     if d.route.action == Action::Webhook {
                         println!("  endpoints  {} ({} mode)", d.route.endpoints.join(", "), label(&d.route.mode));
+                    }
+                    if d.route.action == Action::Forward {
+                        println!("  forward to {}", d.route.destination.join(", "));
                     }
                     println!("  on_spam {}, on_dmarc_fail {}", label(&d.route.on_spam), label(&d.route.on_dmarc_fail));
                 }

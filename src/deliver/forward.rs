@@ -80,7 +80,12 @@ impl Forwarder {
             Ok(envelope) => match self.transport.send_raw(&envelope, raw.strip_suffix(b"\r\n").unwrap_or(raw)) {
                 Ok(r) => {
                     let text: Vec<&str> = r.message().collect();
-                    Sent { reply: Some(format!("{} {}", r.code(), text.join(" "))), error: None, permanent: false, duration_ms: 0 }
+                    Sent {
+                        reply: Some(format!("{} {}", r.code(), text.join(" "))),
+                        error: None,
+                        permanent: false,
+                        duration_ms: 0,
+                    }
                 }
                 Err(e) => Sent { reply: None, error: Some(describe(&e)), permanent: e.is_permanent(), duration_ms: 0 },
             },

@@ -86,7 +86,8 @@ impl Deliverer {
         };
         let Outcome { attempt, success, permanent } = outcome;
         let schedule = schedule.unwrap_or(&[]);
-        let next = if permanent { NextState::Failed { step: d.step + 1 } } else { next_state(d, success, schedule, now_ms()) };
+        let next =
+            if permanent { NextState::Failed { step: d.step + 1 } } else { next_state(d, success, schedule, now_ms()) };
         let outcome = match next {
             NextState::Succeeded => "succeeded",
             NextState::Retry { .. } => "retry",

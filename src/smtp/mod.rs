@@ -162,7 +162,8 @@ async fn accept_loop<S: Sink>(
         let Some(slot) = limits.peers.open_session(peer.ip()) else {
             tracing::warn!(%peer, "too many sessions from this address; refusing");
             metrics.rejected("too_many_sessions_per_ip");
-            let reply = format!("421 4.7.0 {} Too many connections from your address, try again later\r\n", limits.hostname);
+            let reply =
+                format!("421 4.7.0 {} Too many connections from your address, try again later\r\n", limits.hostname);
             tokio::spawn(async move {
                 let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(reply.as_bytes())).await;
             });

@@ -204,7 +204,8 @@ impl<S: Sink> Session<S> {
         match tokio::time::timeout(timeout, tls.acceptor().accept(tcp)).await {
             Ok(Ok(stream)) => {
                 let (_, conn) = stream.get_ref();
-                let version = conn.protocol_version().and_then(|v| v.as_str()).unwrap_or("TLS").replace("TLSv1_", "TLSv1.");
+                let version =
+                    conn.protocol_version().and_then(|v| v.as_str()).unwrap_or("TLS").replace("TLSv1_", "TLSv1.");
                 let cipher = conn.negotiated_cipher_suite().map(|c| format!("{:?}", c.suite())).unwrap_or_default();
                 tracing::debug!(peer = %self.peer, %version, %cipher, "TLS started");
                 self.tls = Some((version, cipher));

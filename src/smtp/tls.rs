@@ -43,8 +43,8 @@ fn server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig>> {
         .and_then(|i| i.collect::<Result<Vec<_>, _>>())
         .map_err(|e| anyhow::anyhow!("reading certificates from {}: {e}", cert.display()))?;
     anyhow::ensure!(!certs.is_empty(), "no certificate in {}", cert.display());
-    let key_der =
-        PrivateKeyDer::from_pem_file(key).map_err(|e| anyhow::anyhow!("reading the private key {}: {e}", key.display()))?;
+    let key_der = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| anyhow::anyhow!("reading the private key {}: {e}", key.display()))?;
     let config = ServerConfig::builder_with_provider(Arc::new(default_provider()))
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?
