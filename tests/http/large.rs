@@ -1,0 +1,133 @@
+//! A 50 MB attachment: sent base64-encoded over SMTP, downloaded by its link with a streaming reader,
+//! hashed as it arrives, while the gateway's VmRSS is sampled: it must stay flat (the file is streamed
+//! from disk, never read whole into memory).
+
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::helpers::*;
+use crate::support::*;
+
+const SIZE: usize = 50_000_000;
+/// How much the gateway's resident memory may grow while serving the file.
+const RSS_SLACK_KIB: u64 = 20 * 1024;
+
+/// Samples a process's VmRSS every 2 ms on a thread, keeping the peak.
+struct Sampler {
+    pid: i32,
+    peak: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl Sampler {
+    fn start(pid: i32) -> Sampler {
+        let peak = Arc::new(AtomicU64::new(vm_rss_kib(pid)));
+        let done = Arc::new(AtomicBool::new(false));
+        let (p, d) = (peak.clone(), done.clone());
+        let thread = std::thread::spawn(move || {
+            let mut samples = 0u64;
+            while !d.load(Ordering::SeqCst) {
+                p.fetch_max(vm_rss_kib(pid), Ordering::SeqCst);
+                samples += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            samples
+        });
+        Sampler { pid, peak, done, thread }
+    }
+
+    /// Also sample from the caller's thread (e.g. between reads).
+    fn sample(&self) {
+        self.peak.fetch_max(vm_rss_kib(self.pid), Ordering::SeqCst);
+    }
+
+    /// (peak KiB, number of thread samples)
+    fn stop(self) -> (u64, u64) {
+        self.sample();
+        self.done.store(true, Ordering::SeqCst);
+        let samples = self.thread.join().unwrap();
+        (self.peak.load(Ordering::SeqCst), samples)
+    }
+}
+
+#[test]
+fn a_50_mb_attachment_streams_with_flat_memory() {
+    let started = Instant::now();
+    let h = setup(|cfg| cfg.max_message_size = Some("100MB".into()), &[], &[]);
+    let gw = h.start();
+    let bytes = noise(SIZE, 50);
+    let sha = sha256_hex(&bytes);
+    let body = multipart(
+        "fifty megabytes",
+        &[attachment_part("application/octet-stream", "attachment; filename=\"big.bin\"", &bytes)],
+    );
+    drop(bytes);
+    let before_ingest = vm_rss_kib(gw.pid());
+    let ingest_sampler = Sampler::start(gw.pid());
+    let mut c = SmtpClient::ready(gw.smtp);
+    let id = c.send_mail("ada@sender.test", &["inbox@example.test"], &body);
+    drop(body);
+    let (ingest_peak, _) = ingest_sampler.stop();
+    let sent_at = started.elapsed();
+
+    let (_, ev) = event_for(&h, &id);
+    let a = &ev["message"]["attachments"][0];
+    assert_eq!(a["size"], SIZE, "event attachment: {a}");
+    assert_eq!(a["sha256"], sha.as_str(), "event attachment: {a}");
+    assert!(ev["message"]["raw"]["base64"].is_null(), "a 68 MB raw message must not be inlined");
+    let url = local(&gw, a["url"].as_str().expect("url"));
+
+    // The gateway's resident memory just before the download (the ingest's buffers are freed by now:
+    // allocations this large are mmap'd by the allocator and unmapped on free).
+    let pid = gw.pid();
+    let baseline = vm_rss_kib(pid);
+
+    let sampler = Sampler::start(pid);
+
+    let agent = agent();
+    let mut resp = agent.get(&url).call().expect("GET the 50 MB attachment");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.headers().get("content-length").and_then(|v| v.to_str().ok()), Some(SIZE.to_string().as_str()));
+    let mut reader = resp.body_mut().as_reader();
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0usize;
+    let t = Instant::now();
+    loop {
+        let n = reader.read(&mut buf).expect("reading the download");
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+        total += n;
+        if total % (4 << 20) < n {
+            sampler.sample();
+        }
+    }
+    let download = t.elapsed();
+    let (peak, samples) = sampler.stop();
+
+    assert_eq!(total, SIZE, "downloaded length");
+    assert_eq!(hex(ctx.finish().as_ref()), sha, "downloaded sha256");
+    let grew = peak.saturating_sub(baseline);
+    assert!(
+        grew <= RSS_SLACK_KIB,
+        "gateway VmRSS grew by {} KiB while serving 50 MB ({baseline} KiB -> peak {peak} KiB, {samples} samples): \
+         the file is not streamed",
+        grew
+    );
+    eprintln!(
+        "50 MB: sent and ingested in {sent_at:?} (gateway RSS {before_ingest} KiB -> peak {ingest_peak} KiB during \
+         ingest), downloaded in {download:?} (RSS {baseline} KiB -> peak {peak} KiB, +{grew} KiB, {samples} \
+         samples); whole test {:?}",
+        started.elapsed()
+    );
+
+    // A Range at the very end of the big file.
+    let tail = get(&agent, &url, &[("range", &format!("bytes={}-", SIZE - 10))]);
+    assert_eq!(tail.status, 206);
+    assert_eq!(tail.body, noise(SIZE, 50)[SIZE - 10..]);
+}

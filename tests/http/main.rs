@@ -1,0 +1,24 @@
+//! Black-box tests of the HTTP side (issue 4): the real `mxhook` binary on port-0 listeners, mail sent over
+//! real SMTP, events caught by a real webhook receiver, and every link, /metrics and /healthz fetched over
+//! real sockets.
+//!
+//! - `support`: config keys beyond the spine's, HTTP clients (ureq and a raw one), link signing, /metrics.
+//! - `downloads`: every corpus attachment and raw message by its event link: bytes, headers, HEAD, Range.
+//! - `links`: tampering with any part of a link → 403; unknown → 404; expiry → 410.
+//! - `traversal`: `..` and encoded variants never reach a file; hostile attachment file names.
+//! - `large`: a 50 MB attachment downloads with flat gateway memory.
+//! - `payload`: `[webhook] max_payload` and `inline_raw_max`.
+//! - `observe`: /metrics counters as mail flows; /healthz flips while the store cannot be written.
+
+#[path = "../spine/helpers/mod.rs"]
+#[allow(dead_code)]
+mod helpers;
+#[allow(dead_code)]
+mod support;
+
+mod downloads;
+mod large;
+mod links;
+mod observe;
+mod payload;
+mod traversal;
