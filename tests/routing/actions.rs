@@ -199,3 +199,20 @@ fn a_down_relay_keeps_the_forward_pending() {
     assert!(d["last_error"].as_str().unwrap().to_lowercase().contains("connection"), "{d}");
     assert!(spool_file(&h, &id).exists(), "kept for the next attempt");
 }
+
+#[test]
+fn forward_authenticates_to_the_relay_with_a_password_file() {
+    let sink = Sink::start();
+    let h = harness(&[("crm", SECRET_B)], "");
+    std::fs::write(h.dir.path().join("relay.password"), "s3cret pass\n").unwrap();
+    let config = forward_config(&sink, "username = \"mxhook@example.test\"\npassword_file = \"relay.password\"");
+    let mut file = std::fs::OpenOptions::new().append(true).open(&h.config_path).unwrap();
+    std::io::Write::write_all(&mut file, config.as_bytes()).unwrap();
+    let gw = h.start();
+    let id = send(&gw, &["billing@example.test"], &mail("with auth", "x"));
+    h.wait_until(SHORT, "the forwarded copy", || !sink.transactions().is_empty());
+    assert_eq!(sink.transactions()[0].auth.as_deref(), Some("mxhook@example.test:s3cret pass"));
+    h.wait_until(SHORT, "the forward delivery to succeed", || {
+        deliveries(&h, &id).first().is_some_and(|d| d["status"] == "succeeded")
+    });
+}

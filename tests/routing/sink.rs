@@ -27,6 +27,8 @@ pub struct Transaction {
     pub rcpt_to: Vec<String>,
     pub data: Vec<u8>,
     pub answer: Answer,
+    /// `user:password` from `AUTH PLAIN`, if the client authenticated.
+    pub auth: Option<String>,
 }
 
 #[derive(Default)]
@@ -103,6 +105,7 @@ fn session(conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
         rcpt_to: Vec::new(),
         data: Vec::new(),
         answer: Answer::Accept,
+        auth: None,
     };
     let mut line = Vec::new();
     loop {
@@ -115,7 +118,16 @@ fn session(conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
         let reply: &[u8] = match verb.as_str() {
             "EHLO" | "HELO" => {
                 t.helo = text[4..].trim().to_string();
-                b"250-sink.test\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 100000000\r\n"
+                b"250-sink.test\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-AUTH PLAIN\r\n250 SIZE 100000000\r\n"
+            }
+            "AUTH" => {
+                // `AUTH PLAIN base64(authzid NUL user NUL password)`, the initial-response form lettre uses.
+                let decoded =
+                    text.split_whitespace().nth(2).and_then(crate::helpers::base64_decode).unwrap_or_default();
+                let parts: Vec<String> =
+                    decoded.split(|b| *b == 0).map(|p| String::from_utf8_lossy(p).into_owned()).collect();
+                t.auth = (parts.len() == 3).then(|| format!("{}:{}", parts[1], parts[2]));
+                b"235 2.7.0 Authentication successful\r\n"
             }
             "MAIL" => {
                 t.mail_from = angle(&text);
