@@ -206,8 +206,10 @@ fn fill<'a>(e: &mut EventMessage, raw: &'a [u8]) -> Result<Vec<Cow<'a, [u8]>>, S
     e.html = msg.html_part(0).filter(|p| p.is_text_html()).and_then(|_| msg.body_html(0)).map(|h| h.into_owned());
     for (i, part) in msg.attachments().enumerate() {
         let contents = part.contents();
+        // A part without Content-Type in a multipart/digest is a message/rfc822 (RFC 2046 5.1.5).
+        let default_type = if part.is_message() { "message/rfc822" } else { "application/octet-stream" };
         let content_type = part.content_type().map_or_else(
-            || "application/octet-stream".to_string(),
+            || default_type.to_string(),
             |c| match c.subtype() {
                 Some(sub) => format!("{}/{}", c.ctype(), sub).to_ascii_lowercase(),
                 None => c.ctype().to_ascii_lowercase(),
@@ -233,7 +235,14 @@ fn fill<'a>(e: &mut EventMessage, raw: &'a [u8]) -> Result<Vec<Cow<'a, [u8]>>, S
                 Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
                 Cow::Owned(s) => Cow::Owned(s.into_bytes()),
             },
-            Some(PartType::Message(m)) => m.raw_message,
+            // The attached message's own bytes (what `contents()` measured), not the whole buffer.
+            Some(PartType::Message(m)) => {
+                let range = m.parts.first().map_or(0..0, |p| p.offset_header as usize..p.offset_end as usize);
+                match m.raw_message {
+                    Cow::Borrowed(b) => Cow::Borrowed(b.get(range).unwrap_or_default()),
+                    Cow::Owned(v) => Cow::Owned(v.get(range).unwrap_or_default().to_vec()),
+                }
+            }
             Some(PartType::Multipart(_)) | None => Cow::Borrowed(&[][..]),
         })
         .collect();

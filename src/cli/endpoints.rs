@@ -83,7 +83,7 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn sample_message(now: &str) -> serde_json::Value {
+pub(super) fn sample_message(now: &str) -> serde_json::Value {
     json!({
         "id": "msg_test", "received_at": now,
         "smtp": { "client_ip": "192.0.2.1", "helo": "mail.example.com", "mail_from": "ada@example.com",

@@ -3,6 +3,7 @@
 //! `serve` open the SQLite file directly; WAL lets them read and edit it while `serve` runs.
 
 mod deliveries;
+mod doctor;
 mod endpoints;
 mod listen;
 mod messages;
@@ -53,6 +54,18 @@ enum Command {
     /// Show the routing table; test which route an address gets.
     #[command(subcommand)]
     Routes(routes::Cmd),
+    /// Check a live setup (config, data_dir, ports, DNS, certificate, endpoints) and say what to fix.
+    Doctor {
+        /// Name servers to ask (host:port), instead of the system's.
+        #[arg(long, value_delimiter = ',')]
+        dns: Vec<std::net::SocketAddr>,
+        /// The server's public address, for the PTR check (default: the hostname's A/AAAA records).
+        #[arg(long)]
+        public_ip: Option<std::net::IpAddr>,
+        /// Do not send test events to the endpoints.
+        #[arg(long)]
+        skip_endpoints: bool,
+    },
     /// A local receiver for development: verifies signatures and prints each event.
     Listen {
         #[arg(long, default_value_t = 9000)]
@@ -105,6 +118,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Deliveries(cmd) => deliveries::run(&load(&cli.config)?, cmd),
         Command::Endpoints(cmd) => endpoints::run(&load(&cli.config)?, cmd),
         Command::Routes(cmd) => routes::run(&load(&cli.config)?, cmd),
+        Command::Doctor { dns, public_ip, skip_endpoints } => {
+            doctor::run(&load(&cli.config)?, &dns, public_ip, skip_endpoints)
+        }
         Command::Listen { port, secret, json } => listen::run(port, &secret, json),
         Command::Secret(SecretCmd::Generate) => {
             println!("{}", crate::deliver::sign::generate_secret()?);

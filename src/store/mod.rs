@@ -80,6 +80,7 @@ pub struct Store {
     conn: Mutex<Connection>,
     spool_dir: PathBuf,
     attachment_dir: PathBuf,
+    db_path: PathBuf,
 }
 
 /// What ingest hands the store: the message row and the endpoints to deliver it to.
@@ -187,7 +188,7 @@ impl Store {
         // FULL: a committed transaction is on disk before COMMIT returns; that is what a 250 promises.
         conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
         conn.execute_batch(SCHEMA).with_context(|| format!("creating tables in {}", db.display()))?;
-        Ok(Store { conn: Mutex::new(conn), spool_dir, attachment_dir })
+        Ok(Store { conn: Mutex::new(conn), spool_dir, attachment_dir, db_path: db })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -432,10 +433,26 @@ impl Store {
         })?)
     }
 
-    /// True when a write transaction can be started (the store is usable for ingest).
+    /// True when the store takes durable writes: a probe file in the spool is written and fsync'd,
+    /// and a transaction commits. On its own short-lived connection with a short busy timeout, so
+    /// a locked database answers a health probe in about a second and holds up nothing else.
     pub fn writable(&self) -> bool {
-        let conn = self.conn();
-        conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;").is_ok()
+        let probe = self.spool_dir.join(".health");
+        let file_ok = std::fs::File::create(&probe)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"ok").and_then(|_| f.sync_all()))
+            .and_then(|_| std::fs::remove_file(&probe))
+            .is_ok();
+        let db_ok = || -> rusqlite::Result<()> {
+            let conn = Connection::open(&self.db_path)?;
+            conn.busy_timeout(Duration::from_secs(1))?;
+            conn.execute_batch(
+                "BEGIN IMMEDIATE;
+                 CREATE TABLE IF NOT EXISTS health (id INTEGER PRIMARY KEY, at INTEGER);
+                 INSERT OR REPLACE INTO health (id, at) VALUES (1, unixepoch());
+                 COMMIT;",
+            )
+        };
+        file_ok && db_ok().is_ok()
     }
 }
 
