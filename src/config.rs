@@ -228,11 +228,15 @@ pub struct SpamConfig {
     /// How long one check may take; a slower or absent engine means verdict null, never a lost message.
     #[serde(deserialize_with = "duration")]
     pub timeout: Duration,
+    /// Larger messages are not checked (verdict null): scanning them costs much and finds little
+    /// (spamc's own default is 500 KB).
+    #[serde(deserialize_with = "size")]
+    pub max_size: u64,
 }
 
 impl Default for SpamConfig {
     fn default() -> Self {
-        Self { rspamd: None, spamd: None, timeout: Duration::from_secs(5) }
+        Self { rspamd: None, spamd: None, timeout: Duration::from_secs(5), max_size: 2_000_000 }
     }
 }
 
@@ -358,6 +362,7 @@ pub struct Settings {
 pub struct Spam {
     pub engine: SpamEngine,
     pub timeout: Duration,
+    pub max_size: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -692,7 +697,7 @@ fn spam_settings(c: &SpamConfig, text: &str, problems: &mut Vec<Problem>) -> Opt
             SpamEngine::Spamd(a.to_string())
         }
     };
-    Some(Spam { engine, timeout: c.timeout })
+    Some(Spam { engine, timeout: c.timeout, max_size: c.max_size })
 }
 
 fn forward_settings(f: &ForwardConfig, base: &Path, text: &str, problems: &mut Vec<Problem>) -> Option<Forward> {

@@ -18,6 +18,8 @@ const MAX_ANSWER: u64 = 64 * 1024;
 pub struct SpamCheck {
     engine: Engine,
     timeout: Duration,
+    /// Larger messages are not sent to the engine.
+    max_size: u64,
 }
 
 enum Engine {
@@ -49,7 +51,7 @@ impl SpamCheck {
             },
             SpamEngine::Spamd(addr) => Engine::Spamd { addr: addr.clone() },
         };
-        Self { engine, timeout: s.timeout }
+        Self { engine, timeout: s.timeout, max_size: s.max_size }
     }
 
     fn name(&self) -> &'static str {
@@ -62,11 +64,15 @@ impl SpamCheck {
     /// The verdict for one message. Blocking, bounded by the timeout; never fails.
     pub fn check(&self, message_id: &str, envelope: &Envelope, raw: &[u8]) -> Spam {
         let started = Instant::now();
+        let engine = Some(self.name().to_string());
+        if raw.len() as u64 > self.max_size {
+            tracing::debug!(message_id, size = raw.len(), "not checked for spam: larger than [spam] max_size");
+            return Spam { verdict: None, score: None, engine };
+        }
         let result = match &self.engine {
             Engine::Rspamd { url, agent } => rspamd(agent, url, message_id, envelope, raw),
             Engine::Spamd { addr } => spamd(addr, raw, started + self.timeout),
         };
-        let engine = Some(self.name().to_string());
         let ms = started.elapsed().as_millis() as u64;
         match result {
             Ok((spam, score)) => {

@@ -74,3 +74,20 @@ fn a_silent_engine_costs_at_most_the_timeout() {
     }
     drop(silent);
 }
+
+#[test]
+fn a_message_over_max_size_is_not_checked() {
+    // The engine would never answer: only skipping it gives a quick 250.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let h = harness(
+        &[],
+        &format!("[spam]\nspamd = \"{}\"\ntimeout = \"20s\"\nmax_size = \"2KB\"\n", silent.local_addr().unwrap()),
+    );
+    let gw = h.start();
+    let mut body = gtube();
+    body.extend_from_slice("padding padding padding\r\n".repeat(100).as_bytes());
+    let started = Instant::now();
+    let spam = verdict(&h, &gw, &body);
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!((spam["verdict"].clone(), spam["engine"].as_str()), (Value::Null, Some("spamd")), "{spam}");
+}
