@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use super::{open_store, print_json, time_or_dash};
+use super::{Progress, open_store, print_json, time_or_dash};
 use crate::config::Settings;
 use crate::store::{Attempt, Delivery};
 use crate::time::rfc3339;
@@ -30,7 +30,12 @@ pub enum Cmd {
         json: bool,
     },
     /// Attempt a delivery again now, with the same event id (the running server picks it up within a second).
-    Retry { ids: Vec<String> },
+    Retry {
+        ids: Vec<String>,
+        /// Retry every delivery that ended `failed` (after an outage, say).
+        #[arg(long, conflicts_with = "ids")]
+        all_failed: bool,
+    },
 }
 
 pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
@@ -96,11 +101,20 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Retry { ids } => {
+        Cmd::Retry { ids, all_failed } => {
             let mut code = ExitCode::SUCCESS;
+            let ids = if all_failed {
+                store.deliveries(Some("failed"), None)?.into_iter().map(|d| d.id).collect()
+            } else {
+                ids
+            };
+            let mut progress = Progress::new("retry scheduled", ids.len());
             for id in ids {
                 if store.request_retry(&id)? {
-                    println!("retry scheduled: {id}");
+                    progress.step();
+                    if !progress.on_terminal() {
+                        println!("retry scheduled: {id}");
+                    }
                 } else {
                     eprintln!("no such delivery: {id}");
                     code = ExitCode::FAILURE;

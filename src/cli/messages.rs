@@ -101,8 +101,22 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Purge { before, files_only } => {
-            let files = store.purge_files(before)?;
-            let records = if files_only { 0 } else { store.purge_records(before)? };
+            let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let show = |what: &'static str| {
+                move |n: usize| {
+                    if terminal {
+                        eprint!("\r{what}: {n}");
+                    }
+                }
+            };
+            let files = store.purge_files_with(before, &mut show("messages whose files were removed"))?;
+            if terminal && files > 0 {
+                eprintln!();
+            }
+            let records = if files_only { 0 } else { store.purge_records_with(before, &mut show("records removed"))? };
+            if terminal && records > 0 {
+                eprintln!();
+            }
             let kept = store.pending_before(before)?;
             println!("purged before {}: files of {files} message(s), records of {records}", rfc3339(before));
             if kept > 0 {

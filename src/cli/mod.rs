@@ -156,6 +156,38 @@ fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A one-line counter on a terminal's stderr for long operations; silent when not a terminal.
+struct Progress {
+    label: &'static str,
+    done: usize,
+    total: usize,
+    terminal: bool,
+    last: std::time::Instant,
+}
+
+impl Progress {
+    fn new(label: &'static str, total: usize) -> Self {
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        Self { label, done: 0, total, terminal, last: std::time::Instant::now() }
+    }
+
+    fn on_terminal(&self) -> bool {
+        self.terminal
+    }
+
+    fn step(&mut self) {
+        self.done += 1;
+        let finished = self.done == self.total;
+        if self.terminal && (finished || self.last.elapsed().as_millis() >= 100) {
+            self.last = std::time::Instant::now();
+            eprint!("\r{}: {}/{}", self.label, self.done, self.total);
+            if finished {
+                eprintln!();
+            }
+        }
+    }
+}
+
 fn time_or_dash(ms: Option<i64>) -> String {
     ms.map_or_else(|| "-".to_string(), crate::time::rfc3339)
 }

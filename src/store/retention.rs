@@ -23,6 +23,11 @@ const OLD_AND_SETTLED: &str = "received_at < ?1 AND NOT EXISTS
 impl Store {
     /// Deletes the files of messages received before `cutoff_ms`.
     pub fn purge_files(&self, cutoff_ms: i64) -> anyhow::Result<usize> {
+        self.purge_files_with(cutoff_ms, &mut |_| {})
+    }
+
+    /// `purge_files`, telling `progress` the running total after each batch.
+    pub fn purge_files_with(&self, cutoff_ms: i64, progress: &mut dyn FnMut(usize)) -> anyhow::Result<usize> {
         let mut total = 0;
         loop {
             let ids: Vec<String> = {
@@ -49,11 +54,17 @@ impl Store {
             }
             tx.commit()?;
             total += ids.len();
+            progress(total);
         }
     }
 
     /// Deletes the records (and any files left) of messages received before `cutoff_ms`.
     pub fn purge_records(&self, cutoff_ms: i64) -> anyhow::Result<usize> {
+        self.purge_records_with(cutoff_ms, &mut |_| {})
+    }
+
+    /// `purge_records`, telling `progress` the running total after each batch.
+    pub fn purge_records_with(&self, cutoff_ms: i64, progress: &mut dyn FnMut(usize)) -> anyhow::Result<usize> {
         self.purge_files(cutoff_ms)?;
         let mut total = 0;
         loop {
@@ -78,6 +89,7 @@ impl Store {
             }
             tx.commit()?;
             total += ids.len();
+            progress(total);
         }
     }
 
