@@ -113,7 +113,8 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
             if terminal && files > 0 {
                 eprintln!();
             }
-            let records = if files_only { 0 } else { store.purge_records_with(before, &mut show("records removed"))? };
+            let records =
+                if files_only { 0 } else { store.purge_records_with(before, &mut show("records removed"))? };
             if terminal && records > 0 {
                 eprintln!();
             }
