@@ -292,13 +292,7 @@ impl Store {
     pub fn withdraw(&self, message_id: &str) -> anyhow::Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        tx.execute(
-            "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE message_id = ?1)",
-            [message_id],
-        )?;
-        tx.execute("DELETE FROM deliveries WHERE message_id = ?1", [message_id])?;
-        tx.execute("DELETE FROM attachments WHERE message_id = ?1", [message_id])?;
-        tx.execute("DELETE FROM messages WHERE id = ?1", [message_id])?;
+        delete_message_rows(&tx, message_id)?;
         tx.commit()?;
         spool::discard(&self.spool_dir, &self.attachment_dir, message_id);
         Ok(())
@@ -454,6 +448,18 @@ impl Store {
         };
         file_ok && db_ok().is_ok()
     }
+}
+
+/// Every row of one message: attempts, deliveries, attachments, the message.
+fn delete_message_rows(tx: &rusqlite::Transaction<'_>, message_id: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE message_id = ?1)",
+        [message_id],
+    )?;
+    tx.execute("DELETE FROM deliveries WHERE message_id = ?1", [message_id])?;
+    tx.execute("DELETE FROM attachments WHERE message_id = ?1", [message_id])?;
+    tx.execute("DELETE FROM messages WHERE id = ?1", [message_id])?;
+    Ok(())
 }
 
 fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {

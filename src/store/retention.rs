@@ -79,13 +79,7 @@ impl Store {
                 return Ok(total);
             }
             for id in &ids {
-                tx.execute(
-                    "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE message_id = ?1)",
-                    [id],
-                )?;
-                tx.execute("DELETE FROM deliveries WHERE message_id = ?1", [id])?;
-                tx.execute("DELETE FROM attachments WHERE message_id = ?1", [id])?;
-                tx.execute("DELETE FROM messages WHERE id = ?1", [id])?;
+                super::delete_message_rows(&tx, id)?;
             }
             tx.commit()?;
             total += ids.len();
