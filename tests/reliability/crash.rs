@@ -5,8 +5,7 @@
 //! Messages that got no 250 (the connection died, or 451) may or may not arrive.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -45,43 +44,16 @@ impl Current {
     }
 }
 
-/// Reads one (possibly multi-line) reply: (code, last line).
-fn reply(r: &mut BufReader<TcpStream>) -> std::io::Result<(u16, String)> {
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        let code = line.get(..3).and_then(|c| c.parse().ok()).ok_or(std::io::ErrorKind::InvalidData)?;
-        if line.as_bytes().get(3) != Some(&b'-') {
-            return Ok((code, line.trim_end().to_string()));
-        }
-    }
-}
-
 /// One session sending `messages` (Message-ID, bytes) one after another; an outcome for each message
 /// whose DATA was sent. Nothing panics: a dead gateway is the point.
 fn session(addr: SocketAddr, messages: &[(String, Vec<u8>)]) -> Vec<(String, Outcome)> {
     let mut out = Vec::new();
-    let Ok(stream) = TcpStream::connect(addr) else { return out };
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut w = stream.try_clone().unwrap();
-    let mut r = BufReader::new(stream);
-    let step = |w: &mut TcpStream, r: &mut BufReader<TcpStream>, line: &[u8]| -> std::io::Result<(u16, String)> {
-        w.write_all(line)?;
-        reply(r)
-    };
-    if !matches!(reply(&mut r), Ok((220, _))) || !matches!(step(&mut w, &mut r, b"EHLO load.test\r\n"), Ok((250, _))) {
+    let Ok(mut c) = Wire::connect(addr, Duration::from_secs(30)) else { return out };
+    if !c.hello() {
         return out;
     }
     for (mid, raw) in messages {
-        let ok = matches!(step(&mut w, &mut r, b"MAIL FROM:<load@sender.test>\r\n"), Ok((250, _)))
-            && matches!(step(&mut w, &mut r, b"RCPT TO:<inbox@example.test>\r\n"), Ok((250, _)))
-            && matches!(step(&mut w, &mut r, b"DATA\r\n"), Ok((354, _)));
-        if !ok {
-            return out;
-        }
-        let outcome = match w.write_all(&smtp_client::data_stream(raw)).and_then(|()| reply(&mut r)) {
+        let outcome = match c.mail("inbox@example.test", raw) {
             Ok((250, text)) => match text.split("queued as ").nth(1) {
                 Some(id) => Outcome::Acked(id.trim().to_string()),
                 None => Outcome::Refused(text),
@@ -89,13 +61,13 @@ fn session(addr: SocketAddr, messages: &[(String, Vec<u8>)]) -> Vec<(String, Out
             Ok((_, text)) => Outcome::Refused(text),
             Err(_) => Outcome::Broken,
         };
-        let broken = matches!(outcome, Outcome::Broken);
+        let go_on = matches!(outcome, Outcome::Acked(_));
         out.push((mid.clone(), outcome));
-        if broken {
+        if !go_on {
             return out;
         }
     }
-    let _ = w.write_all(b"QUIT\r\n");
+    let _ = c.send(b"QUIT\r\n");
     out
 }
 

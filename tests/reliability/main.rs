@@ -5,6 +5,9 @@
 //!
 //! - `support`: short/long switch, seeded RNG, liveness, VmRSS, /healthz, probe message, the store.
 //! - `crash`: SIGKILL at random moments under concurrent load; every 250 arrives, same event id.
+//! - `outage`: a dead endpoint through a whole schedule and restarts; failed, retried by hand, none missing.
+//! - `store_faults`: a locked database, a read-only spool → 451, a log line, /healthz 503, recovery.
+//! - `disk_full`: data_dir on a full tmpfs → 451, never 250-then-lose; recovery when space returns.
 
 #[path = "../spine/helpers/mod.rs"]
 #[allow(dead_code, unused_imports)]
@@ -13,4 +16,6 @@ mod helpers;
 mod support;
 
 mod crash;
+mod disk_full;
 mod outage;
+mod store_faults;

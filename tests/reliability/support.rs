@@ -249,3 +249,65 @@ Subject: {subject}\r\nDate: Thu, 01 Jan 2026 00:00:00 +0000\r\n\r\n"
 pub fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
+
+/// A bare SMTP client that never panics and waits as long as it is told: for gateways that are
+/// killed under it, and for answers that may take longer than the spine client's 15 s.
+pub struct Wire {
+    pub r: std::io::BufReader<TcpStream>,
+    pub w: TcpStream,
+}
+
+impl Wire {
+    pub fn connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<Wire> {
+        let s = TcpStream::connect(addr)?;
+        s.set_read_timeout(Some(timeout))?;
+        s.set_write_timeout(Some(timeout))?;
+        Ok(Wire { r: std::io::BufReader::new(s.try_clone()?), w: s })
+    }
+
+    /// One (possibly multi-line) reply: (code, last line without CRLF).
+    pub fn reply(&mut self) -> std::io::Result<(u16, String)> {
+        use std::io::BufRead;
+        loop {
+            let mut line = String::new();
+            if self.r.read_line(&mut line)? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            let code = line.get(..3).and_then(|c| c.parse().ok()).ok_or(std::io::ErrorKind::InvalidData)?;
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return Ok((code, line.trim_end().to_string()));
+            }
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.w.write_all(bytes)
+    }
+
+    /// `line` + CRLF, then its reply.
+    pub fn cmd(&mut self, line: &str) -> std::io::Result<(u16, String)> {
+        self.send(format!("{line}\r\n").as_bytes())?;
+        self.reply()
+    }
+
+    /// The greeting and EHLO; true when both were positive.
+    pub fn hello(&mut self) -> bool {
+        matches!(self.reply(), Ok((220, _))) && matches!(self.cmd("EHLO wire.test"), Ok((250, _)))
+    }
+
+    /// MAIL, RCPT, DATA and the dot-stuffed message; the reply to the data, or the first refusal.
+    pub fn mail(&mut self, rcpt: &str, raw: &[u8]) -> std::io::Result<(u16, String)> {
+        for (line, want) in [("MAIL FROM:<wire@sender.test>".to_string(), 250), (format!("RCPT TO:<{rcpt}>"), 250)] {
+            let r = self.cmd(&line)?;
+            if r.0 != want {
+                return Ok(r);
+            }
+        }
+        let r = self.cmd("DATA")?;
+        if r.0 != 354 {
+            return Ok(r);
+        }
+        self.send(&crate::helpers::smtp_client::data_stream(raw))?;
+        self.reply()
+    }
+}

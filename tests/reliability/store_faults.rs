@@ -1,0 +1,136 @@
+//! Store faults: while the store cannot take a write, mail gets `451 4.3.0` (the sender's server keeps
+//! it and tries again), the log says why, /healthz answers 503, other sessions are still served, and
+//! nothing half-stored stays behind; once the fault is gone the gateway accepts mail again by itself.
+//!
+//! - The database locked: the test holds `BEGIN EXCLUSIVE` on the gateway's own SQLite file (the
+//!   single write lock in WAL mode). tests/http/observe.rs checks /healthz for this; here the SMTP
+//!   side and the log.
+//! - The spool read-only (root only): a read-only bind mount over `data_dir/spool`. A remount of
+//!   data_dir itself fails with EBUSY while the gateway holds the database open for writing; the
+//!   spool holds no open file, and every message must be written there before its 250.
+
+use std::time::{Duration, Instant};
+
+use crate::helpers::*;
+use crate::support::*;
+
+fn refused_with_451(h: &Harness, gw: &Gateway, what: &str) {
+    // Behind a locked database the answer can take two busy timeouts (10 s each): the scheduler's claim
+    // and this message's transaction wait on the same connection. Senders wait 10 minutes for it.
+    let mut c = Wire::connect(gw.smtp, Duration::from_secs(60)).unwrap();
+    assert!(c.hello());
+    let t = Instant::now();
+    let raw = message(&format!("{}@fault.test", what.replace(' ', "-")), what, 2000);
+    let (code, text) = c.mail("inbox@example.test", &raw).unwrap();
+    assert!(code == 451 && text.starts_with("451 4.3.0"), "a message while {what}: `{text}`\n{}", h.logs());
+    eprintln!("store_faults: {what}: `{text}` after {:?}", t.elapsed());
+    // The session goes on: the client may try again in it.
+    assert_eq!(c.cmd("RSET").unwrap().0, 250);
+    assert_eq!(c.cmd("NOOP").unwrap().0, 250);
+}
+
+/// Nothing half-stored: no spool file without its record.
+#[track_caller]
+fn no_orphans(h: &Harness) {
+    let stored = stored_messages(h).len();
+    let spooled = std::fs::read_dir(h.data_dir().join("spool")).unwrap().count();
+    assert_eq!(spooled, stored, "spool files vs stored messages");
+}
+
+#[test]
+fn a_locked_database_gets_451_a_log_line_and_a_503_healthz() {
+    let h = harness(&[], |_| {});
+    let gw = h.start();
+    still_serving(&h, &gw, "start");
+
+    let db = rusqlite::Connection::open(h.data_dir().join("mxhook.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE").expect("take the database's write lock");
+
+    // One session waits on the lock for its answer; other sessions are served meanwhile.
+    let mut other = std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| refused_with_451(&h, &gw, "the database is locked"));
+        let t = Instant::now();
+        let mut other = SmtpClient::ready(gw.smtp);
+        other.cmd("MAIL FROM:<bob@sender.test>").expect(250, "2.1.0");
+        other.cmd("RCPT TO:<inbox@example.test>").expect(250, "2.1.5");
+        let took = t.elapsed();
+        assert!(took < Duration::from_secs(3), "a second session took {took:?} to get through RCPT");
+        assert_eq!(healthz(&gw), 503, "/healthz while the database is locked");
+        waiting.join().unwrap();
+        other
+    });
+    let lines = log_lines(&h, "answering 451");
+    assert!(
+        lines.iter().any(|l| l.contains("cannot store a message") && l.contains("database is locked")),
+        "no log line saying the store failed and why:\n{}",
+        h.logs()
+    );
+
+    db.execute_batch("ROLLBACK").unwrap();
+    h.wait_until(Duration::from_secs(20), "healthz 200 once the lock is gone", || healthz(&gw) == 200);
+    let id = other.data(b"Subject: after the lock\r\n\r\nx\r\n").queued_id();
+    h.wait_delivery_status(&id, "succeeded", SHORT);
+    still_serving(&h, &gw, "the lock was released");
+    no_orphans(&h);
+}
+
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+pub fn run(cmd: &str, args: &[&str]) -> Result<(), String> {
+    let out = std::process::Command::new(cmd).args(args).output().map_err(|e| format!("{cmd}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn a_read_only_spool_gets_451_and_a_503_healthz() {
+    if !is_root() {
+        eprintln!("SKIPPED a_read_only_spool_gets_451_and_a_503_healthz: needs root for a bind mount");
+        return;
+    }
+    let h = harness(&[], |_| {});
+    let gw = h.start();
+    let before = still_serving(&h, &gw, "start");
+    let spool = h.data_dir().join("spool");
+    let s = spool.to_str().unwrap();
+    if let Err(e) = run("mount", &["--bind", s, s]) {
+        eprintln!("SKIPPED a_read_only_spool_gets_451_and_a_503_healthz: {e}");
+        return;
+    }
+    let mounted = Unmount(spool.clone());
+    run("mount", &["-o", "remount,bind,ro", s, s]).expect("remount the spool read-only");
+    assert!(std::fs::write(spool.join("probe"), b"x").is_err(), "the spool still takes writes");
+
+    refused_with_451(&h, &gw, "the spool is read-only");
+    assert!(
+        log_lines(&h, "answering 451").iter().any(|l| l.contains("spool") && l.contains("Read-only file system")),
+        "no log line naming the spool and the cause:\n{}",
+        h.logs()
+    );
+    h.wait_until(SHORT, "healthz 503 while the spool is read-only", || healthz(&gw) == 503);
+
+    drop(mounted);
+    h.wait_until(SHORT, "the spool to take writes again", || {
+        run("touch", &[spool.join(".w").to_str().unwrap()]).is_ok()
+    });
+    std::fs::remove_file(spool.join(".w")).unwrap();
+    h.wait_until(SHORT, "healthz 200 once the spool is writable", || healthz(&gw) == 200);
+    still_serving(&h, &gw, "the spool became writable");
+    assert!(stored_messages(&h).iter().any(|(id, _, _)| *id == before));
+    no_orphans(&h);
+}
