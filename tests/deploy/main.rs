@@ -1,0 +1,33 @@
+//! Black-box tests for "deployable on a real box" (issue 6): the real `mxhook` binary on port-0
+//! listeners, real clients and peers started by the tests.
+//!
+//! - `starttls`: STARTTLS with a self-signed certificate made by `openssl req`, mail over
+//!   `openssl s_client -starttls smtp`, the TLS version and cipher in the event; no `[smtp.tls]` → not
+//!   offered, 502; `require = true` → 530 before STARTTLS; commands pipelined in plaintext after
+//!   STARTTLS are discarded (a pinned rustls client); a failed handshake ends only its session; QUIT over
+//!   TLS ends with close_notify.
+//! - `reload`: SIGHUP swaps the certificate for new handshakes while a TLS session opened before keeps
+//!   going; a broken file keeps the old certificate; SIGHUP without `[smtp.tls]` is harmless.
+//! - `limits`: max_sessions, max_sessions_per_ip, max_messages_per_minute_per_ip, max_errors,
+//!   command/data/session timeouts: each refusal's reply code and its `/metrics` reason; other sessions
+//!   carry on.
+//! - `listen`: `mxhook listen` prints events from a real gateway and answers 400 (REJECTED) to forged,
+//!   altered and stale requests.
+//! - `doctor`: `mxhook doctor --dns` against a DNS server run by the test (`dns`): every ok line for a
+//!   right setup, FAIL/WARN with fixes and exit 1 for a wrong MX and no SPF.
+//!
+//! Needs the `openssl` command (Debian package `openssl`, in .ci/apt-packages).
+
+#[allow(dead_code)]
+mod dns;
+#[path = "../spine/helpers/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod helpers;
+#[allow(dead_code)]
+mod support;
+
+mod doctor;
+mod limits;
+mod listen;
+mod reload;
+mod starttls;
