@@ -251,7 +251,10 @@ async fn check_ptr(resolver: &TokioResolver, ip: IpAddr, host: &str, r: &mut Rep
         );
     } else {
         r.warn(
-            format!("PTR of {ip} is {} , not {host}", names.join(", ")),
+            format!(
+                "PTR of {ip} is {}, not {host}",
+                names.iter().map(|n| n.trim_end_matches('.')).collect::<Vec<_>>().join(", ")
+            ),
             format!("set the reverse DNS of {ip} to {host}"),
         );
     }
@@ -266,7 +269,7 @@ async fn check_mx(resolver: &TokioResolver, domain: &str, host: &str, r: &mut Re
             .answers()
             .iter()
             .filter_map(|rec| match &rec.data {
-                RData::MX(mx) => Some(mx.exchange.to_string()),
+                RData::MX(mx) => Some(mx.exchange.to_string().trim_end_matches('.').to_string()),
                 _ => None,
             })
             .collect(),

@@ -85,6 +85,8 @@ pub async fn run<S: Sink>(
     if let Err(e) = s.talk().await {
         tracing::debug!(peer = %s.peer, error = %e, "session ended with an I/O error");
     }
+    // A clean close: flushes, and over TLS sends close_notify (RFC 8446 6.1) before the FIN.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.io.shutdown()).await;
 }
 
 impl<S: Sink> Session<S> {
@@ -347,6 +349,8 @@ impl<S: Sink> Session<S> {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => return Err(e),
                 Err(_) => {
+                    tracing::info!(peer = %self.peer, received = data.len(), "timed out while receiving data");
+                    self.metrics.rejected("timeout");
                     let text = format!("4.4.2 {} Error: timeout exceeded", self.limits.hostname);
                     self.reply(421, &text).await?;
                     return Err(std::io::ErrorKind::TimedOut.into());
