@@ -8,6 +8,8 @@
 //! - `outage`: a dead endpoint through a whole schedule and restarts; failed, retried by hand, none missing.
 //! - `store_faults`: a locked database, a read-only spool → 451, a log line, /healthz 503, recovery.
 //! - `disk_full`: data_dir on a full tmpfs → 451, never 250-then-lose; recovery when space returns.
+//! - `hostile_smtp`: relay tricks, smuggling, long lines, no-newline streams, slowloris, thousands of
+//!   RCPTs, commands before HELO, pipelining floods, binary garbage, connection floods.
 
 #[path = "../spine/helpers/mod.rs"]
 #[allow(dead_code, unused_imports)]
@@ -17,5 +19,6 @@ mod support;
 
 mod crash;
 mod disk_full;
+mod hostile_smtp;
 mod outage;
 mod store_faults;

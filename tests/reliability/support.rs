@@ -71,12 +71,17 @@ impl Rng {
     }
 }
 
-/// A harness on `Config::basic` with per-IP limits out of the way (every test client is 127.0.0.1)
-/// and the given extra `[smtp]` lines, adjusted by `tweak`.
+/// A harness on `Config::basic` with the given extra `[smtp]` lines, and the per-IP limits out of the
+/// way unless they are among them (every test client is 127.0.0.1), adjusted by `tweak`.
 pub fn harness(smtp: &[&str], tweak: impl FnOnce(&mut Config)) -> Harness {
     Harness::with(|cfg| {
-        cfg.smtp_extra = strings(&["max_sessions_per_ip = 1000", "max_messages_per_minute_per_ip = 0"]);
-        cfg.smtp_extra.extend(smtp.iter().map(|s| s.to_string()));
+        cfg.smtp_extra = smtp.iter().map(|s| s.to_string()).collect();
+        for default in ["max_sessions_per_ip = 1000", "max_messages_per_minute_per_ip = 0"] {
+            let key = default.split(' ').next().unwrap();
+            if !smtp.iter().any(|l| l.split([' ', '=']).next() == Some(key)) {
+                cfg.smtp_extra.push(default.to_string());
+            }
+        }
         tweak(cfg);
     })
 }
@@ -265,6 +270,13 @@ impl Wire {
         Ok(Wire { r: std::io::BufReader::new(s.try_clone()?), w: s })
     }
 
+    /// A connection from the local address `from` (any of 127.0.0.0/8 on Linux): another client.
+    pub fn connect_from(from: &str, addr: SocketAddr) -> Wire {
+        let s = socket_from(from, addr);
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        Wire { r: std::io::BufReader::new(s.try_clone().unwrap()), w: s }
+    }
+
     /// One (possibly multi-line) reply: (code, last line without CRLF).
     pub fn reply(&mut self) -> std::io::Result<(u16, String)> {
         use std::io::BufRead;
@@ -303,6 +315,11 @@ impl Wire {
                 return Ok(r);
             }
         }
+        self.data(raw)
+    }
+
+    /// DATA and the dot-stuffed message: the reply to the data (or the refusal of DATA).
+    pub fn data(&mut self, raw: &[u8]) -> std::io::Result<(u16, String)> {
         let r = self.cmd("DATA")?;
         if r.0 != 354 {
             return Ok(r);
@@ -310,4 +327,36 @@ impl Wire {
         self.send(&crate::helpers::smtp_client::data_stream(raw))?;
         self.reply()
     }
+}
+
+/// A TCP connection to `addr` from the local address `from`.
+pub fn socket_from(from: &str, addr: SocketAddr) -> TcpStream {
+    // SAFETY: plain socket calls on a fresh descriptor we own; sockaddr_in is fully initialised.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let stream: TcpStream = std::os::fd::FromRawFd::from_raw_fd(fd);
+        let mut sa: libc::sockaddr_in = std::mem::zeroed();
+        sa.sin_family = libc::AF_INET as _;
+        sa.sin_addr.s_addr = u32::from_ne_bytes(from.parse::<std::net::Ipv4Addr>().unwrap().octets());
+        let len = std::mem::size_of_val(&sa) as libc::socklen_t;
+        let rc = libc::bind(fd, &sa as *const _ as *const libc::sockaddr, len);
+        assert_eq!(rc, 0, "bind {from}: {}", std::io::Error::last_os_error());
+        let SocketAddr::V4(to) = addr else { panic!("IPv4 only") };
+        sa.sin_port = to.port().to_be();
+        sa.sin_addr.s_addr = u32::from_ne_bytes(to.ip().octets());
+        let rc = libc::connect(fd, &sa as *const _ as *const libc::sockaddr, len);
+        assert_eq!(rc, 0, "connect from {from}: {}", std::io::Error::last_os_error());
+        stream
+    }
+}
+
+/// Panics unless the gateway's RSS grew by less than `limit_mib` since `before_kib`.
+#[track_caller]
+pub fn assert_flat(gw: &Gateway, before_kib: u64, limit_mib: u64, what: &str) -> u64 {
+    let now = rss_kib(gw);
+    let grew = now.saturating_sub(before_kib);
+    assert!(grew < limit_mib * 1024, "memory grew by {grew} KiB ({before_kib} -> {now} KiB) with {what}");
+    eprintln!("rss: {what}: {before_kib} -> {now} KiB");
+    grew
 }
