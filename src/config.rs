@@ -283,6 +283,13 @@ pub struct EndpointConfig {
     pub timeout: Duration,
     #[serde(default = "default_retry", deserialize_with = "durations")]
     pub retry: Vec<Duration>,
+    /// Attempts in flight at once to this endpoint: a slow or dead endpoint cannot take every slot.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+fn default_concurrency() -> usize {
+    8
 }
 
 fn default_timeout() -> Duration {
@@ -412,6 +419,7 @@ pub struct Endpoint {
     pub secret: Secret,
     pub timeout: Duration,
     pub retry: Vec<Duration>,
+    pub concurrency: usize,
 }
 
 impl Settings {
@@ -523,6 +531,7 @@ impl Settings {
                         secret,
                         timeout: ep.timeout,
                         retry: ep.retry.clone(),
+                        concurrency: ep.concurrency.max(1),
                     },
                 );
             }

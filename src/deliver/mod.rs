@@ -20,8 +20,8 @@ use crate::store::{Attempt, Delivery, NextState, Store};
 use crate::time::{now_ms, rfc3339};
 use sign::SigningKey;
 
-/// Attempts in flight at once across all endpoints.
-const CONCURRENCY: usize = 16;
+/// Attempts in flight at once across all endpoints (each endpoint also has its own `concurrency`).
+const CONCURRENCY: usize = 32;
 /// The longest the loop sleeps without looking at the store: a CLI retry is seen within this.
 const POLL: Duration = Duration::from_millis(500);
 
@@ -71,6 +71,11 @@ impl Deliverer {
     pub fn with_forwarder(mut self, forwarder: Option<forward::Forwarder>) -> Self {
         self.forwarder = forwarder;
         self
+    }
+
+    /// How many attempts may be in flight to an endpoint at once.
+    fn concurrency(&self, endpoint: &str) -> usize {
+        self.targets.get(endpoint).map_or(4, |t| t.endpoint.concurrency)
     }
 
     /// One attempt of one claimed delivery, recorded with its outcome. Blocking.
@@ -194,15 +199,20 @@ pub fn next_state(d: &Delivery, success: bool, schedule: &[Duration], now: i64) 
 
 /// The scheduler loop: runs until `shutdown`, then lets attempts in flight finish.
 pub async fn run(deliverer: Arc<Deliverer>, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
-    let mut in_flight: JoinSet<()> = JoinSet::new();
+    // Each task gives back the endpoint it used, so per-endpoint counts stay exact.
+    let mut in_flight: JoinSet<String> = JoinSet::new();
+    let mut per_endpoint: BTreeMap<String, usize> = BTreeMap::new();
     loop {
         if *shutdown.borrow() {
             break;
         }
         let free = CONCURRENCY.saturating_sub(in_flight.len());
+        let busy: Vec<String> =
+            per_endpoint.iter().filter(|(e, n)| **n >= deliverer.concurrency(e)).map(|(e, _)| e.clone()).collect();
         let store = deliverer.store.clone();
         let (due, next) = match tokio::task::spawn_blocking(move || {
-            let due = if free > 0 { store.claim_due(now_ms(), free)? } else { Vec::new() };
+            let busy: Vec<&str> = busy.iter().map(String::as_str).collect();
+            let due = if free > 0 { store.claim_due(now_ms(), free, &busy)? } else { Vec::new() };
             anyhow::Ok((due, store.next_due()?))
         })
         .await
@@ -217,22 +227,36 @@ pub async fn run(deliverer: Arc<Deliverer>, wake: Arc<Notify>, mut shutdown: wat
                 (Vec::new(), None)
             }
         };
+        let claimed_any = !due.is_empty();
         for d in due {
+            *per_endpoint.entry(d.endpoint.clone()).or_default() += 1;
             let deliverer = deliverer.clone();
             in_flight.spawn_blocking(move || {
                 if let Err(e) = deliverer.attempt_one(&d) {
                     // The delivery stays claimed; the next start puts it back in the queue.
                     tracing::error!(delivery = %d.id, error = %format!("{e:#}"), "cannot record a delivery attempt");
                 }
+                d.endpoint
             });
         }
-        let wait =
-            next.map_or(POLL, |t| Duration::from_millis((t - now_ms()).clamp(0, POLL.as_millis() as i64) as u64));
+        // Overdue work that could not be claimed waits for a busy endpoint to free a slot.
+        let wait = match next {
+            Some(t) if t > now_ms() || claimed_any => {
+                Duration::from_millis((t - now_ms()).clamp(0, POLL.as_millis() as i64) as u64)
+            }
+            _ => POLL,
+        };
         let full = in_flight.len() >= CONCURRENCY;
         tokio::select! {
             _ = tokio::time::sleep(wait), if !full => {}
             _ = wake.notified() => {}
-            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                if let Ok(endpoint) = done
+                    && let Some(n) = per_endpoint.get_mut(&endpoint)
+                {
+                    *n = n.saturating_sub(1);
+                }
+            }
             _ = shutdown.wait_for(|s| *s) => break,
         }
     }

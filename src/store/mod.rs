@@ -304,16 +304,19 @@ impl Store {
     }
 
     /// Claims up to `limit` due deliveries for this process in one statement.
-    pub fn claim_due(&self, now: i64, limit: usize) -> anyhow::Result<Vec<Delivery>> {
+    /// First attempts go before retries (a backlog of retries must not starve fresh mail), and
+    /// endpoints in `busy` (at their concurrency) are skipped.
+    pub fn claim_due(&self, now: i64, limit: usize, busy: &[&str]) -> anyhow::Result<Vec<Delivery>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
             "UPDATE deliveries SET in_flight = 1
              WHERE id IN (SELECT id FROM deliveries
                           WHERE status = 'pending' AND in_flight = 0 AND next_attempt_at <= ?1
-                          ORDER BY next_attempt_at LIMIT ?2)
+                            AND endpoint NOT IN (SELECT value FROM json_each(?3))
+                          ORDER BY attempts > 0, next_attempt_at LIMIT ?2)
              RETURNING {DELIVERY_COLS}"
         ))?;
-        let rows = stmt.query_map(params![now, limit as i64], delivery_row)?;
+        let rows = stmt.query_map(params![now, limit as i64, serde_json::to_string(busy)?], delivery_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -495,4 +498,51 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
         parsed_status: r.get(10)?,
         event_message: r.get(11)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(store: &Store, id: &str, endpoints: &[&str]) {
+        let eps: Vec<(String, i64, bool)> = endpoints.iter().map(|e| (e.to_string(), 1_000, false)).collect();
+        store
+            .ingest(&NewMessage {
+                id,
+                received_at: 1_000,
+                client_ip: "127.0.0.1",
+                helo: "h",
+                mail_from: "",
+                rcpt_to: &["x@example.test".to_string()],
+                sha256: "x",
+                subject: None,
+                from_addr: None,
+                parsed_status: "complete",
+                event_message: "{}",
+                raw: b"Subject: x\r\n\r\nhi\r\n",
+                keep_files: true,
+                attachments: &[],
+                endpoints: &eps,
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn fresh_deliveries_are_claimed_before_retries_and_busy_endpoints_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        add(&store, "msg_retry", &["dead"]);
+        store.conn().execute("UPDATE deliveries SET attempts = 3, next_attempt_at = 10", []).unwrap();
+        add(&store, "msg_fresh", &["live"]);
+        add(&store, "msg_dead2", &["dead"]);
+
+        let first = store.claim_due(5_000, 1, &[]).unwrap();
+        assert_eq!(first[0].message_id, "msg_fresh", "a first attempt goes before an older retry");
+        let next = store.claim_due(5_000, 10, &["dead"]).unwrap();
+        assert!(next.is_empty(), "the busy endpoint's deliveries wait: {next:?}");
+        let rest = store.claim_due(5_000, 10, &[]).unwrap();
+        let mut ids: Vec<_> = rest.iter().map(|d| d.message_id.as_str()).collect();
+        ids.sort();
+        assert_eq!(ids, vec!["msg_dead2", "msg_retry"]);
+    }
 }
