@@ -149,7 +149,18 @@ impl<S: Sink> Session<S> {
             Request::Helo { host } => self.ehlo(host.into_owned(), false).await?,
             Request::Lhlo { .. } => self.error(500, "5.5.1 Error: LHLO is for LMTP").await?,
             Request::Mail { from } => self.mail(from.address.into_owned(), from.size as u64).await?,
-            Request::Rcpt { to } => self.rcpt(to.address.into_owned()).await?,
+            Request::Rcpt { to } => {
+                // smtp-proto drops a source route (`<@relay:user@domain>`) and keeps the mailbox;
+                // we refuse it instead: nobody sends one but someone probing for a relay.
+                if source_routed(line) {
+                    self.metrics.rejected("relay");
+                    let path = String::from_utf8_lossy(line);
+                    let shown = printable(path.get(path.find('<').unwrap_or(0)..).unwrap_or_default().trim());
+                    self.error(550, &format!("5.7.1 {shown}: Relay access denied (source route)")).await?;
+                } else {
+                    self.rcpt(to.address.into_owned()).await?
+                }
+            }
             Request::Data => self.data().await?,
             Request::Rset => {
                 self.reset();
@@ -453,6 +464,13 @@ impl AsyncWrite for Stream {
             Stream::Closed => Poll::Ready(Ok(())),
         }
     }
+}
+
+/// Whether a command's path starts with a source route: `<@host,@host:mailbox>`.
+fn source_routed(line: &[u8]) -> bool {
+    line.iter()
+        .position(|&b| b == b'<')
+        .is_some_and(|i| line[i + 1..].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'@'))
 }
 
 /// Client-supplied text made safe for logs and replies.
