@@ -53,14 +53,18 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
             if json {
                 print_json(&list.iter().map(summary_json).collect::<Vec<_>>())?;
             } else {
-                println!("{:<30}  {:<24}  {:>8}  {:<8}  {:<28}  SUBJECT", "ID", "RECEIVED", "SIZE", "PARSED", "FROM");
+                println!(
+                    "{:<30}  {:<24}  {:>8}  {:<8}  {:<8}  {:<28}  SUBJECT",
+                    "ID", "RECEIVED", "SIZE", "PARSED", "STATE", "FROM"
+                );
                 for m in &list {
                     println!(
-                        "{:<30}  {:<24}  {:>8}  {:<8}  {:<28}  {}",
+                        "{:<30}  {:<24}  {:>8}  {:<8}  {:<8}  {:<28}  {}",
                         m.id,
                         rfc3339(m.received_at),
                         m.size,
                         m.parsed_status,
+                        m.disposition,
                         m.from_addr.as_deref().unwrap_or("-"),
                         m.subject.as_deref().unwrap_or("-")
                     );
@@ -94,6 +98,7 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
                 println!("subject    {}", m.subject.as_deref().unwrap_or("-"));
                 println!("size       {} bytes, sha256 {}", m.size, m.sha256);
                 println!("parsed     {}", m.parsed_status);
+                println!("state      {}", m.disposition);
                 for d in &deliveries {
                     println!("delivery   {}  {}  {} attempt(s)  -> {}", d.id, d.status, d.attempts, d.endpoint);
                 }
@@ -160,5 +165,6 @@ fn summary_json(m: &MessageRow) -> Value {
         "size": m.size,
         "sha256": m.sha256,
         "parsed_status": m.parsed_status,
+        "disposition": m.disposition,
     })
 }

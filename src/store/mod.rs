@@ -160,6 +160,8 @@ pub struct MessageRow {
     pub from_addr: Option<String>,
     pub parsed_status: String,
     pub event_message: String,
+    /// `queued` (has deliveries), `stored` (kept, nothing sent) or `dropped` (record only).
+    pub disposition: String,
 }
 
 /// Where a delivery goes after an attempt; decided by the scheduler's retry policy.
@@ -410,15 +412,16 @@ impl Store {
 
     pub fn messages(&self, limit: usize) -> anyhow::Result<Vec<MessageRow>> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare(&format!("SELECT {MESSAGE_COLS} FROM messages ORDER BY received_at DESC, id DESC LIMIT ?1"))?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {MESSAGE_COLS}, disposition FROM messages ORDER BY received_at DESC, id DESC LIMIT ?1"
+        ))?;
         let rows = stmt.query_map([limit as i64], message_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn message(&self, id: &str) -> anyhow::Result<Option<MessageRow>> {
         let conn = self.conn();
-        let sql = format!("SELECT {MESSAGE_COLS} FROM messages WHERE id = ?1");
+        let sql = format!("SELECT {MESSAGE_COLS}, disposition FROM messages WHERE id = ?1");
         Ok(conn.query_row(&sql, [id], message_row).optional()?)
     }
 
@@ -497,6 +500,7 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
         from_addr: r.get(9)?,
         parsed_status: r.get(10)?,
         event_message: r.get(11)?,
+        disposition: r.get(12)?,
     })
 }
 
