@@ -10,6 +10,7 @@
 //! - `disk_full`: data_dir on a full tmpfs → 451, never 250-then-lose; recovery when space returns.
 //! - `hostile_smtp`: relay tricks, smuggling, long lines, no-newline streams, slowloris, thousands of
 //!   RCPTs, commands before HELO, pipelining floods, binary garbage, connection floods.
+//! - `hostile_mime`: malformed corpus, deep nesting, 100k headers, bombs, hostile names, many attachments.
 
 #[path = "../spine/helpers/mod.rs"]
 #[allow(dead_code, unused_imports)]
@@ -19,6 +20,7 @@ mod support;
 
 mod crash;
 mod disk_full;
+mod hostile_mime;
 mod hostile_smtp;
 mod outage;
 mod store_faults;
