@@ -11,6 +11,8 @@
 //! - `hostile_smtp`: relay tricks, smuggling, long lines, no-newline streams, slowloris, thousands of
 //!   RCPTs, commands before HELO, pipelining floods, binary garbage, connection floods.
 //! - `hostile_mime`: malformed corpus, deep nesting, 100k headers, bombs, hostile names, many attachments.
+//! - `fuzz`: a seeded mutation fuzzer (stable Rust) for parse → event in process and the SMTP session
+//!   over sockets.
 
 #[path = "../spine/helpers/mod.rs"]
 #[allow(dead_code, unused_imports)]
@@ -20,6 +22,7 @@ mod support;
 
 mod crash;
 mod disk_full;
+mod fuzz;
 mod hostile_mime;
 mod hostile_smtp;
 mod outage;

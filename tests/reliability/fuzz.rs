@@ -1,0 +1,552 @@
+//! Fuzzing on stable Rust: cargo-fuzz needs nightly, which this project does not use, so this is a
+//! hand-rolled mutation fuzzer (AFL-style "havoc": bit flips, byte changes, inserts and deletes,
+//! dictionary tokens, block duplication, splices between seeds) driven by a seeded xorshift RNG.
+//! The same seed gives the same inputs, so a finding is reproduced with `MXHOOK_SEED`; inputs that
+//! break an invariant are also written to `target/tmp/reliability-findings/`.
+//!
+//! - `parse → event`: in process, `mxhook::parse::parse` on mutated corpus messages, on a thread with
+//!   the 2 MiB stack of the gateway's tokio workers (where ingest parses). Invariants: no panic
+//!   escapes, no stack overflow, the status agrees with mail-parser as oracle, sizes and hashes match
+//!   the bytes, the event serialises, and the payload cap terminates.
+//! - SMTP session: black-box over sockets against the real binary (the session is private to the
+//!   crate), mutated SMTP conversations sent whole, replies read to EOF. Invariants: every reply line
+//!   well-formed (code, separator, no control characters: no reply injection), known codes, the server
+//!   closes after our EOF, every "queued as" is in the store and everything in the store was
+//!   acknowledged, every stored recipient is at the configured domain (no relay), the process stays
+//!   up, memory flat, and a normal message still gets through.
+//!
+//! Short forms run in CI; `MXHOOK_LONG=1` runs the long forms (figures in RELIABILITY.md).
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::helpers::*;
+use crate::support::*;
+
+/// Stacked random mutations of `input` (1 to 8 of them), the result at most `max` bytes.
+pub fn mutate(rng: &mut Rng, input: &[u8], seeds: &[Vec<u8>], dict: &[&[u8]], max: usize) -> Vec<u8> {
+    let mut v = input.to_vec();
+    for _ in 0..1 << rng.below(4) {
+        let len = v.len();
+        match rng.below(11) {
+            0 if len > 0 => {
+                let i = rng.below(len);
+                v[i] ^= 1 << rng.below(8);
+            }
+            1 if len > 0 => {
+                let i = rng.below(len);
+                v[i] = *rng.pick(&[0u8, 0xff, 0x7f, 0x80, b'\r', b'\n', b'.', b' ', b'"', b'\\', b'<', b'>', b'@']);
+            }
+            2 => {
+                let at = rng.below(len + 1);
+                let n = rng.range(1, 16) as usize;
+                let bytes = rng.bytes(n);
+                v.splice(at..at, bytes);
+            }
+            3 if len > 0 => {
+                let at = rng.below(len);
+                let n = (rng.range(1, 64) as usize).min(len - at);
+                v.drain(at..at + n);
+            }
+            4 | 5 => {
+                let at = rng.below(len + 1);
+                let tok = rng.pick(dict).to_vec();
+                v.splice(at..at, tok);
+            }
+            6 if len > 0 => {
+                // Duplicate a block, sometimes many times (quadratic-behaviour hunting).
+                let at = rng.below(len);
+                let n = (rng.range(1, 256) as usize).min(len - at);
+                let block = v[at..at + n].to_vec();
+                let times = if rng.chance(8) { rng.range(2, 2000) as usize } else { 1 };
+                let rep: Vec<u8> = block.iter().copied().cycle().take(n * times).collect();
+                v.splice(at..at, rep);
+            }
+            7 => {
+                // Splice: a piece of another seed at a random place.
+                let other = rng.pick(seeds);
+                if !other.is_empty() {
+                    let from = rng.below(other.len());
+                    let n = (rng.range(1, 4096) as usize).min(other.len() - from);
+                    let at = rng.below(len + 1);
+                    v.splice(at..at, other[from..from + n].iter().copied());
+                }
+            }
+            8 if len > 0 => v.truncate(rng.below(len)),
+            9 => {
+                // Line endings: CRLF to LF or LF to CR somewhere.
+                if let Some(p) = v.windows(2).position(|w| w == b"\r\n") {
+                    v.remove(p + rng.below(2));
+                }
+            }
+            _ if len > 1 => {
+                let (i, j) = (rng.below(len), rng.below(len));
+                v.swap(i, j);
+            }
+            _ => {}
+        }
+    }
+    v.truncate(max);
+    v
+}
+
+fn findings_dir() -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reliability-findings");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Keeps an input that broke something; returns where.
+fn keep(kind: &str, seed: u64, n: usize, input: &[u8]) -> String {
+    let p = findings_dir().join(format!("{kind}-{seed}-{n}.bin"));
+    std::fs::write(&p, input).unwrap();
+    p.display().to_string()
+}
+
+fn corpus_seeds() -> Vec<Vec<u8>> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+    files.sort();
+    files.into_iter().map(|p| to_crlf(&std::fs::read(p).unwrap())).collect()
+}
+
+const MIME_DICT: &[&[u8]] = &[
+    b"\r\n",
+    b"\r\n\r\n",
+    b"\n",
+    b"--",
+    b"--b\r\n",
+    b"Content-Type: multipart/mixed; boundary=\"b\"\r\n",
+    b"Content-Type: message/rfc822\r\n",
+    b"Content-Type: text/html; charset=utf-16\r\n",
+    b"Content-Transfer-Encoding: base64\r\n",
+    b"Content-Transfer-Encoding: quoted-printable\r\n",
+    b"Content-Disposition: attachment; filename*0*=utf-8''%2e%2e; filename*1=\"/x\"\r\n",
+    b"=?utf-8?B?",
+    b"=?iso-2022-jp?Q?",
+    b"?=",
+    b"=\r\n",
+    b"=FF",
+    b"boundary=",
+    b"From: \"a\\\" <b>\" <c@d>, :;, <>\r\n",
+    b"Date: Mon, 31 Feb 99999 25:61:61 +9999\r\n",
+    b"Received: from x by y; Thu, 1 Jan 1970 00:00:00 +0000\r\n",
+    b"\0",
+    b"\xff\xfe",
+    b"\xc3\xa9",
+    b"\xe2\x80\xae",
+    b"A".as_slice(),
+];
+
+/// The parse fuzzer's figures.
+#[derive(Debug, Default)]
+struct ParseFigures {
+    executions: usize,
+    complete: usize,
+    failed: usize,
+    parser_panics: usize,
+    slowest: Duration,
+    bytes: u64,
+}
+
+fn envelope() -> mxhook::smtp::Envelope {
+    mxhook::smtp::Envelope {
+        client_ip: "192.0.2.7".parse().unwrap(),
+        helo: "fuzz.test".into(),
+        mail_from: "fuzz@sender.test".into(),
+        rcpt_to: vec!["inbox@example.test".into()],
+        tls: None,
+        tls_cipher: None,
+    }
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, b).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One input through parse → event; Err describes a broken invariant.
+fn check_parse(raw: &[u8], f: &mut ParseFigures) -> Result<(), String> {
+    let t = Instant::now();
+    let out = mxhook::parse::parse("msg_fuzz", "2026-01-01T00:00:00Z".into(), &envelope(), raw);
+    let mut e = out.event;
+    let took = t.elapsed();
+    f.slowest = f.slowest.max(took);
+    if took > Duration::from_secs(5) {
+        return Err(format!("parse took {took:?}"));
+    }
+    let crashed = e.parsed.error.as_deref() == Some("the MIME parser crashed on this message");
+    match (e.parsed.status, &e.parsed.error) {
+        ("complete", None) => f.complete += 1,
+        ("failed", Some(_)) if crashed => f.parser_panics += 1,
+        ("failed", Some(_)) => f.failed += 1,
+        other => return Err(format!("status/error disagree: {other:?}")),
+    }
+    if !crashed && e.parsed.status != expected_parse_status(raw) {
+        return Err(format!("status {} but mail-parser says {}", e.parsed.status, expected_parse_status(raw)));
+    }
+    if e.raw.size != raw.len() || e.raw.sha256 != sha256_hex(raw) {
+        return Err("raw.size or raw.sha256 do not match the bytes".into());
+    }
+    if e.parsed.status == "complete" {
+        if out.attachments.len() != e.attachments.len() {
+            return Err(format!("{} attachment bodies for {} listed", out.attachments.len(), e.attachments.len()));
+        }
+        for (a, bytes) in e.attachments.iter().zip(&out.attachments) {
+            if a.size != bytes.len() || a.sha256 != sha256_hex(bytes) {
+                return Err(format!("attachment {} size/sha256 do not match its bytes", a.id));
+            }
+        }
+    } else if !e.attachments.is_empty() || !out.attachments.is_empty() {
+        return Err("a failed parse still lists attachments".into());
+    }
+    let json = serde_json::to_vec(&e).map_err(|err| format!("the event does not serialise: {err}"))?;
+    serde_json::from_slice::<serde_json::Value>(&json).map_err(|err| format!("the event is not valid JSON: {err}"))?;
+    e.inline_raw(raw, 256 << 10);
+    e.fit_payload(64 << 10);
+    f.bytes += raw.len() as u64;
+    Ok(())
+}
+
+fn fuzz_parse(executions: usize, test: &'static str) -> ParseFigures {
+    let seed = seed(test);
+    let seeds = corpus_seeds();
+    let handle = std::thread::Builder::new()
+        .name("parse-fuzz".into())
+        // The stack of a tokio worker thread, where ingest runs the parser (block_in_place).
+        .stack_size(2 << 20)
+        .spawn(move || {
+            let mut rng = Rng::new(seed);
+            let mut f = ParseFigures::default();
+            let mut broken = Vec::new();
+            let started = Instant::now();
+            // The seeds themselves first, then mutations (sometimes of a previous mutant).
+            let mut last = Vec::new();
+            for n in 0..executions {
+                let input = if n < seeds.len() {
+                    seeds[n].clone()
+                } else {
+                    let base = if !last.is_empty() && rng.chance(4) { last.clone() } else { rng.pick(&seeds).clone() };
+                    mutate(&mut rng, &base, &seeds, MIME_DICT, 256 << 10)
+                };
+                f.executions += 1;
+                if let Err(why) = check_parse(&input, &mut f) {
+                    broken.push(format!("#{n}: {why} (input kept in {})", keep("parse", seed, n, &input)));
+                }
+                last = input;
+            }
+            eprintln!(
+                "{test}: {} executions in {:.1?} ({} MiB parsed), seed {seed}: {} complete, {} failed, {} parser panics \
+caught, slowest {:.1?}, {} invariant violations",
+                f.executions,
+                started.elapsed(),
+                f.bytes >> 20,
+                f.complete,
+                f.failed,
+                f.parser_panics,
+                f.slowest,
+                broken.len()
+            );
+            assert!(broken.is_empty(), "parse → event broke its invariants (seed {seed}):\n{}", broken.join("\n"));
+            f
+        })
+        .unwrap();
+    match handle.join() {
+        Ok(f) => f,
+        Err(e) => std::panic::resume_unwind(e),
+    }
+}
+
+#[test]
+fn fuzz_parse_to_event() {
+    quiet_parser_panics();
+    fuzz_parse(scale(4_000, 1_000_000), "fuzz_parse_to_event");
+}
+
+/// mail-parser panics on some inputs; `parse` catches that (the message is kept, `parsed.status =
+/// "failed"`) and the fuzzer counts them. Their messages and backtraces would drown the test output,
+/// so a panic hook leaves out panics raised inside mail-parser and passes every other one on.
+fn quiet_parser_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !info.location().is_some_and(|l| l.file().contains("mail-parser")) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// SMTP session
+
+const SMTP_SEEDS: &[&[u8]] = &[
+    b"EHLO fuzz.test\r\nMAIL FROM:<a@sender.test>\r\nRCPT TO:<inbox@example.test>\r\nDATA\r\nSubject: s\r\n\r\nbody\r\n.\r\nQUIT\r\n",
+    b"HELO fuzz.test\r\nMAIL FROM:<> SIZE=100 BODY=8BITMIME\r\nRCPT TO:<a@example.test>\r\nRCPT TO:<b@evil.test>\r\nDATA\r\nFrom: x\r\n\r\n..dot\r\n.\r\nRSET\r\nNOOP\r\nVRFY x\r\nHELP\r\nQUIT\r\n",
+    b"EHLO x\r\nMAIL FROM:<a@b.test> SMTPUTF8\r\nRCPT TO:<\xc3\xbc@example.test>\r\nDATA\r\nx\n.\r\ny\r.\rz\r\n.\n\r\n.\r\nMAIL FROM:<c@d.test>\r\nRCPT TO:<e@example.test>\r\nDATA\r\n\r\n.\r\n",
+    b"EHLO x\r\nSTARTTLS\r\nAUTH PLAIN AGFAYQ==\r\nBDAT 5 LAST\r\nhelloMAIL FROM:<x@y.test>\r\nRCPT TO:<@a.test,@b.test:u@example.test>\r\nRCPT TO:<u%evil.test@example.test>\r\nRCPT TO:<\"u@evil.test\"@example.test>\r\nRCPT TO:<evil!u@example.test>\r\nDATA\r\n",
+    b"MAIL FROM:<a@b.test>\r\nDATA\r\nEHLO x\r\nRCPT TO:<inbox@example.test>\r\nMAIL FROM:<a@b.test>\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<INBOX@EXAMPLE.TEST.>\r\nDATA\r\nSubject: x\r\n\r\n.\r\n",
+    b"EHLO x\r\nMAIL FROM:<a@b.test> SIZE=99999999999999999999999\r\nMAIL FROM:<a@b.test> BODY=BINARYMIME\r\nMAIL FROM:<a@b.test> RET=HDRS ENVID=x\r\nRCPT TO:<inbox@example.test> NOTIFY=SUCCESS ORCPT=rfc822;x@y\r\nQUIT\r\n",
+];
+
+const SMTP_DICT: &[&[u8]] = &[
+    b"\r\n",
+    b"\n",
+    b"\r",
+    b"\r\n.\r\n",
+    b"\n.\n",
+    b".",
+    b"<",
+    b">",
+    b"@",
+    b"%",
+    b"!",
+    b":",
+    b",",
+    b"\"",
+    b"\\",
+    b" ",
+    b"MAIL FROM:",
+    b"RCPT TO:",
+    b"DATA\r\n",
+    b"EHLO x\r\n",
+    b"HELO ",
+    b"RSET\r\n",
+    b"QUIT\r\n",
+    b"NOOP\r\n",
+    b"BDAT 3\r\n",
+    b"STARTTLS\r\n",
+    b" SIZE=",
+    b" BODY=8BITMIME",
+    b" SMTPUTF8",
+    b"example.test",
+    b"evil.test",
+    b"[127.0.0.1]",
+    b"\0",
+    b"\xff",
+    b"\xc3\xa9",
+    b"\xe2\x80\xae",
+    b"99999999999999999999",
+];
+
+/// The SMTP fuzzer's figures.
+#[derive(Debug, Default)]
+struct SmtpFigures {
+    sessions: usize,
+    bytes: u64,
+    replies: usize,
+    acked: usize,
+    closed_by_server_first: usize,
+}
+
+const CODES: &[u16] =
+    &[214, 220, 221, 250, 252, 354, 421, 450, 451, 452, 500, 501, 502, 503, 504, 530, 550, 552, 553, 554, 555];
+
+/// One fuzzed conversation: the whole input written (from a thread, so replies never block it),
+/// then EOF; the replies read to the server's EOF. Err describes a broken invariant.
+fn one_session(
+    addr: std::net::SocketAddr,
+    input: Vec<u8>,
+    acked: &Mutex<Vec<String>>,
+    port: &mut u16,
+) -> Result<(usize, bool), String> {
+    let s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    *port = s.local_addr().unwrap().port();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let r = w.write_all(&input);
+        let _ = w.shutdown(std::net::Shutdown::Write);
+        r.is_err()
+    });
+    let mut out = Vec::new();
+    let mut r = &s;
+    let read = r.read_to_end(&mut out);
+    let cut_short = writer.join().unwrap();
+    match read {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => {
+            return Err(format!(
+                "no EOF from the server 20 s after ours ({e}); replies so far: {}",
+                String::from_utf8_lossy(&out)
+            ));
+        }
+    }
+    if !out.is_empty() && !out.ends_with(b"\r\n") {
+        return Err(format!("the replies do not end with CRLF: {:?}", String::from_utf8_lossy(&out)));
+    }
+    let text = String::from_utf8(out.clone()).map_err(|_| format!("replies are not UTF-8: {out:?}"))?;
+    let mut n = 0;
+    for line in text.split_terminator("\r\n") {
+        n += 1;
+        let ok_shape = line.len() >= 4
+            && line.as_bytes()[..3].iter().all(u8::is_ascii_digit)
+            && matches!(line.as_bytes()[3], b' ' | b'-')
+            && !line.chars().any(|c| c.is_control());
+        if !ok_shape {
+            return Err(format!("malformed reply line {line:?}"));
+        }
+        let code: u16 = line[..3].parse().unwrap();
+        if !CODES.contains(&code) {
+            return Err(format!("unexpected reply code in {line:?}"));
+        }
+        if let Some(id) = line.strip_prefix("250 2.0.0 Ok: queued as ") {
+            acked.lock().unwrap().push(id.to_string());
+        }
+    }
+    if n == 0 || !text.starts_with("220 ") {
+        return Err(format!("no greeting: {text:?}"));
+    }
+    Ok((n, cut_short))
+}
+
+fn fuzz_smtp(sessions: usize, threads: usize, test: &'static str) -> SmtpFigures {
+    let seed = seed(test);
+    let h = harness(&["command_timeout = \"5s\"", "data_timeout = \"5s\"", "max_sessions = 200"], |_| {});
+    let gw = h.start();
+    let probe = still_serving(&h, &gw, "start");
+    let rss0 = rss_kib(&gw);
+    let seeds: Arc<Vec<Vec<u8>>> = Arc::new(SMTP_SEEDS.iter().map(|s| s.to_vec()).collect());
+    let next = Arc::new(AtomicUsize::new(0));
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let figures: Arc<Mutex<SmtpFigures>> = Arc::default();
+    let broken: Arc<Mutex<Vec<String>>> = Arc::default();
+    // Client port → execution number, to find the input behind a line of the gateway's log.
+    let ports: Arc<Mutex<std::collections::HashMap<u16, usize>>> = Arc::default();
+    let started = Instant::now();
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let (seeds, next, acked, figures, broken, ports) =
+                (seeds.clone(), next.clone(), acked.clone(), figures.clone(), broken.clone(), ports.clone());
+            let addr = gw.smtp;
+            std::thread::spawn(move || {
+                loop {
+                    let n = next.fetch_add(1, Ordering::SeqCst);
+                    if n >= sessions {
+                        return;
+                    }
+                    // Each execution's input depends only on (seed, n): any one can be replayed alone.
+                    let mut rng = Rng::new(seed ^ (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                    let input = if n < seeds.len() {
+                        seeds[n].clone()
+                    } else {
+                        let base = rng.pick(&seeds).clone();
+                        mutate(&mut rng, &base, &seeds, SMTP_DICT, 64 << 10)
+                    };
+                    let len = input.len() as u64;
+                    let mut port = 0;
+                    let result = one_session(addr, input.clone(), &acked, &mut port);
+                    ports.lock().unwrap().insert(port, n);
+                    match result {
+                        Ok((replies, cut_short)) => {
+                            let mut f = figures.lock().unwrap();
+                            f.sessions += 1;
+                            f.bytes += len;
+                            f.replies += replies;
+                            f.closed_by_server_first += cut_short as usize;
+                        }
+                        Err(why) => {
+                            let kept = keep("smtp", seed, n, &input);
+                            broken
+                                .lock()
+                                .unwrap()
+                                .push(format!("session #{n} (thread {t}): {why} (input kept in {kept})"));
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let took = started.elapsed();
+    let broken = broken.lock().unwrap().clone();
+    assert!(
+        broken.is_empty(),
+        "{} of {sessions} fuzzed sessions broke an invariant (seed {seed}):\n{}\n{}",
+        broken.len(),
+        broken[..broken.len().min(20)].join("\n"),
+        log_tail(&h)
+    );
+    assert!(alive(&gw), "the gateway died under the SMTP fuzzer (seed {seed})\n{}", log_tail(&h));
+
+    // What was acknowledged is what is stored, and only for our domain.
+    let acked: BTreeSet<String> = acked.lock().unwrap().iter().cloned().collect();
+    let stored = stored_messages(&h);
+    let stored_ids: BTreeSet<String> = stored.iter().map(|(id, _, _)| id.clone()).filter(|id| *id != probe).collect();
+    let missing: Vec<_> = acked.difference(&stored_ids).collect();
+    assert!(missing.is_empty(), "acknowledged but not stored: {missing:?}");
+    let unacked: Vec<String> = stored_ids
+        .difference(&acked)
+        .map(|id| {
+            // The session that sent it, from the gateway's log line for it.
+            let line = log_lines(&h, &format!("message_id={id}"))
+                .into_iter()
+                .find(|l| l.contains("peer="))
+                .unwrap_or_default();
+            let port: Option<u16> =
+                line.split("peer=").nth(1).and_then(|p| p.split([' ', ':']).nth(1)).and_then(|p| p.parse().ok());
+            let n = port.and_then(|p| ports.lock().unwrap().get(&p).copied());
+            let kept = n.map(|n| {
+                let mut rng = Rng::new(seed ^ (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                let base = rng.pick(&seeds).clone();
+                let input = if n < seeds.len() {
+                    seeds[n].clone()
+                } else {
+                    mutate(&mut rng, &base, &seeds, SMTP_DICT, 64 << 10)
+                };
+                keep("smtp-unacked", seed, n, &input)
+            });
+            format!("{id} (session #{n:?}, input kept in {kept:?}; log: {line})")
+        })
+        .collect();
+    assert!(unacked.is_empty(), "stored without a 250 the client saw (seed {seed}):\n{}", unacked.join("\n"));
+    for (id, _, rcpt) in &stored {
+        let rcpts: Vec<String> = serde_json::from_str(rcpt).unwrap();
+        for r in rcpts {
+            let (local, domain) =
+                r.rsplit_once('@').unwrap_or_else(|| panic!("{id}: recipient {r:?} without a domain"));
+            assert!(
+                domain.trim_end_matches('.').eq_ignore_ascii_case(DOMAIN) && !local.contains(['@', '%', '!', ':', ',']),
+                "{id} was accepted for {r:?}: a relay (seed {seed})"
+            );
+        }
+    }
+    h.wait_until(Duration::from_secs(120), "every fuzzed message to be delivered", || {
+        delivery_counts(&h).iter().all(|(s, _)| s == "succeeded")
+    });
+    let f = std::mem::take(&mut *figures.lock().unwrap());
+    eprintln!(
+        "{test}: {} sessions ({} MiB) in {took:.1?} on {threads} threads, seed {seed}: {} replies, {} messages acknowledged, \
+all stored and delivered, none for a foreign domain; {} sessions closed by the server before all input was read; 0 \
+invariant violations",
+        f.sessions,
+        f.bytes >> 20,
+        f.replies,
+        acked.len(),
+        f.closed_by_server_first
+    );
+    assert_flat(&gw, rss0, 64, &format!("{} fuzzed SMTP sessions", f.sessions));
+    still_serving(&h, &gw, "the SMTP fuzzer");
+    SmtpFigures { acked: acked.len(), ..f }
+}
+
+/// The last lines of the gateway logs (a fuzzing run logs a lot).
+fn log_tail(h: &Harness) -> String {
+    let logs = h.logs();
+    let lines: Vec<&str> = logs.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+#[test]
+fn fuzz_smtp_session() {
+    let f = fuzz_smtp(scale(1_500, 200_000), 4, "fuzz_smtp_session");
+    assert!(f.acked > 0 && f.sessions > 0, "the seeds hold complete transactions; none was acknowledged");
+}
