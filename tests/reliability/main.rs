@@ -13,6 +13,7 @@
 //! - `hostile_mime`: malformed corpus, deep nesting, 100k headers, bombs, hostile names, many attachments.
 //! - `fuzz`: a seeded mutation fuzzer (stable Rust) for parse → event in process and the SMTP session
 //!   over sockets.
+//! - `signatures`: single-bit changes of real webhooks and out-of-window timestamps vs the stock verifier.
 
 #[path = "../spine/helpers/mod.rs"]
 #[allow(dead_code, unused_imports)]
@@ -26,4 +27,5 @@ mod fuzz;
 mod hostile_mime;
 mod hostile_smtp;
 mod outage;
+mod signatures;
 mod store_faults;
