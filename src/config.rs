@@ -32,6 +32,8 @@ pub struct Config {
     #[serde(default)]
     pub spam: SpamConfig,
     pub forward: Option<ForwardConfig>,
+    #[serde(default)]
+    pub auth: AuthConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -312,6 +314,65 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// `[auth]`: sender authentication (SPF, DKIM, DMARC, ARC) before a message is accepted.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Off: `message.auth` is null and nothing is looked up.
+    pub enabled: bool,
+    /// Name servers as "ip:port" (port 53 if left out); empty means the system resolver (/etc/resolv.conf).
+    pub dns: Vec<Spanned<String>>,
+    /// The whole DNS budget of one message: past it, unanswered checks are `temperror`.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+    pub dmarc_reject: DmarcReject,
+    pub spf: SpfMode,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dns: Vec::new(),
+            timeout: Duration::from_secs(5),
+            dmarc_reject: DmarcReject::Accept,
+            spf: SpfMode::Relaxed,
+        }
+    }
+}
+
+/// What to do with mail that fails DMARC under the sender's `p=reject`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DmarcReject {
+    /// Record the verdict and deliver: the receiving app decides.
+    Accept,
+    /// Answer `550 5.7.1` at the end of DATA; nothing is stored.
+    Reject,
+}
+
+/// How the MAIL FROM SPF result is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpfMode {
+    /// Checked at MAIL FROM: `fail` gets 550 5.7.1, `temperror` 451 4.7.1.
+    Strict,
+    /// Checked and recorded; never refuses mail.
+    Relaxed,
+    /// Not checked: `auth.spf` and `auth.spf_helo` are null (DMARC can then pass only through DKIM).
+    Off,
+}
+
+/// `[auth]` validated: None in `Settings` when disabled.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// Empty: the system resolver.
+    pub dns: Vec<SocketAddr>,
+    pub timeout: Duration,
+    pub dmarc_reject: DmarcReject,
+    pub spf: SpfMode,
+}
+
 /// One problem found in a config file, located for a human.
 #[derive(Debug)]
 pub struct Problem {
@@ -362,6 +423,8 @@ pub struct Settings {
     pub routes: Vec<Route>,
     pub spam: Option<Spam>,
     pub forward: Option<Forward>,
+    /// None: `[auth] enabled = false`.
+    pub auth: Option<AuthSettings>,
 }
 
 /// A configured spam engine and how long a check may take.
@@ -623,6 +686,7 @@ impl Settings {
         }
         let spam = spam_settings(&raw.spam, text, &mut problems);
         let forward = raw.forward.as_ref().and_then(|f| forward_settings(f, base, text, &mut problems));
+        let auth = auth_settings(text, &raw.auth, &mut problems);
 
         if !problems.is_empty() {
             return Err(fail(problems));
@@ -648,6 +712,7 @@ impl Settings {
             routes,
             spam,
             forward,
+            auth,
         })
     }
 }
@@ -770,6 +835,26 @@ fn forward_settings(f: &ForwardConfig, base: &Path, text: &str, problems: &mut V
         timeout: f.timeout,
         retry: f.retry.clone(),
     })
+}
+
+fn auth_settings(text: &str, raw: &AuthConfig, problems: &mut Vec<Problem>) -> Option<AuthSettings> {
+    let mut dns = Vec::new();
+    for server in &raw.dns {
+        let s = server.get_ref().trim();
+        let parsed =
+            s.parse::<SocketAddr>().or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)));
+        match parsed {
+            Ok(addr) => dns.push(addr),
+            Err(_) => {
+                let msg = format!("`{s}` is not ip:port (e.g. \"127.0.0.1:53\"; names are not resolved here)");
+                problems.push(problem(text, server.span(), "auth.dns", &msg));
+            }
+        }
+    }
+    if raw.timeout.is_zero() {
+        problems.push(at_key(text, "auth.timeout", "must be more than 0 (e.g. \"5s\")".into()));
+    }
+    raw.enabled.then_some(AuthSettings { dns, timeout: raw.timeout, dmarc_reject: raw.dmarc_reject, spf: raw.spf })
 }
 
 fn problem(text: &str, span: Range<usize>, key: &str, message: &str) -> Problem {
@@ -907,6 +992,23 @@ mod tests {
         for needle in ["not an address", "only a forward route", "forward.relay", "forward.username"] {
             assert!(e.contains(needle), "{needle}: {e}");
         }
+    }
+
+    #[test]
+    fn auth_defaults_and_problems() {
+        let a = load("").unwrap().auth.expect("auth is on by default");
+        assert!(a.dns.is_empty());
+        assert_eq!(a.timeout, Duration::from_secs(5));
+        assert_eq!((a.dmarc_reject, a.spf), (DmarcReject::Accept, SpfMode::Relaxed));
+        let a = load("[auth]\ndns = [\"127.0.0.1:5353\", \"::1\"]\nspf = \"strict\"\n").unwrap().auth.unwrap();
+        assert_eq!(a.dns, vec!["127.0.0.1:5353".parse().unwrap(), "[::1]:53".parse().unwrap()]);
+        assert_eq!(a.spf, SpfMode::Strict);
+        assert!(load("[auth]\nenabled = false\n").unwrap().auth.is_none());
+        let e = load("[auth]\ntimeout = \"0s\"\ndns = [\"ns.example:53\"]\n").unwrap_err();
+        let keys: Vec<_> = e.problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+        assert!(keys.contains(&("auth.dns", 3)) && keys.contains(&("auth.timeout", 2)), "{e}");
+        let e = load("[auth]\ndmarc_reject = \"bounce\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("t.toml:2:"), "{e}");
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //! before the session may answer 250. Implements the SMTP side's [`Sink`].
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+use crate::auth::{Authenticator, SenderChecks};
 use crate::config::{Endpoint, Mode, WebhookConfig};
 use crate::deliver::Deliverer;
 use crate::http::links::UrlSigner;
@@ -30,6 +32,8 @@ pub struct Ingest {
     pub deliverer: Arc<Deliverer>,
     /// The `[spam]` engine, asked before routing so `on_spam` can apply; None: no verdict.
     pub spam: Option<crate::spam::SpamCheck>,
+    /// None when `[auth] enabled = false`: `message.auth` is then null.
+    pub auth: Option<Arc<Authenticator>>,
 }
 
 const STORE_FAILED: &str = "4.3.0 Error: queue file write error, try again later";
@@ -41,11 +45,24 @@ struct Stored {
 }
 
 impl Sink for Ingest {
+    type Sender = Option<SenderChecks>;
+
+    async fn check_mail(&self, client_ip: IpAddr, helo: &str, mail_from: &str) -> Result<Self::Sender, Reply> {
+        match &self.auth {
+            Some(auth) => auth.check_mail(client_ip, helo, mail_from).await,
+            None => Ok(None),
+        }
+    }
+
     fn check_rcpt(&self, address: &str) -> Result<(), Reply> {
         self.router.route(address).map(|_| ())
     }
 
-    async fn accept(&self, envelope: Envelope, raw: Vec<u8>) -> Result<String, Reply> {
+    async fn accept(&self, envelope: Envelope, sender: Self::Sender, raw: Vec<u8>) -> Result<String, Reply> {
+        let auth = match &self.auth {
+            Some(a) => Some(a.verify(&envelope, sender, &raw).await?),
+            None => None,
+        };
         let id = crate::ids::new_id("msg");
         let received_at = now_ms();
         let (store, signer, webhook) = (self.store.clone(), self.signer.clone(), self.webhook.clone());
@@ -56,6 +73,7 @@ impl Sink for Ingest {
             let spam = spam_check.as_ref().map(|c| c.check(&msg_id, &envelope, &raw));
             let parsed = crate::parse::parse(&msg_id, rfc3339(received_at), &envelope, &raw);
             let mut event = parsed.event;
+            event.auth = auth;
             if let Some(spam) = spam {
                 event.spam = spam;
             }
@@ -192,7 +210,5 @@ fn is_spam(event: &EventMessage) -> bool {
 }
 
 fn dmarc_failed(event: &EventMessage) -> bool {
-    let result =
-        event.auth.as_ref().and_then(|a| a.get("dmarc")).and_then(|d| d.get("result")).and_then(|r| r.as_str());
-    result == Some("fail")
+    event.auth.as_ref().is_some_and(|a| a.dmarc.result == "fail")
 }

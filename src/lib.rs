@@ -3,6 +3,7 @@
 //! The modules follow a message's path:
 //! - `smtp`    — the SMTP listener and session (protocol and limits)
 //! - `ingest`  — the hand-off that runs the stages below before the session answers 250
+//! - `auth`    — SPF, DKIM, DMARC and ARC verdicts (mail-auth) on a bounded DNS budget
 //! - `spam`    — the spam verdict (rspamd or spamd), bounded by a timeout, null when the engine is down
 //! - `parse`   — raw bytes → the event's `message` object
 //! - `route`   — recipient → endpoint (and refusals for domains we do not serve)
@@ -11,6 +12,7 @@
 //!
 //! Beside them: `http` (axum), `cli` (clap commands over the same store), `config`, `serve` (wiring).
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod deliver;

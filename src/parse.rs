@@ -32,7 +32,7 @@ pub struct EventMessage {
     pub attachments: Vec<Attachment>,
     pub raw: Raw,
     pub parsed: ParseStatus,
-    pub auth: Option<serde_json::Value>,
+    pub auth: Option<crate::auth::Auth>,
     pub spam: Spam,
     /// Each recipient's route (match, action, rule, tag), filled by the route stage.
     pub routes: serde_json::Value,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::{Notify, watch};
 
+use crate::auth::Authenticator;
 use crate::config::Settings;
 use crate::deliver::{self, Deliverer};
 use crate::http::links::UrlSigner;
@@ -38,6 +39,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if resumed > 0 {
         tracing::warn!(deliveries = resumed, "resuming deliveries left in flight by the last run");
     }
+    // One authenticator for every session: its record cache is what makes repeat senders free.
+    // Built before the listeners are announced, so it adds nothing to the start after that.
+    let auth = match &settings.auth {
+        Some(a) => Some(Arc::new(Authenticator::new(a, &settings.smtp.hostname)?)),
+        None => None,
+    };
     let smtp_listeners = smtp::bind(&settings.listen).await?;
     let http_listener = http::bind(settings.http_listen).await?;
 
@@ -64,6 +71,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         deliverer: deliverer.clone(),
         spam: settings.spam.as_ref().map(crate::spam::SpamCheck::new),
+        auth,
     });
     let mut limits = smtp::Limits::from(&settings.smtp);
     if let Some(t) = &settings.smtp.tls {

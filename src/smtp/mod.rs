@@ -48,8 +48,22 @@ impl Reply {
 /// Where accepted mail goes. `accept` must return only once the message is durably stored:
 /// its Ok is turned into `250 … queued as <id>`.
 pub trait Sink: Send + Sync + 'static {
+    /// What `check_mail` learned about the sender (e.g. SPF verdicts), handed back to `accept`.
+    type Sender: Send + 'static;
+    /// At MAIL FROM (`mail_from` empty for `<>`): refuse the sender, or remember what was found.
+    fn check_mail(
+        &self,
+        client_ip: IpAddr,
+        helo: &str,
+        mail_from: &str,
+    ) -> impl Future<Output = Result<Self::Sender, Reply>> + Send;
     fn check_rcpt(&self, address: &str) -> Result<(), Reply>;
-    fn accept(&self, envelope: Envelope, raw: Vec<u8>) -> impl Future<Output = Result<String, Reply>> + Send;
+    fn accept(
+        &self,
+        envelope: Envelope,
+        sender: Self::Sender,
+        raw: Vec<u8>,
+    ) -> impl Future<Output = Result<String, Reply>> + Send;
 }
 
 /// Limits, names and TLS material a session needs, set up once.

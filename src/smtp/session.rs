@@ -36,7 +36,7 @@ enum Next {
     Quit,
 }
 
-struct Session<S> {
+struct Session<S: Sink> {
     peer: SocketAddr,
     limits: Arc<Limits>,
     sink: Arc<S>,
@@ -54,6 +54,8 @@ struct Session<S> {
     mail_from: Option<String>,
     /// MAIL FROM's SIZE= (0 when not given): lets DATA allocate once instead of doubling.
     declared_size: u64,
+    /// What the sink found at MAIL FROM, for this transaction's `accept`.
+    sender: Option<S::Sender>,
     rcpt_to: Vec<String>,
 }
 
@@ -80,6 +82,7 @@ pub async fn run<S: Sink>(
         helo: None,
         mail_from: None,
         declared_size: 0,
+        sender: None,
         rcpt_to: Vec::new(),
     };
     if let Err(e) = s.talk().await {
@@ -257,9 +260,20 @@ impl<S: Sink> Session<S> {
             self.metrics.rejected("size");
             return self.reply(552, "5.3.4 Error: message size exceeds fixed limit").await;
         }
-        self.mail_from = Some(from);
-        self.declared_size = declared_size;
-        self.reply(250, "2.1.0 Ok").await
+        let helo = self.helo.as_deref().unwrap_or_default();
+        match self.sink.check_mail(self.peer.ip(), helo, &from).await {
+            Ok(sender) => {
+                self.sender = Some(sender);
+                self.mail_from = Some(from);
+                self.declared_size = declared_size;
+                self.reply(250, "2.1.0 Ok").await
+            }
+            Err(r) => {
+                tracing::info!(peer = %self.peer, mail_from = %printable(&from), code = r.code, "sender refused");
+                self.metrics.rejected("sender");
+                self.error(r.code, &r.text).await
+            }
+        }
     }
 
     async fn rcpt(&mut self, to: String) -> std::io::Result<()> {
@@ -304,9 +318,13 @@ impl<S: Sink> Session<S> {
             tls: self.tls.as_ref().map(|t| t.0.clone()),
             tls_cipher: self.tls.as_ref().map(|t| t.1.clone()),
         };
+        let Some(sender) = self.sender.take() else {
+            self.reset();
+            return self.reply(451, "4.3.0 Error: lost the sender, try again").await;
+        };
         let size = raw.len();
         let started = std::time::Instant::now();
-        let result = self.sink.accept(envelope.clone(), raw).await;
+        let result = self.sink.accept(envelope.clone(), sender, raw).await;
         self.reset();
         let ms = started.elapsed().as_millis() as u64;
         match result {
@@ -405,6 +423,7 @@ impl<S: Sink> Session<S> {
 
     fn reset(&mut self) {
         self.mail_from = None;
+        self.sender = None;
         self.rcpt_to.clear();
     }
 
