@@ -1,0 +1,206 @@
+//! A small line-based SMTP client over a real TcpStream: send a command, read the whole (multi-line)
+//! reply, return code and text, so tests can assert exact reply codes. DATA is dot-stuffed here.
+//! (Copied from tests/spine: the two suites evolve apart.)
+
+use std::fmt;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// How long any single reply may take before the test fails (a hung server must not hang the suite).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub code: u16,
+    /// Text of each reply line, without the code and separator.
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        self.lines.join("\n")
+    }
+
+    /// The enhanced status code (second token of the last line), or "" if there is none.
+    pub fn enhanced(&self) -> &str {
+        self.lines.last().and_then(|l| l.split_whitespace().next()).unwrap_or("")
+    }
+
+    /// Panics unless the reply has this code and enhanced code.
+    #[track_caller]
+    pub fn expect(&self, code: u16, enhanced: &str) -> &Self {
+        assert!(self.code == code && self.enhanced() == enhanced, "expected reply `{code} {enhanced} …`, got `{self}`");
+        self
+    }
+
+    /// The id in `250 2.0.0 Ok: queued as msg_…`.
+    #[track_caller]
+    pub fn queued_id(&self) -> String {
+        self.expect(250, "2.0.0");
+        let text = self.text();
+        let at = text.find("queued as ").unwrap_or_else(|| panic!("no `queued as` in `{self}`"));
+        let id: String = text[at + "queued as ".len()..].chars().take_while(|c| !c.is_whitespace()).collect();
+        assert!(id.starts_with("msg_"), "queued id `{id}` does not start with msg_ in `{self}`");
+        id
+    }
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.code, self.lines.join(" | "))
+    }
+}
+
+pub struct SmtpClient {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl SmtpClient {
+    /// Connects and reads the greeting (whatever it is).
+    pub fn connect(addr: SocketAddr) -> (SmtpClient, Reply) {
+        let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to SMTP {addr}: {e}"));
+        stream.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(REPLY_TIMEOUT)).unwrap();
+        let mut c = SmtpClient { reader: BufReader::new(stream.try_clone().unwrap()), writer: stream };
+        let greeting = c.read_reply();
+        (c, greeting)
+    }
+
+    /// Connects, expects the 220 greeting and says EHLO `client.test`.
+    pub fn ready(addr: SocketAddr) -> SmtpClient {
+        let (mut c, greeting) = SmtpClient::connect(addr);
+        assert_eq!(greeting.code, 220, "greeting: {greeting}");
+        let ehlo = c.cmd("EHLO client.test");
+        assert_eq!(ehlo.code, 250, "EHLO: {ehlo}");
+        c
+    }
+
+    pub fn try_read_reply(&mut self) -> io::Result<Reply> {
+        let mut lines = Vec::new();
+        loop {
+            let mut raw = Vec::new();
+            let n = self.reader.read_until(b'\n', &mut raw)?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("connection closed (reply so far: {lines:?})"),
+                ));
+            }
+            let line = String::from_utf8_lossy(&raw).trim_end_matches(['\r', '\n']).to_string();
+            if line.len() < 3 || !line.as_bytes()[..3].iter().all(u8::is_ascii_digit) {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, format!("not a reply line: {line:?}")));
+            }
+            let code: u16 = line[..3].parse().unwrap();
+            let sep = line.as_bytes().get(3).copied();
+            lines.push((code, line.get(4..).unwrap_or("").to_string()));
+            if sep != Some(b'-') {
+                let codes_agree = lines.iter().all(|(c, _)| *c == code);
+                if !codes_agree {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, format!("mixed codes: {lines:?}")));
+                }
+                return Ok(Reply { code, lines: lines.into_iter().map(|(_, t)| t).collect() });
+            }
+        }
+    }
+
+    #[track_caller]
+    pub fn read_reply(&mut self) -> Reply {
+        self.try_read_reply().unwrap_or_else(|e| panic!("reading SMTP reply: {e}"))
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap_or_else(|e| panic!("SMTP write: {e}"));
+        self.writer.flush().unwrap();
+    }
+
+    /// Sends `line` + CRLF and reads the reply.
+    #[track_caller]
+    pub fn cmd(&mut self, line: &str) -> Reply {
+        let mut bytes = line.as_bytes().to_vec();
+        bytes.extend_from_slice(b"\r\n");
+        self.send_raw(&bytes);
+        self.read_reply()
+    }
+
+    /// DATA, then the dot-stuffed body and the terminator; returns the reply after the final dot.
+    /// `body` must use CRLF line endings; a CRLF is added if it doesn't end with one.
+    #[track_caller]
+    pub fn data(&mut self, body: &[u8]) -> Reply {
+        let r = self.cmd("DATA");
+        assert_eq!(r.code, 354, "DATA: expected 354, got `{r}`");
+        self.send_raw(&data_stream(body));
+        self.read_reply()
+    }
+
+    /// A whole transaction that must succeed; returns the queued message id.
+    #[track_caller]
+    pub fn send_mail(&mut self, from: &str, rcpts: &[&str], body: &[u8]) -> String {
+        self.cmd(&format!("MAIL FROM:<{from}>")).expect(250, "2.1.0");
+        for r in rcpts {
+            self.cmd(&format!("RCPT TO:<{r}>")).expect(250, "2.1.5");
+        }
+        self.data(body).queued_id()
+    }
+
+    /// True if the server has closed the connection (EOF within the reply timeout).
+    pub fn is_closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        match self.reader.read(&mut b) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted),
+        }
+    }
+}
+
+/// The bytes sent after `354`: dot-stuffed body (a CRLF added if missing) plus `.` CRLF.
+pub fn data_stream(body: &[u8]) -> Vec<u8> {
+    let mut body = body.to_vec();
+    if !body.ends_with(b"\r\n") {
+        body.extend_from_slice(b"\r\n");
+    }
+    let mut out = Vec::with_capacity(body.len() + 16);
+    let mut at_line_start = true;
+    let mut i = 0;
+    while i < body.len() {
+        if at_line_start && body[i] == b'.' {
+            out.push(b'.');
+        }
+        out.push(body[i]);
+        // A new line starts only after CRLF: a bare LF is data, as the server must treat it.
+        at_line_start = body[i] == b'\n' && i > 0 && body[i - 1] == b'\r';
+        i += 1;
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+/// Converts bare LF (and keeps existing CRLF) to CRLF, as an SMTP client does when sending a file.
+pub fn to_crlf(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 20);
+    for (i, &b) in raw.iter().enumerate() {
+        if b == b'\n' && (i == 0 || raw[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
+}
+
+/// The message bytes the server is expected to store for `body` sent with `SmtpClient::data`.
+pub fn as_sent(body: &[u8]) -> Vec<u8> {
+    let mut body = body.to_vec();
+    if !body.ends_with(b"\r\n") {
+        body.extend_from_slice(b"\r\n");
+    }
+    body
+}
+
+#[test]
+fn dot_stuffing_only_after_crlf() {
+    assert_eq!(data_stream(b".a\r\nb\n.c\r\n..d\r\n"), b"..a\r\nb\n.c\r\n...d\r\n.\r\n".to_vec());
+    assert_eq!(data_stream(b"x"), b"x\r\n.\r\n".to_vec());
+    assert_eq!(to_crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n".to_vec());
+}
