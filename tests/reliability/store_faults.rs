@@ -134,3 +134,35 @@ fn a_read_only_spool_gets_451_and_a_503_healthz() {
     assert!(stored_messages(&h).iter().any(|(id, _, _)| *id == before));
     no_orphans(&h);
 }
+
+/// An attempt whose outcome cannot be recorded (the database is locked past the busy timeout when it
+/// ends) must not leave its acknowledged message behind: once the store works again the delivery is
+/// attempted again, without a restart. (disk_full.rs has the same with a full disk, as root.)
+#[test]
+fn an_attempt_that_cannot_be_recorded_is_made_again_once_the_store_works() {
+    let h = harness(&[], |cfg| cfg.endpoint("app").retry = strings(&["0s", "300ms", "300ms", "300ms"]));
+    let gw = h.start();
+    h.rx.set_status(503);
+    h.rx.set_delay(Duration::from_millis(1500));
+    let mut c = SmtpClient::ready(gw.smtp);
+    let id = c.send_mail("ada@sender.test", &["inbox@example.test"], &message("unrecorded@fault.test", "x", 500));
+    h.wait_until(SHORT, "the first attempt to reach the endpoint", || !h.rx.requests_for_message(&id).is_empty());
+
+    let db = rusqlite::Connection::open(h.data_dir().join("mxhook.db")).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE").expect("take the database's write lock");
+    h.wait_until(Duration::from_secs(40), "the attempt's outcome to fail to be recorded", || {
+        !log_lines(&h, "cannot record a delivery attempt").is_empty()
+    });
+    db.execute_batch("ROLLBACK").unwrap();
+    h.rx.set_delay(Duration::ZERO);
+    h.rx.set_status(200);
+    let again = poll(Duration::from_secs(10), || h.rx.requests_for_message(&id).len() >= 2);
+    assert!(
+        again,
+        "acknowledged message {id} was not attempted again within 10 s of the store working again (its attempt could \
+not be recorded while the database was locked); delivery now: {:?}\n{}",
+        h.deliveries(&["--message", &id]),
+        log_lines(&h, "delivery").join("\n")
+    );
+    h.wait_delivery_status(&id, "succeeded", SHORT);
+}
