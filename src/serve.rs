@@ -21,6 +21,10 @@ use crate::store::Store;
 use crate::{http, smtp};
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    // Signal handlers first: a SIGTERM that arrives while we start must stop us cleanly, not kill
+    // us by its default action after the listeners are announced.
+    let stop_signal = shutdown_signal()?;
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data_dir {}", settings.data_dir.display()))?;
     // Two servers on one queue would each deliver everything: refuse the second.
@@ -79,7 +83,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         tracing::info!(cert = %t.cert.display(), require = t.require, "STARTTLS offered");
     }
     // Always handled: SIGHUP's default action would end the process (systemd's ExecReload sends it).
-    tokio::spawn(reload_on_sighup(limits.tls.clone()));
+    tokio::spawn(reload_on_sighup(hangup, limits.tls.clone()));
     let smtp_task = tokio::spawn(smtp::serve(
         smtp_listeners,
         limits,
@@ -97,7 +101,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let janitor_task = tokio::spawn(janitor(store.clone(), settings.retention, settings.keep_metadata, stopped));
     tracing::info!(config = %settings.file.display(), data_dir = %settings.data_dir.display(), "mxhook started");
 
-    shutdown_signal().await?;
+    stop_signal.await;
     tracing::info!("shutting down: no new sessions; finishing open sessions and attempts in flight");
     let _ = stop.send(true);
     smtp_task.await?;
@@ -130,9 +134,7 @@ async fn janitor(store: Arc<Store>, retention: Duration, keep_metadata: Duration
 }
 
 /// SIGHUP re-reads the STARTTLS certificate; sessions already in TLS keep theirs.
-async fn reload_on_sighup(tls: Option<Arc<Tls>>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+async fn reload_on_sighup(mut hup: tokio::signal::unix::Signal, tls: Option<Arc<Tls>>) {
     while hup.recv().await.is_some() {
         let Some(tls) = &tls else {
             tracing::info!("SIGHUP: nothing to reload (no [smtp.tls])");
@@ -147,13 +149,15 @@ async fn reload_on_sighup(tls: Option<Arc<Tls>>) {
     }
 }
 
-async fn shutdown_signal() -> anyhow::Result<()> {
+/// Installs the SIGTERM and SIGINT handlers now; the future resolves at the first of them.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }
