@@ -199,9 +199,11 @@ pub fn next_state(d: &Delivery, success: bool, schedule: &[Duration], now: i64) 
 
 /// The scheduler loop: runs until `shutdown`, then lets attempts in flight finish.
 pub async fn run(deliverer: Arc<Deliverer>, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
-    // Each task gives back the endpoint it used, so per-endpoint counts stay exact.
-    let mut in_flight: JoinSet<String> = JoinSet::new();
+    // Each task gives back the endpoint it used (so per-endpoint counts stay exact) and, when its
+    // outcome could not be recorded, the delivery to put back in the queue.
+    let mut in_flight: JoinSet<(String, Option<String>)> = JoinSet::new();
     let mut per_endpoint: BTreeMap<String, usize> = BTreeMap::new();
+    let mut unrecorded: Vec<String> = Vec::new();
     loop {
         if *shutdown.borrow() {
             break;
@@ -210,16 +212,25 @@ pub async fn run(deliverer: Arc<Deliverer>, wake: Arc<Notify>, mut shutdown: wat
         let busy: Vec<String> =
             per_endpoint.iter().filter(|(e, n)| **n >= deliverer.concurrency(e)).map(|(e, _)| e.clone()).collect();
         let store = deliverer.store.clone();
+        let release = std::mem::take(&mut unrecorded);
         let (due, next) = match tokio::task::spawn_blocking(move || {
+            // Until the store takes writes again this fails, and the ids wait for the next turn.
+            if !release.is_empty()
+                && let Err(e) = store.release(&release)
+            {
+                return Err((e, release));
+            }
             let busy: Vec<&str> = busy.iter().map(String::as_str).collect();
-            let due = if free > 0 { store.claim_due(now_ms(), free, &busy)? } else { Vec::new() };
-            anyhow::Ok((due, store.next_due()?))
+            let claimed = if free > 0 { store.claim_due(now_ms(), free, &busy) } else { Ok(Vec::new()) };
+            let due = claimed.and_then(|due| Ok((due, store.next_due()?)));
+            due.map_err(|e| (e, Vec::new()))
         })
         .await
         {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
+            Ok(Err((e, release))) => {
                 tracing::error!(error = %format!("{e:#}"), "cannot read the delivery queue");
+                unrecorded.extend(release);
                 (Vec::new(), None)
             }
             Err(e) => {
@@ -231,12 +242,12 @@ pub async fn run(deliverer: Arc<Deliverer>, wake: Arc<Notify>, mut shutdown: wat
         for d in due {
             *per_endpoint.entry(d.endpoint.clone()).or_default() += 1;
             let deliverer = deliverer.clone();
-            in_flight.spawn_blocking(move || {
-                if let Err(e) = deliverer.attempt_one(&d) {
-                    // The delivery stays claimed; the next start puts it back in the queue.
-                    tracing::error!(delivery = %d.id, error = %format!("{e:#}"), "cannot record a delivery attempt");
+            in_flight.spawn_blocking(move || match deliverer.attempt_one(&d) {
+                Ok(()) => (d.endpoint, None),
+                Err(e) => {
+                    tracing::error!(delivery = %d.id, error = %format!("{e:#}"), "cannot record a delivery attempt; it will be made again");
+                    (d.endpoint, Some(d.id))
                 }
-                d.endpoint
             });
         }
         // Overdue work that could not be claimed waits for a busy endpoint to free a slot.
@@ -251,10 +262,11 @@ pub async fn run(deliverer: Arc<Deliverer>, wake: Arc<Notify>, mut shutdown: wat
             _ = tokio::time::sleep(wait), if !full => {}
             _ = wake.notified() => {}
             Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                if let Ok(endpoint) = done
-                    && let Some(n) = per_endpoint.get_mut(&endpoint)
-                {
-                    *n = n.saturating_sub(1);
+                if let Ok((endpoint, failed)) = done {
+                    if let Some(n) = per_endpoint.get_mut(&endpoint) {
+                        *n = n.saturating_sub(1);
+                    }
+                    unrecorded.extend(failed);
                 }
             }
             _ = shutdown.wait_for(|s| *s) => break,

@@ -322,6 +322,17 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Puts claimed deliveries back in the queue (their outcome could not be recorded: they will be
+    /// attempted again, which at-least-once allows).
+    pub fn release(&self, ids: &[String]) -> anyhow::Result<()> {
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE deliveries SET in_flight = 0 WHERE id IN (SELECT value FROM json_each(?1))",
+            [serde_json::to_string(ids)?],
+        )?;
+        Ok(())
+    }
+
     /// When the next pending delivery is due (None: nothing is waiting).
     pub fn next_due(&self) -> anyhow::Result<Option<i64>> {
         let conn = self.conn();
