@@ -146,7 +146,8 @@ fn a_dead_resolver_costs_one_budget_and_loses_nothing() {
     let dns = DnsServer::start();
     dns.go_silent();
     let ed = Signer::new(Algo::Ed25519, "example.org", "ed");
-    let h = Harness::new(Some(&format!("dns = [\"{}\"]\ntimeout = \"500ms\"", dns.addr)));
+    // A 2 s budget, so "held for the budget" and "not held" stay far apart even on a loaded machine.
+    let h = Harness::new(Some(&format!("dns = [\"{}\"]\ntimeout = \"2s\"", dns.addr)));
     let gw = h.start();
     let mut c = gw.client("mail.example.org");
     let data_time = |c: &mut crate::helpers::SmtpClient, tag: &str| {
@@ -157,7 +158,7 @@ fn a_dead_resolver_costs_one_budget_and_loses_nothing() {
         (id, started.elapsed())
     };
     let (id, took) = data_time(&mut c, "dead-dns-1");
-    assert!(took >= Duration::from_millis(400) && took < Duration::from_secs(3), "DATA answered after {took:?}");
+    assert!(took >= Duration::from_millis(1900) && took < Duration::from_secs(8), "DATA answered after {took:?}");
     let auth = h.auth_of(&gw, &id);
     assert_eq!(auth["spf"]["result"], "temperror");
     assert_eq!(auth["spf_helo"]["result"], "temperror");
@@ -173,7 +174,7 @@ fn a_dead_resolver_costs_one_budget_and_loses_nothing() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let (id, took) = data_time(&mut c, "dead-dns-2");
-    assert!(took < Duration::from_millis(300), "DATA answered after {took:?} with DNS known down");
+    assert!(took < Duration::from_millis(1000), "DATA answered after {took:?} with DNS known down (budget 2 s)");
     assert_eq!(h.auth_of(&gw, &id)["dmarc"]["result"], "temperror");
 }
 
