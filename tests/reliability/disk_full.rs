@@ -7,16 +7,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use crate::helpers::*;
-use crate::store_faults::{is_root, run};
 use crate::support::*;
-
-struct Unmount(std::path::PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
 
 /// Writes `path` until the file system says ENOSPC, down to single bytes. Returns the bytes written.
 fn fill(path: &std::path::Path) -> u64 {
@@ -52,12 +43,13 @@ fn a_full_disk_gets_451_and_the_gateway_recovers_when_space_returns() {
         cfg.endpoint("app").retry = retry;
     });
     let data = h.data_dir();
-    std::fs::create_dir_all(&data).unwrap();
-    if let Err(e) = run("mount", &["-t", "tmpfs", "-o", "size=16m", "tmpfs", data.to_str().unwrap()]) {
-        eprintln!("SKIPPED a_full_disk_gets_451_and_the_gateway_recovers_when_space_returns: {e}");
-        return;
-    }
-    let _mounted = Unmount(data.clone());
+    let _mounted = match tmpfs(&data, "16m") {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("SKIPPED a_full_disk_gets_451_and_the_gateway_recovers_when_space_returns: {e}");
+            return;
+        }
+    };
     let gw = h.start();
     still_serving(&h, &gw, "start");
 
@@ -113,18 +105,15 @@ fn a_full_disk_gets_451_and_the_gateway_recovers_when_space_returns() {
 /// still be delivered once space returns and the endpoint answers, without a restart.
 #[test]
 fn an_attempt_in_flight_when_the_disk_fills_is_made_again_once_space_returns() {
-    if !is_root() {
-        eprintln!("SKIPPED an_attempt_in_flight_when_the_disk_fills_is_made_again_once_space_returns: needs root");
-        return;
-    }
     let h = harness(&[], |cfg| cfg.endpoint("app").retry = strings(&["0s", "300ms", "300ms", "300ms", "300ms"]));
     let data = h.data_dir();
-    std::fs::create_dir_all(&data).unwrap();
-    if let Err(e) = run("mount", &["-t", "tmpfs", "-o", "size=16m", "tmpfs", data.to_str().unwrap()]) {
-        eprintln!("SKIPPED an_attempt_in_flight_when_the_disk_fills_is_made_again_once_space_returns: {e}");
-        return;
-    }
-    let _mounted = Unmount(data.clone());
+    let _mounted = match tmpfs(&data, "16m") {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("SKIPPED an_attempt_in_flight_when_the_disk_fills_is_made_again_once_space_returns: {e}");
+            return;
+        }
+    };
     let gw = h.start();
 
     // The endpoint holds the first attempt for 1.5 s and then refuses it; the disk fills meanwhile.

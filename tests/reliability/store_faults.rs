@@ -75,28 +75,6 @@ fn a_locked_database_gets_451_a_log_line_and_a_503_healthz() {
     no_orphans(&h);
 }
 
-struct Unmount(std::path::PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-pub fn run(cmd: &str, args: &[&str]) -> Result<(), String> {
-    let out = std::process::Command::new(cmd).args(args).output().map_err(|e| format!("{cmd}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr).trim()))
-    }
-}
-
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
 #[test]
 fn a_read_only_spool_gets_451_and_a_503_healthz() {
     if !is_root() {

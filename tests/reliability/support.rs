@@ -360,3 +360,38 @@ pub fn assert_flat(gw: &Gateway, before_kib: u64, limit_mib: u64, what: &str) ->
     eprintln!("rss: {what}: {before_kib} -> {now} KiB");
     grew
 }
+
+/// Unmounts (lazily) what a test mounted, after the gateway using it is gone.
+pub struct Unmount(pub std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Runs a command; Err with its stderr when it fails.
+pub fn run(cmd: &str, args: &[&str]) -> Result<(), String> {
+    let out = std::process::Command::new(cmd).args(args).output().map_err(|e| format!("{cmd}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Mounts a tmpfs of `size` (e.g. "16m") on `dir` (created if needed); Err says why not (not root,
+/// no mount).
+pub fn tmpfs(dir: &Path, size: &str) -> Result<Unmount, String> {
+    if !is_root() {
+        return Err("needs root to mount a tmpfs".into());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    run("mount", &["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", dir.to_str().unwrap()])?;
+    Ok(Unmount(dir.to_path_buf()))
+}
