@@ -71,7 +71,8 @@ impl Sink for Ingest {
         // Parsing and storing are CPU and disk work: off the async threads.
         let stored = tokio::task::block_in_place(|| {
             let spam = spam_check.as_ref().map(|c| c.check(&msg_id, &envelope, &raw));
-            let parsed = crate::parse::parse(&msg_id, rfc3339(received_at), &envelope, &raw);
+            let parsed =
+                crate::parse::parse_bounded(&msg_id, rfc3339(received_at), &envelope, &raw, webhook.max_payload);
             let mut event = parsed.event;
             event.auth = auth;
             if let Some(spam) = spam {

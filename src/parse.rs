@@ -27,6 +27,10 @@ pub struct EventMessage {
     pub thread_id: String,
     pub headers: Vec<(String, String)>,
     pub text: Option<String>,
+    /// The length of a text body larger than the whole event may be (see `parse_bounded`): it is
+    /// not copied out of the message, and `fit_payload` leaves it out as it would the text itself.
+    #[serde(skip)]
+    pub withheld_text: Option<u64>,
     pub html: Option<String>,
     pub omitted: Vec<String>,
     pub attachments: Vec<Attachment>,
@@ -101,10 +105,14 @@ impl EventMessage {
     pub fn fit_payload(&mut self, max: u64) {
         // The event around `message` (ids, type, delivery) is small and bounded.
         const ENVELOPE: u64 = 1024;
-        let size = |e: &Self| serde_json::to_vec(e).map_or(u64::MAX, |v| v.len() as u64) + ENVELOPE;
+        // Counted, not built: a 50 MB text body is not serialised into another 50 MB.
+        let size = |e: &Self| {
+            let mut n = ByteCount(0);
+            serde_json::to_writer(&mut n, e).map_or(u64::MAX, |()| n.0) + ENVELOPE + e.withheld_text.unwrap_or(0)
+        };
         let steps: [(&str, fn(&mut Self) -> bool); 5] = [
             ("html", |e| e.html.take().is_some()),
-            ("text", |e| e.text.take().is_some()),
+            ("text", |e| e.text.take().is_some() | e.withheld_text.take().is_some()),
             ("raw.base64", |e| e.raw.base64.take().is_some()),
             ("headers", |e| !std::mem::take(&mut e.headers).is_empty()),
             ("attachments", |e| !std::mem::take(&mut e.attachments).is_empty()),
@@ -117,6 +125,19 @@ impl EventMessage {
                 self.omitted.push(name.to_string());
             }
         }
+    }
+}
+
+/// An `io::Write` that only counts what it is given.
+struct ByteCount(u64);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -135,6 +156,18 @@ pub struct ParseOutput<'a> {
 
 /// Builds the event's `message` object. `received_at` is RFC 3339.
 pub fn parse<'a>(id: &str, received_at: String, envelope: &Envelope, raw: &'a [u8]) -> ParseOutput<'a> {
+    parse_bounded(id, received_at, envelope, raw, u64::MAX)
+}
+
+/// `parse`, for an event of at most `max_payload` bytes: a text body larger than that could never
+/// be in it, so it is not copied (a 50 MB text message costs its raw bytes, not twice them).
+pub fn parse_bounded<'a>(
+    id: &str,
+    received_at: String,
+    envelope: &Envelope,
+    raw: &'a [u8],
+    max_payload: u64,
+) -> ParseOutput<'a> {
     let raw_info = Raw { size: raw.len(), sha256: sha256_hex(raw), url: None, base64: None };
     let mut event = EventMessage {
         id: id.to_string(),
@@ -159,6 +192,7 @@ pub fn parse<'a>(id: &str, received_at: String, envelope: &Envelope, raw: &'a [u
         thread_id: id.to_string(),
         headers: Vec::new(),
         text: None,
+        withheld_text: None,
         html: None,
         omitted: Vec::new(),
         attachments: Vec::new(),
@@ -170,7 +204,7 @@ pub fn parse<'a>(id: &str, received_at: String, envelope: &Envelope, raw: &'a [u
     };
     // mail-parser survived 200,000 random mutations without a panic; should a new input find one,
     // it costs this message its parsed fields, not the gateway or the message.
-    let filled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fill(&mut event, raw)));
+    let filled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fill(&mut event, raw, max_payload)));
     let (attachments, error) = match filled {
         Ok(Ok(a)) => (a, None),
         Ok(Err(e)) => (Vec::new(), Some(e)),
@@ -183,7 +217,7 @@ pub fn parse<'a>(id: &str, received_at: String, envelope: &Envelope, raw: &'a [u
     ParseOutput { event, attachments }
 }
 
-fn fill<'a>(e: &mut EventMessage, raw: &'a [u8]) -> Result<Vec<Cow<'a, [u8]>>, String> {
+fn fill<'a>(e: &mut EventMessage, raw: &'a [u8], max_payload: u64) -> Result<Vec<Cow<'a, [u8]>>, String> {
     let mut msg = MessageParser::default().parse(raw).ok_or("empty message")?;
     if msg.headers().is_empty() {
         return Err("no header section: the message does not start with a header field".into());
@@ -201,7 +235,13 @@ fn fill<'a>(e: &mut EventMessage, raw: &'a [u8]) -> Result<Vec<Cow<'a, [u8]>>, S
         e.thread_id = t.clone();
     }
     e.headers = decoded_headers(raw, msg.root_part().offset_body as usize);
-    e.text = msg.body_text(0).map(|t| t.into_owned());
+    e.text = match msg.body_text(0) {
+        Some(t) if t.len() as u64 > max_payload => {
+            e.withheld_text = Some(t.len() as u64);
+            None
+        }
+        t => t.map(|t| t.into_owned()),
+    };
     // body_html(0) would invent HTML from a text-only message; only a real HTML part counts.
     e.html = msg.html_part(0).filter(|p| p.is_text_html()).and_then(|_| msg.body_html(0)).map(|h| h.into_owned());
     for (i, part) in msg.attachments().enumerate() {

@@ -84,6 +84,10 @@ pub fn agent(ep: &Endpoint) -> ureq::Agent {
         // Record every status ourselves; a redirect is the endpoint's answer, not a place to follow.
         .http_status_as_error(false)
         .max_redirects(0)
+        // Keep a connection per attempt in flight (ureq's default keeps 3 per host: the others
+        // would reconnect for every attempt).
+        .max_idle_connections(ep.concurrency.max(10))
+        .max_idle_connections_per_host(ep.concurrency.max(3))
         .proxy(None)
         .user_agent(concat!("mxhook/", env!("CARGO_PKG_VERSION")))
         .build()

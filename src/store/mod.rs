@@ -8,7 +8,7 @@ pub mod spool;
 pub use retention::Purged;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, mpsc};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -60,6 +60,9 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated_at      INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at);
+-- Claiming walks this per endpoint (first attempts, then retries, each by due time): it reads only
+-- the rows it takes, however large a busy or dead endpoint's backlog is.
+CREATE INDEX IF NOT EXISTS deliveries_claim ON deliveries (status, in_flight, endpoint, (attempts > 0), next_attempt_at);
 CREATE INDEX IF NOT EXISTS deliveries_message ON deliveries (message_id);
 CREATE TABLE IF NOT EXISTS attempts (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -75,9 +78,18 @@ CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts (delivery_id);
 "#;
 
 pub struct Store {
-    /// One connection for every write of this process: SQLite has one writer anyway, and a mutex is
-    /// cheaper and clearer than SQLITE_BUSY retries between our own threads.
+    /// The connection for ingest and the CLI's edits (`synchronous=FULL`). Its mutex is also the
+    /// process's write lock: SQLite has one writer anyway, and a mutex is cheaper and clearer than
+    /// SQLITE_BUSY retries between our own threads.
     conn: Mutex<Connection>,
+    /// The delivery side's connection (`synchronous=NORMAL`): claims and attempt records commit
+    /// without an fsync of their own (the next ingest commit or checkpoint syncs them). Losing the
+    /// last of them to a power cut only means an attempt is made again, with the same event id.
+    /// Reads here (the event per attempt, the next due time) do not wait for an ingest commit.
+    deliver: Mutex<Connection>,
+    /// Messages waiting for the next group commit: one transaction and one fsync for all the
+    /// sessions that finished DATA while the previous commit was on its way to the disk.
+    queue: Mutex<Vec<Queued>>,
     spool_dir: PathBuf,
     attachment_dir: PathBuf,
     db_path: PathBuf,
@@ -103,6 +115,107 @@ pub struct NewMessage<'a> {
     /// Each endpoint to deliver to, with when its first attempt is due, and whether the
     /// session claims it for an attempt of its own (sync mode).
     pub endpoints: &'a [(String, i64, bool)],
+}
+
+/// A message's rows as queued for the group commit (owned: another session's thread writes them).
+struct Row {
+    id: String,
+    received_at: i64,
+    client_ip: String,
+    helo: String,
+    mail_from: String,
+    rcpt_to: String,
+    size: i64,
+    sha256: String,
+    subject: Option<String>,
+    from_addr: Option<String>,
+    parsed_status: String,
+    event_message: String,
+    keep_files: bool,
+    /// (filename, content_type, size, sha256)
+    attachments: Vec<(Option<String>, String, i64, String)>,
+    endpoints: Vec<(String, i64, bool)>,
+}
+
+struct Queued {
+    row: Row,
+    done: mpsc::SyncSender<Result<(), String>>,
+}
+
+impl From<&NewMessage<'_>> for Row {
+    fn from(m: &NewMessage<'_>) -> Self {
+        Row {
+            id: m.id.to_string(),
+            received_at: m.received_at,
+            client_ip: m.client_ip.to_string(),
+            helo: m.helo.to_string(),
+            mail_from: m.mail_from.to_string(),
+            rcpt_to: serde_json::to_string(m.rcpt_to).unwrap_or_else(|_| "[]".into()),
+            size: m.raw.len() as i64,
+            sha256: m.sha256.to_string(),
+            subject: m.subject.map(str::to_string),
+            from_addr: m.from_addr.map(str::to_string),
+            parsed_status: m.parsed_status.to_string(),
+            event_message: m.event_message.to_string(),
+            keep_files: m.keep_files,
+            attachments: m
+                .attachments
+                .iter()
+                .map(|a| {
+                    (
+                        a.filename.map(str::to_string),
+                        a.content_type.to_string(),
+                        a.bytes.len() as i64,
+                        a.sha256.to_string(),
+                    )
+                })
+                .collect(),
+            endpoints: m.endpoints.to_vec(),
+        }
+    }
+}
+
+/// The message, its attachments and one delivery per endpoint (each with its own event id).
+fn insert_rows(tx: &rusqlite::Connection, m: &Row) -> anyhow::Result<()> {
+    let disposition = match (m.endpoints.is_empty(), m.keep_files) {
+        (false, _) => "queued",
+        (true, true) => "stored",
+        (true, false) => "dropped",
+    };
+    tx.prepare_cached(&format!(
+        "INSERT INTO messages ({MESSAGE_COLS}, disposition, files_removed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+    ))?
+    .execute(params![
+        m.id,
+        m.received_at,
+        m.client_ip,
+        m.helo,
+        m.mail_from,
+        m.rcpt_to,
+        m.size,
+        m.sha256,
+        m.subject,
+        m.from_addr,
+        m.parsed_status,
+        m.event_message,
+        disposition,
+        (!m.keep_files).then_some(m.received_at)
+    ])?;
+    for (idx, (filename, content_type, size, sha256)) in m.attachments.iter().enumerate() {
+        tx.prepare_cached(
+            "INSERT INTO attachments (message_id, idx, filename, content_type, size, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![m.id, idx as i64, filename, content_type, size, sha256])?;
+    }
+    for (endpoint, due, claimed) in &m.endpoints {
+        tx.prepare_cached(
+            "INSERT INTO deliveries (id, message_id, event_id, endpoint, status, next_attempt_at, in_flight, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?7)",
+        )?
+        .execute(params![crate::ids::new_id("dlv"), m.id, crate::ids::new_id("evt"), endpoint, due, claimed, m.received_at])?;
+    }
+    Ok(())
 }
 
 pub struct NewAttachment<'a> {
@@ -190,13 +303,34 @@ impl Store {
         // FULL: a committed transaction is on disk before COMMIT returns; that is what a 250 promises.
         conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
         conn.execute_batch(SCHEMA).with_context(|| format!("creating tables in {}", db.display()))?;
-        Ok(Store { conn: Mutex::new(conn), spool_dir, attachment_dir, db_path: db })
+        let deliver = Connection::open(&db).with_context(|| format!("opening {}", db.display()))?;
+        deliver.busy_timeout(Duration::from_secs(10))?;
+        deliver.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+            deliver: Mutex::new(deliver),
+            queue: Mutex::new(Vec::new()),
+            spool_dir,
+            attachment_dir,
+            db_path: db,
+        })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite half-written (transactions roll back),
         // so a poisoned mutex is still safe to use.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The delivery connection, for reads.
+    fn deliver_conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.deliver.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The delivery connection for a write, holding the process's write lock (`conn`) first.
+    fn deliver_write(&self) -> (std::sync::MutexGuard<'_, Connection>, std::sync::MutexGuard<'_, Connection>) {
+        let write_lock = self.conn();
+        (write_lock, self.deliver_conn())
     }
 
     pub fn spool_path(&self, message_id: &str) -> PathBuf {
@@ -232,7 +366,7 @@ impl Store {
         if !m.keep_files {
             return self.insert_message(m);
         }
-        spool::write_durable(&self.spool_dir, m.id, m.raw).context("writing the raw message to the spool")?;
+        spool::write_synced(&self.spool_dir, m.id, m.raw).context("writing the raw message to the spool")?;
         let bytes: Vec<&[u8]> = m.attachments.iter().map(|a| a.bytes).collect();
         let result = spool::write_attachments(&self.attachment_dir, m.id, &bytes)
             .context("writing attachments")
@@ -243,51 +377,54 @@ impl Store {
         result
     }
 
+    /// Group commit: queues the message's rows, then either finds them committed by the session
+    /// that held the connection meanwhile, or takes the connection and commits every queued
+    /// message in one transaction (each in its own savepoint: one bad row fails only its message).
+    /// Returns once the transaction holding this message has committed.
     fn insert_message(&self, m: &NewMessage<'_>) -> anyhow::Result<()> {
+        let (done, result) = mpsc::sync_channel(1);
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).push(Queued { row: Row::from(m), done });
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let disposition = match (m.endpoints.is_empty(), m.keep_files) {
-            (false, _) => "queued",
-            (true, true) => "stored",
-            (true, false) => "dropped",
-        };
-        tx.execute(
-            &format!(
-                "INSERT INTO messages ({MESSAGE_COLS}, disposition, files_removed_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
-            ),
-            params![
-                m.id,
-                m.received_at,
-                m.client_ip,
-                m.helo,
-                m.mail_from,
-                serde_json::to_string(m.rcpt_to)?,
-                m.raw.len() as i64,
-                m.sha256,
-                m.subject,
-                m.from_addr,
-                m.parsed_status,
-                m.event_message,
-                disposition,
-                (!m.keep_files).then_some(m.received_at)
-            ],
-        )?;
-        for (idx, a) in m.attachments.iter().enumerate() {
-            tx.execute(
-                "INSERT INTO attachments (message_id, idx, filename, content_type, size, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![m.id, idx as i64, a.filename, a.content_type, a.bytes.len() as i64, a.sha256],
-            )?;
+        // A leader drains the queue and answers everyone in it before it lets go of the
+        // connection: if our answer is not there yet, our row is still queued and we lead.
+        if let Ok(r) = result.try_recv() {
+            return r.map_err(anyhow::Error::msg);
         }
-        for (endpoint, due, claimed) in m.endpoints {
-            tx.execute(
-                "INSERT INTO deliveries (id, message_id, event_id, endpoint, status, next_attempt_at, in_flight, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?7)",
-                params![crate::ids::new_id("dlv"), m.id, crate::ids::new_id("evt"), endpoint, due, claimed, m.received_at],
-            )?;
+        let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        let spooled = batch.iter().any(|q| q.row.keep_files);
+        let outcome = (|| -> anyhow::Result<Vec<Result<(), String>>> {
+            if spooled {
+                spool::sync_dir(&self.spool_dir).context("syncing the spool directory")?;
+            }
+            let mut tx = conn.transaction()?;
+            let mut each = Vec::with_capacity(batch.len());
+            for q in &batch {
+                let sp = tx.savepoint()?;
+                match insert_rows(&sp, &q.row) {
+                    Ok(()) => {
+                        sp.commit()?;
+                        each.push(Ok(()));
+                    }
+                    // Dropping the savepoint rolls back this message's rows only.
+                    Err(e) => each.push(Err(format!("{e:#}"))),
+                }
+            }
+            tx.commit().context("committing the message")?;
+            Ok(each)
+        })();
+        match outcome {
+            Ok(each) => batch.into_iter().zip(each).for_each(|(q, r)| {
+                let _ = q.done.send(r);
+            }),
+            Err(e) => {
+                let e = format!("{e:#}");
+                batch.into_iter().for_each(|q| {
+                    let _ = q.done.send(Err(e.clone()));
+                });
+            }
         }
-        tx.commit().context("committing the message")?;
-        Ok(())
+        drop(conn);
+        result.recv().context("the group commit ended without an answer")?.map_err(anyhow::Error::msg)
     }
 
     /// Removes a message that was stored but never acknowledged (a sync delivery failed).
@@ -305,21 +442,50 @@ impl Store {
         Ok(self.conn().execute("UPDATE deliveries SET in_flight = 0 WHERE in_flight = 1", [])?)
     }
 
-    /// Claims up to `limit` due deliveries for this process in one statement.
+    /// Claims up to `limit` due deliveries for this process in one transaction.
     /// First attempts go before retries (a backlog of retries must not starve fresh mail), and
-    /// endpoints in `busy` (at their concurrency) are skipped.
+    /// endpoints in `busy` (at their concurrency) are skipped. Each endpoint's due rows are read
+    /// from the `deliveries_claim` index, so a busy endpoint's backlog costs nothing to skip.
     pub fn claim_due(&self, now: i64, limit: usize, busy: &[&str]) -> anyhow::Result<Vec<Delivery>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "UPDATE deliveries SET in_flight = 1
-             WHERE id IN (SELECT id FROM deliveries
-                          WHERE status = 'pending' AND in_flight = 0 AND next_attempt_at <= ?1
-                            AND endpoint NOT IN (SELECT value FROM json_each(?3))
-                          ORDER BY attempts > 0, next_attempt_at LIMIT ?2)
-             RETURNING {DELIVERY_COLS}"
+        let (_write_lock, mut conn) = self.deliver_write();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // The endpoints with unclaimed work: one index seek each.
+        let mut endpoints = Vec::new();
+        let mut next_endpoint = tx.prepare_cached(
+            "SELECT MIN(endpoint) FROM deliveries WHERE status = 'pending' AND in_flight = 0 AND endpoint > ?1",
+        )?;
+        while let Some(e) = next_endpoint.query_row([endpoints.last().unwrap_or(&String::new())], |r| r.get(0))? {
+            endpoints.push(e);
+        }
+        drop(next_endpoint);
+        // Up to `limit` candidates from each endpoint, then the `limit` first in claim order.
+        let mut candidates: Vec<(bool, i64, i64)> = Vec::new();
+        let mut due = tx.prepare_cached(
+            "SELECT attempts > 0, next_attempt_at, rowid FROM deliveries INDEXED BY deliveries_claim
+             WHERE status = 'pending' AND in_flight = 0 AND endpoint = ?1 AND (attempts > 0) = ?2
+               AND next_attempt_at <= ?3
+             ORDER BY next_attempt_at LIMIT ?4",
+        )?;
+        for e in endpoints.iter().filter(|e| !busy.contains(&e.as_str())) {
+            for retry in [false, true] {
+                let rows =
+                    due.query_map(params![e, retry, now, limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                candidates.extend(rows.collect::<Result<Vec<_>, _>>()?);
+            }
+        }
+        drop(due);
+        candidates.sort_unstable();
+        candidates.truncate(limit);
+        let mut claim = tx.prepare_cached(&format!(
+            "UPDATE deliveries SET in_flight = 1 WHERE rowid = ?1 RETURNING {DELIVERY_COLS}"
         ))?;
-        let rows = stmt.query_map(params![now, limit as i64, serde_json::to_string(busy)?], delivery_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let claimed = candidates
+            .iter()
+            .map(|(_, _, rowid)| claim.query_row([rowid], delivery_row))
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(claim);
+        tx.commit()?;
+        Ok(claimed)
     }
 
     /// Puts claimed deliveries back in the queue (their outcome could not be recorded: they will be
@@ -335,7 +501,7 @@ impl Store {
 
     /// When the next pending delivery is due (None: nothing is waiting).
     pub fn next_due(&self) -> anyhow::Result<Option<i64>> {
-        let conn = self.conn();
+        let conn = self.deliver_conn();
         Ok(conn.query_row(
             "SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending' AND in_flight = 0",
             [],
@@ -345,15 +511,24 @@ impl Store {
 
     /// Records one attempt and moves the delivery on, in one transaction.
     pub fn finish_attempt(&self, d: &Delivery, a: &Attempt, next: &NextState) -> anyhow::Result<()> {
-        let mut conn = self.conn();
+        let (_write_lock, mut conn) = self.deliver_write();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, http_status, error, response_body)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![d.id, a.attempt, a.started_at, a.duration_ms, a.http_status, a.error, a.response_body],
-        )?;
-        let requested: Option<i64> =
-            tx.query_row("SELECT retry_requested_at FROM deliveries WHERE id = ?1", [&d.id], |r| r.get(0))?;
+        )?
+        .execute(params![
+            d.id,
+            a.attempt,
+            a.started_at,
+            a.duration_ms,
+            a.http_status,
+            a.error,
+            a.response_body
+        ])?;
+        let requested: Option<i64> = tx
+            .prepare_cached("SELECT retry_requested_at FROM deliveries WHERE id = ?1")?
+            .query_row([&d.id], |r| r.get(0))?;
         let now = now_ms();
         let (status, step, at, keep_request) = if requested != d.retry_requested_at {
             // The CLI asked for another attempt while this one was in flight: honour it.
@@ -365,12 +540,12 @@ impl Store {
                 NextState::Failed { step } => ("failed", step, None, None),
             }
         };
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE deliveries SET status = ?2, step = ?3, next_attempt_at = ?4, retry_requested_at = ?5,
                     attempts = ?6, last_status = ?7, last_error = ?8, in_flight = 0, updated_at = ?9
              WHERE id = ?1",
-            params![d.id, status, step, at, keep_request, a.attempt, a.http_status, a.error, now],
-        )?;
+        )?
+        .execute(params![d.id, status, step, at, keep_request, a.attempt, a.http_status, a.error, now])?;
         tx.commit()?;
         Ok(())
     }
@@ -431,9 +606,9 @@ impl Store {
     }
 
     pub fn message(&self, id: &str) -> anyhow::Result<Option<MessageRow>> {
-        let conn = self.conn();
+        let conn = self.deliver_conn();
         let sql = format!("SELECT {MESSAGE_COLS}, disposition FROM messages WHERE id = ?1");
-        Ok(conn.query_row(&sql, [id], message_row).optional()?)
+        Ok(conn.prepare_cached(&sql)?.query_row([id], message_row).optional()?)
     }
 
     /// Pending deliveries and when the oldest of them was created.

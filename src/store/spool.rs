@@ -1,4 +1,4 @@
-//! Raw messages on disk: `data_dir/spool/<msg_id>.eml`, written and fsync'd (file and directory)
+//! Raw messages on disk: `data_dir/spool/<msg_id>.eml`, written and fsync'd (file, then directory)
 //! before the SQLite transaction that makes the message exist, so a 250 never points at missing bytes.
 
 use std::fs::{self, File, OpenOptions};
@@ -11,8 +11,9 @@ pub fn path(spool_dir: &Path, message_id: &str) -> PathBuf {
     spool_dir.join(format!("{message_id}.eml"))
 }
 
-/// Writes the file durably: data and inode flushed, then the directory entry.
-pub fn write_durable(spool_dir: &Path, message_id: &str, raw: &[u8]) -> std::io::Result<PathBuf> {
+/// Writes the file and fsyncs its data and inode. Its directory entry is made durable by the
+/// caller's `sync_dir` (the store's group commit does one for a whole batch of messages).
+pub fn write_synced(spool_dir: &Path, message_id: &str, raw: &[u8]) -> std::io::Result<PathBuf> {
     let path = path(spool_dir, message_id);
     let mut file = OpenOptions::new().write(true).create_new(true).open(&path)?;
     let written = file.write_all(raw).and_then(|_| file.sync_all());
@@ -22,8 +23,12 @@ pub fn write_durable(spool_dir: &Path, message_id: &str, raw: &[u8]) -> std::io:
         let _ = fs::remove_file(&path);
         return Err(e);
     }
-    File::open(spool_dir)?.sync_all()?;
     Ok(path)
+}
+
+/// Makes the entries created in `dir` durable (fsync of the directory).
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 /// `data_dir/attachments/<msg_id>/<index>`: named by our ids, never by the sender's file name.
