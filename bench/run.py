@@ -246,7 +246,7 @@ def throughput(args, work, peer):
     results = {}
     order = ["smtp-sink", "mxhook", "peer"]
     for rep in range(args.reps):
-        for name, size, sessions, reuse in SCENARIOS:
+        for name, size, sessions, reuse in [x for x in SCENARIOS if args.scenario in x[0]]:
             for target in order[rep % 3 :] + order[: rep % 3]:
                 n = count_for(target, size, sessions, args.quick)
                 row = results.setdefault(name, {}).setdefault(target, {"smtp": [], "e2e": []})
@@ -400,6 +400,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer messages per run (a smoke test, noisier)")
     ap.add_argument("--only", default="throughput,latency,big,idle,slow,down")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--scenario", default="", help="only the throughput scenarios whose name contains this")
     ap.add_argument("--peaks", default=None, help="JSON {mxhook: r, peer: r}: latency without a throughput phase")
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -426,8 +427,8 @@ def main():
             result["throughput"] = throughput(args, work, peer)
         peaks = json.loads(args.peaks) if args.peaks else None
         if peaks is None and "throughput" in result:
-            row = result["throughput"]["5KB, 20 sessions, reused"]
-            peaks = {t: min(median(row[t]["smtp"]), median(row[t]["e2e"])) for t in ("mxhook", "peer")}
+            row = result["throughput"].get("5KB, 20 sessions, reused")
+            peaks = row and {t: min(median(row[t]["smtp"]), median(row[t]["e2e"])) for t in ("mxhook", "peer")}
         if "latency" in only and peaks:
             log(f"latency at half of peak {peaks}:")
             result["latency"] = latency(args, work, peer, peaks)
