@@ -209,9 +209,8 @@ pub async fn run(deliverer: Arc<Deliverer>, wake: Arc<Notify>, mut shutdown: wat
             break;
         }
         let free = CONCURRENCY.saturating_sub(in_flight.len());
-        let busy: Vec<String> =
-            per_endpoint.iter().filter(|(e, n)| **n >= deliverer.concurrency(e)).map(|(e, _)| e.clone()).collect();
-        let store = deliverer.store.clone();
+        let running = per_endpoint.clone();
+        let (store, d) = (deliverer.store.clone(), deliverer.clone());
         let release = std::mem::take(&mut unrecorded);
         let (due, next) = match tokio::task::spawn_blocking(move || {
             // Until the store takes writes again this fails, and the ids wait for the next turn.
@@ -220,8 +219,9 @@ pub async fn run(deliverer: Arc<Deliverer>, wake: Arc<Notify>, mut shutdown: wat
             {
                 return Err((e, release));
             }
-            let busy: Vec<&str> = busy.iter().map(String::as_str).collect();
-            let claimed = if free > 0 { store.claim_due(now_ms(), free, &busy) } else { Ok(Vec::new()) };
+            // What each endpoint's concurrency leaves free: a hard cap, however many slots are free.
+            let room = |e: &str| d.concurrency(e).saturating_sub(running.get(e).copied().unwrap_or(0));
+            let claimed = if free > 0 { store.claim_due(now_ms(), free, &room) } else { Ok(Vec::new()) };
             let due = claimed.and_then(|due| Ok((due, store.next_due()?)));
             due.map_err(|e| (e, Vec::new()))
         })

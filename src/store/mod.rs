@@ -444,9 +444,10 @@ impl Store {
 
     /// Claims up to `limit` due deliveries for this process in one transaction.
     /// First attempts go before retries (a backlog of retries must not starve fresh mail), and
-    /// endpoints in `busy` (at their concurrency) are skipped. Each endpoint's due rows are read
-    /// from the `deliveries_claim` index, so a busy endpoint's backlog costs nothing to skip.
-    pub fn claim_due(&self, now: i64, limit: usize, busy: &[&str]) -> anyhow::Result<Vec<Delivery>> {
+    /// no endpoint gets more than `room(endpoint)` (what its concurrency leaves free). Each
+    /// endpoint's due rows are read from the `deliveries_claim` index, so a busy endpoint's backlog
+    /// costs nothing to skip.
+    pub fn claim_due(&self, now: i64, limit: usize, room: &dyn Fn(&str) -> usize) -> anyhow::Result<Vec<Delivery>> {
         let (_write_lock, mut conn) = self.deliver_write();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // The endpoints with unclaimed work: one index seek each.
@@ -466,12 +467,19 @@ impl Store {
                AND next_attempt_at <= ?3
              ORDER BY next_attempt_at LIMIT ?4",
         )?;
-        for e in endpoints.iter().filter(|e| !busy.contains(&e.as_str())) {
+        for e in &endpoints {
+            let room = room(e).min(limit);
+            let mut mine: Vec<(bool, i64, i64)> = Vec::new();
             for retry in [false, true] {
-                let rows =
-                    due.query_map(params![e, retry, now, limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-                candidates.extend(rows.collect::<Result<Vec<_>, _>>()?);
+                if mine.len() >= room {
+                    break;
+                }
+                let rows = due.query_map(params![e, retry, now, (room - mine.len()) as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?;
+                mine.extend(rows.collect::<Result<Vec<_>, _>>()?);
             }
+            candidates.extend(mine);
         }
         drop(due);
         candidates.sort_unstable();
@@ -726,12 +734,15 @@ mod tests {
         add(&store, "msg_fresh", &["live"]);
         add(&store, "msg_dead2", &["dead"]);
 
-        let first = store.claim_due(5_000, 1, &[]).unwrap();
+        let any = |_: &str| 10;
+        let first = store.claim_due(5_000, 1, &any).unwrap();
         assert_eq!(first[0].message_id, "msg_fresh", "a first attempt goes before an older retry");
-        let next = store.claim_due(5_000, 10, &["dead"]).unwrap();
+        let next = store.claim_due(5_000, 10, &|e: &str| if e == "dead" { 0 } else { 10 }).unwrap();
         assert!(next.is_empty(), "the busy endpoint's deliveries wait: {next:?}");
-        let rest = store.claim_due(5_000, 10, &[]).unwrap();
-        let mut ids: Vec<_> = rest.iter().map(|d| d.message_id.as_str()).collect();
+        let one = store.claim_due(5_000, 10, &|_: &str| 1).unwrap();
+        assert_eq!(one.len(), 1, "an endpoint gets no more than its room, however many slots are free");
+        let rest = store.claim_due(5_000, 10, &any).unwrap();
+        let mut ids: Vec<_> = one.iter().chain(&rest).map(|d| d.message_id.as_str()).collect();
         ids.sort();
         assert_eq!(ids, vec!["msg_dead2", "msg_retry"]);
     }
