@@ -699,15 +699,17 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn add(store: &Store, id: &str, endpoints: &[&str]) {
-        let eps: Vec<(String, i64, bool)> = endpoints.iter().map(|e| (e.to_string(), 1_000, false)).collect();
+    /// Stores a small message with one attachment, received at `received_at`, due to `endpoints`.
+    pub(crate) fn add(store: &Store, id: &str, received_at: i64, endpoints: &[&str]) {
+        let eps: Vec<(String, i64, bool)> = endpoints.iter().map(|e| (e.to_string(), received_at, false)).collect();
+        let att = [NewAttachment { filename: Some("a.txt"), content_type: "text/plain", sha256: "x", bytes: b"hi" }];
         store
             .ingest(&NewMessage {
                 id,
-                received_at: 1_000,
+                received_at,
                 client_ip: "127.0.0.1",
                 helo: "h",
                 mail_from: "",
@@ -719,7 +721,7 @@ mod tests {
                 event_message: "{}",
                 raw: b"Subject: x\r\n\r\nhi\r\n",
                 keep_files: true,
-                attachments: &[],
+                attachments: &att,
                 endpoints: &eps,
             })
             .unwrap();
@@ -729,10 +731,10 @@ mod tests {
     fn fresh_deliveries_are_claimed_before_retries_and_busy_endpoints_wait() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        add(&store, "msg_retry", &["dead"]);
+        add(&store, "msg_retry", 1_000, &["dead"]);
         store.conn().execute("UPDATE deliveries SET attempts = 3, next_attempt_at = 10", []).unwrap();
-        add(&store, "msg_fresh", &["live"]);
-        add(&store, "msg_dead2", &["dead"]);
+        add(&store, "msg_fresh", 1_000, &["live"]);
+        add(&store, "msg_dead2", 1_000, &["dead"]);
 
         let any = |_: &str| 10;
         let first = store.claim_due(5_000, 1, &any).unwrap();

@@ -109,29 +109,10 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::{NewAttachment, NewMessage, Store};
+    use crate::store::Store;
 
     fn add(store: &Store, id: &str, received_at: i64) {
-        let att = [NewAttachment { filename: Some("a.txt"), content_type: "text/plain", sha256: "x", bytes: b"hi" }];
-        store
-            .ingest(&NewMessage {
-                id,
-                received_at,
-                client_ip: "127.0.0.1",
-                helo: "h",
-                mail_from: "",
-                rcpt_to: &["x@example.test".to_string()],
-                sha256: "x",
-                subject: None,
-                from_addr: None,
-                parsed_status: "complete",
-                event_message: "{}",
-                raw: b"Subject: x\r\n\r\nhi\r\n",
-                keep_files: true,
-                attachments: &att,
-                endpoints: &[("app".to_string(), received_at, false)],
-            })
-            .unwrap();
+        crate::store::tests::add(store, id, received_at, &["app"]);
     }
 
     #[test]
