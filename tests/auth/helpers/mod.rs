@@ -1,11 +1,13 @@
 //! Harness for the auth tests: the real `mxhook` binary (`serve`) on port-0 listeners with an `[auth]`
 //! section pointing at a DNS server the test runs, a webhook receiver, an SMTP client, the CLI, and
-//! deadline-bounded polling. Small pieces are copied from tests/spine rather than shared with it.
+//! deadline-bounded polling. The SMTP client is shared with tests/spine; the rest is this suite's own.
 #![allow(dead_code)]
 
 pub mod dns;
 pub mod mail;
 pub mod receiver;
+// The SMTP client is the spine suite's, shared rather than copied.
+#[path = "../../spine/helpers/smtp_client.rs"]
 pub mod smtp;
 
 use std::io::{BufRead, BufReader};
