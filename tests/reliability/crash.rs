@@ -102,7 +102,7 @@ fn run(kills: usize, senders: usize, test: &str) -> Figures {
         .map(|t| {
             let (current, stop, outcomes, acked_total) =
                 (current.clone(), stop.clone(), outcomes.clone(), acked_total.clone());
-            let mut rng = Rng::new(seed ^ (t as u64 + 1) * 0x51_7CC1_B727_220A);
+            let mut rng = Rng::new(seed ^ (t as u64 + 1).wrapping_mul(0x51_7CC1_B727_220A));
             std::thread::spawn(move || {
                 let mut seq = 0u64;
                 while !stop.load(Ordering::SeqCst) {
