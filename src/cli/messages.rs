@@ -78,8 +78,10 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             };
             if raw {
-                let path = store.spool_path(&id);
-                let bytes = std::fs::read(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+                let Some(bytes) = store.raw(&id)? else {
+                    eprintln!("the raw bytes of {id} were removed by retention");
+                    return Ok(ExitCode::FAILURE);
+                };
                 std::io::stdout().write_all(&bytes)?;
                 return Ok(ExitCode::SUCCESS);
             }

@@ -156,8 +156,12 @@ impl Deliverer {
             let error = format!("message {} is missing from the store", d.message_id);
             return Ok(Outcome { success: false, permanent: true, attempt: failed(number, started_at, error) });
         };
-        let raw = match std::fs::read(self.store.spool_path(&m.id)) {
-            Ok(raw) => raw,
+        let raw = match self.store.raw(&m.id) {
+            Ok(Some(raw)) => raw,
+            Ok(None) => {
+                let error = "the raw message was removed by retention".to_string();
+                return Ok(Outcome { success: false, permanent: true, attempt: failed(number, started_at, error) });
+            }
             Err(e) => {
                 let error = format!("cannot read the raw message: {e}");
                 return Ok(Outcome { success: false, permanent: true, attempt: failed(number, started_at, error) });
@@ -262,11 +266,17 @@ pub async fn run(deliverer: Arc<Deliverer>, wake: Arc<Notify>, mut shutdown: wat
             _ = tokio::time::sleep(wait), if !full => {}
             _ = wake.notified() => {}
             Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                if let Ok((endpoint, failed)) = done {
-                    if let Some(n) = per_endpoint.get_mut(&endpoint) {
-                        *n = n.saturating_sub(1);
+                // Every attempt that has ended frees its slot before the next claim: one claim (a
+                // write, which waits for the group commit in progress) refills them all.
+                let mut done = Some(done);
+                while let Some(ended) = done {
+                    if let Ok((endpoint, failed)) = ended {
+                        if let Some(n) = per_endpoint.get_mut(&endpoint) {
+                            *n = n.saturating_sub(1);
+                        }
+                        unrecorded.extend(failed);
                     }
-                    unrecorded.extend(failed);
+                    done = in_flight.try_join_next();
                 }
             }
             _ = shutdown.wait_for(|s| *s) => break,

@@ -1,14 +1,14 @@
-//! Serving what links point at: decoded attachments and raw messages, streamed from disk by
-//! tower-http's `ServeFile` (Content-Length, HEAD, Range), under headers that keep a browser from
+//! Serving what links point at: decoded attachments and raw messages, from the database (small
+//! messages) or streamed from disk by tower-http's `ServeFile` (Content-Length, HEAD, Range), under headers that keep a browser from
 //! rendering sender-controlled bytes as our page: always `attachment`, `nosniff`, `sandbox`.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use http_range_header::parse_range_header;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 use tower::ServiceExt;
@@ -16,6 +16,7 @@ use tower_http::services::ServeFile;
 
 use super::App;
 use super::links::Check;
+use crate::store::Content;
 use crate::time::now_ms;
 
 #[derive(Deserialize)]
@@ -50,18 +51,14 @@ pub async fn attachment(
         return refused;
     }
     let (store, mid) = (app.store.clone(), id.clone());
-    let found = tokio::task::spawn_blocking(move || {
-        let files = store.message_files(&mid)?;
-        let att = store.attachment(&mid, i)?;
-        anyhow::Ok((files, att, store.attachment_path(&mid, i)))
-    })
-    .await;
+    let found =
+        tokio::task::spawn_blocking(move || anyhow::Ok((store.attachment(&mid, i)?, store.content(&mid, Some(i))?)))
+            .await;
     match found {
-        Ok(Ok((None, _, _) | (_, None, _))) => status(StatusCode::NOT_FOUND),
-        Ok(Ok((Some(true), _, _))) => status(StatusCode::GONE),
-        Ok(Ok((Some(false), Some(att), path))) => {
+        Ok(Ok((None, _))) => status(StatusCode::NOT_FOUND),
+        Ok(Ok((Some(att), content))) => {
             let name = att.filename.unwrap_or_else(|| format!("attachment-{i}"));
-            serve(path, &att.content_type, &name, req).await
+            serve(content, &att.content_type, &name, req).await
         }
         Ok(Err(e)) => internal(e),
         Err(e) => internal(e.into()),
@@ -78,12 +75,8 @@ pub async fn raw(
         return refused;
     }
     let (store, mid) = (app.store.clone(), id.clone());
-    let found =
-        tokio::task::spawn_blocking(move || anyhow::Ok((store.message_files(&mid)?, store.spool_path(&mid)))).await;
-    match found {
-        Ok(Ok((None, _))) => status(StatusCode::NOT_FOUND),
-        Ok(Ok((Some(true), _))) => status(StatusCode::GONE),
-        Ok(Ok((Some(false), path))) => serve(path, "message/rfc822", &format!("{id}.eml"), req).await,
+    match tokio::task::spawn_blocking(move || store.content(&mid, None)).await {
+        Ok(Ok(content)) => serve(content, "message/rfc822", &format!("{id}.eml"), req).await,
         Ok(Err(e)) => internal(e),
         Err(e) => internal(e.into()),
     }
@@ -101,11 +94,16 @@ fn check(app: &App, path: &str, q: &LinkQuery, id: &str) -> Option<Response> {
     (!ours).then(|| status(StatusCode::NOT_FOUND))
 }
 
-async fn serve(path: PathBuf, content_type: &str, filename: &str, req: Request) -> Response {
+async fn serve(content: Content, content_type: &str, filename: &str, req: Request) -> Response {
     let mime = content_type.parse::<mime::Mime>().unwrap_or(mime::APPLICATION_OCTET_STREAM);
-    let mut resp = match ServeFile::new_with_mime(path, &mime).oneshot(req).await {
-        Ok(r) => r.map(Body::new),
-        Err(e) => return internal(anyhow::anyhow!("{e}")),
+    let mut resp = match content {
+        Content::Missing => return status(StatusCode::NOT_FOUND),
+        Content::Removed => return status(StatusCode::GONE),
+        Content::Bytes(bytes) => serve_bytes(bytes, &mime, &req),
+        Content::File(path) => match ServeFile::new_with_mime(path, &mime).oneshot(req).await {
+            Ok(r) => r.map(Body::new),
+            Err(e) => return internal(anyhow::anyhow!("{e}")),
+        },
     };
     // The row exists but the file does not: retention got there first.
     if resp.status() == StatusCode::NOT_FOUND {
@@ -118,6 +116,34 @@ async fn serve(path: PathBuf, content_type: &str, filename: &str, req: Request) 
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
     h.remove(header::LAST_MODIFIED);
     resp
+}
+
+/// What `ServeFile` answers for a file, for bytes kept in the database: the whole body, or one
+/// range (206), or 416 for a range outside it or a multipart range (as `ServeFile` does); HEAD
+/// gets the headers only. The Range header is parsed by the crate tower-http itself uses.
+fn serve_bytes(bytes: Vec<u8>, mime: &mime::Mime, req: &Request) -> Response {
+    let len = bytes.len() as u64;
+    let range = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok());
+    let (code, body, content_range) = match range.map(|r| parse_range_header(r).and_then(|p| p.validate(len))) {
+        None => (StatusCode::OK, bytes, None),
+        Some(Ok(ranges)) if ranges.len() == 1 => {
+            let (start, end) = (*ranges[0].start(), *ranges[0].end());
+            let part = bytes[start as usize..=end as usize].to_vec();
+            (StatusCode::PARTIAL_CONTENT, part, Some(format!("bytes {start}-{end}/{len}")))
+        }
+        Some(_) => (StatusCode::RANGE_NOT_SATISFIABLE, Vec::new(), Some(format!("bytes */{len}"))),
+    };
+    let head = req.method() == Method::HEAD;
+    let mut resp = Response::builder()
+        .status(code)
+        .header(header::CONTENT_TYPE, mime.as_ref())
+        .header(header::CONTENT_LENGTH, body.len())
+        .header(header::ACCEPT_RANGES, "bytes");
+    if let Some(r) = content_range {
+        resp = resp.header(header::CONTENT_RANGE, r);
+    }
+    let body = if head { Body::empty() } else { Body::from(body) };
+    resp.body(body).unwrap_or_else(|e| internal(e.into()))
 }
 
 /// `attachment; filename="ascii fallback"; filename*=UTF-8''…` (RFC 6266 / 5987), from a name made

@@ -1,14 +1,20 @@
-//! The store: `data_dir/mxhook.db` (SQLite, WAL) plus the raw spool. It is the queue between ingest
+//! The store: `data_dir/mxhook.db` (SQLite, WAL) plus the spool for large messages (contents.rs). It
+//! is the queue between ingest
 //! and delivery (Postfix's hand-off): one transaction records a message and its deliveries, the
 //! scheduler claims due deliveries from it, and the CLI reads and edits it while `serve` runs.
 
+mod commit;
+mod contents;
 mod retention;
 pub mod spool;
 
+pub use contents::{Content, INLINE_MAX};
 pub use retention::Purged;
 
+use commit::{Queued, Work};
+
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, mpsc};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -75,6 +81,14 @@ CREATE TABLE IF NOT EXISTS attempts (
     response_body TEXT
 );
 CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts (delivery_id);
+-- The bytes of messages up to INLINE_MAX: the raw message (part -1) and each decoded attachment
+-- (part = its idx). Larger messages keep files in spool/ and attachments/ instead.
+CREATE TABLE IF NOT EXISTS contents (
+    message_id TEXT NOT NULL,
+    part       INTEGER NOT NULL,
+    data       BLOB NOT NULL,
+    PRIMARY KEY (message_id, part)
+);
 "#;
 
 pub struct Store {
@@ -82,13 +96,12 @@ pub struct Store {
     /// process's write lock: SQLite has one writer anyway, and a mutex is cheaper and clearer than
     /// SQLITE_BUSY retries between our own threads.
     conn: Mutex<Connection>,
-    /// The delivery side's connection (`synchronous=NORMAL`): claims and attempt records commit
-    /// without an fsync of their own (the next ingest commit or checkpoint syncs them). Losing the
-    /// last of them to a power cut only means an attempt is made again, with the same event id.
-    /// Reads here (the event per attempt, the next due time) do not wait for an ingest commit.
+    /// The delivery side's connection (`synchronous=NORMAL`): claims commit without an fsync of
+    /// their own (the next group commit or checkpoint syncs them; losing the last of them to a
+    /// power cut only means an attempt is made again, with the same event id). Reads here (the
+    /// event per attempt, the next due time, links) do not wait for a group commit.
     deliver: Mutex<Connection>,
-    /// Messages waiting for the next group commit: one transaction and one fsync for all the
-    /// sessions that finished DATA while the previous commit was on its way to the disk.
+    /// Messages and attempt outcomes waiting for the next group commit (commit.rs).
     queue: Mutex<Vec<Queued>>,
     spool_dir: PathBuf,
     attachment_dir: PathBuf,
@@ -132,14 +145,12 @@ struct Row {
     parsed_status: String,
     event_message: String,
     keep_files: bool,
+    /// The bytes of a small message, kept in its transaction (contents.rs); empty when its files
+    /// are in the spool, or when nothing is kept.
+    contents: Vec<(i64, Vec<u8>)>,
     /// (filename, content_type, size, sha256)
     attachments: Vec<(Option<String>, String, i64, String)>,
     endpoints: Vec<(String, i64, bool)>,
-}
-
-struct Queued {
-    row: Row,
-    done: mpsc::SyncSender<Result<(), String>>,
 }
 
 impl From<&NewMessage<'_>> for Row {
@@ -158,6 +169,11 @@ impl From<&NewMessage<'_>> for Row {
             parsed_status: m.parsed_status.to_string(),
             event_message: m.event_message.to_string(),
             keep_files: m.keep_files,
+            contents: if m.keep_files && m.raw.len() <= INLINE_MAX {
+                contents::rows(m.raw, m.attachments.iter().map(|a| a.bytes))
+            } else {
+                Vec::new()
+            },
             attachments: m
                 .attachments
                 .iter()
@@ -208,6 +224,7 @@ fn insert_rows(tx: &rusqlite::Connection, m: &Row) -> anyhow::Result<()> {
         )?
         .execute(params![m.id, idx as i64, filename, content_type, size, sha256])?;
     }
+    contents::insert(tx, &m.id, &m.contents)?;
     for (endpoint, due, claimed) in &m.endpoints {
         tx.prepare_cached(
             "INSERT INTO deliveries (id, message_id, event_id, endpoint, status, next_attempt_at, in_flight, created_at, updated_at)
@@ -215,6 +232,64 @@ fn insert_rows(tx: &rusqlite::Connection, m: &Row) -> anyhow::Result<()> {
         )?
         .execute(params![crate::ids::new_id("dlv"), m.id, crate::ids::new_id("evt"), endpoint, due, claimed, m.received_at])?;
     }
+    Ok(())
+}
+
+/// A finished attempt as queued for the group commit.
+struct AttemptRecord {
+    delivery_id: String,
+    /// The delivery's `retry_requested_at` when it was claimed: a CLI request made since wins.
+    retry_requested_at: Option<i64>,
+    step: i64,
+    attempt: Attempt,
+    next: NextState,
+}
+
+/// The attempt's row, and the delivery moved on to its next state.
+fn record_attempt(tx: &rusqlite::Connection, r: &AttemptRecord) -> anyhow::Result<()> {
+    let a = &r.attempt;
+    tx.prepare_cached(
+        "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, http_status, error, response_body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        r.delivery_id,
+        a.attempt,
+        a.started_at,
+        a.duration_ms,
+        a.http_status,
+        a.error,
+        a.response_body
+    ])?;
+    let requested: Option<i64> = tx
+        .prepare_cached("SELECT retry_requested_at FROM deliveries WHERE id = ?1")?
+        .query_row([&r.delivery_id], |row| row.get(0))?;
+    let (status, step, at, keep_request) = if requested != r.retry_requested_at {
+        // The CLI asked for another attempt while this one was in flight: honour it.
+        ("pending", r.step, requested, requested)
+    } else {
+        match r.next {
+            NextState::Succeeded => ("succeeded", r.step, None, None),
+            NextState::Retry { at, step } => ("pending", step, Some(at), None),
+            NextState::Failed { step } => ("failed", step, None, None),
+        }
+    };
+    tx.prepare_cached(
+        "UPDATE deliveries SET status = ?2, step = ?3, next_attempt_at = ?4, retry_requested_at = ?5,
+                attempts = ?6, last_status = ?7, last_error = ?8, in_flight = 0, updated_at = ?9
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        r.delivery_id,
+        status,
+        step,
+        at,
+        keep_request,
+        a.attempt,
+        a.http_status,
+        a.error,
+        now_ms()
+    ])?;
     Ok(())
 }
 
@@ -278,6 +353,7 @@ pub struct MessageRow {
 }
 
 /// Where a delivery goes after an attempt; decided by the scheduler's retry policy.
+#[derive(Debug, Clone)]
 pub enum NextState {
     Succeeded,
     Retry { at: i64, step: i64 },
@@ -333,14 +409,6 @@ impl Store {
         (write_lock, self.deliver_conn())
     }
 
-    pub fn spool_path(&self, message_id: &str) -> PathBuf {
-        spool::path(&self.spool_dir, message_id)
-    }
-
-    pub fn attachment_path(&self, message_id: &str, index: usize) -> PathBuf {
-        spool::attachment_path(&self.attachment_dir, message_id, index)
-    }
-
     pub fn attachment(&self, message_id: &str, index: usize) -> anyhow::Result<Option<AttachmentRow>> {
         let conn = self.conn();
         Ok(conn
@@ -352,18 +420,11 @@ impl Store {
             .optional()?)
     }
 
-    /// Whether a message exists and whether retention has removed its files.
-    pub fn message_files(&self, message_id: &str) -> anyhow::Result<Option<bool>> {
-        let conn = self.conn();
-        Ok(conn
-            .query_row("SELECT files_removed_at IS NOT NULL FROM messages WHERE id = ?1", [message_id], |r| r.get(0))
-            .optional()?)
-    }
-
-    /// The durable hand-off: raw bytes fsync'd, then one transaction with the message and its
-    /// deliveries (each with its own event id). Returns only once both are on disk.
+    /// The durable hand-off: one transaction with the message, its bytes (or, for a large one, after
+    /// its files are fsync'd) and its deliveries (each with its own event id). Returns only once
+    /// all of it is on disk.
     pub fn ingest(&self, m: &NewMessage<'_>) -> anyhow::Result<()> {
-        if !m.keep_files {
+        if !m.keep_files || m.raw.len() <= INLINE_MAX {
             return self.insert_message(m);
         }
         spool::write_synced(&self.spool_dir, m.id, m.raw).context("writing the raw message to the spool")?;
@@ -377,54 +438,8 @@ impl Store {
         result
     }
 
-    /// Group commit: queues the message's rows, then either finds them committed by the session
-    /// that held the connection meanwhile, or takes the connection and commits every queued
-    /// message in one transaction (each in its own savepoint: one bad row fails only its message).
-    /// Returns once the transaction holding this message has committed.
     fn insert_message(&self, m: &NewMessage<'_>) -> anyhow::Result<()> {
-        let (done, result) = mpsc::sync_channel(1);
-        self.queue.lock().unwrap_or_else(|p| p.into_inner()).push(Queued { row: Row::from(m), done });
-        let mut conn = self.conn();
-        // A leader drains the queue and answers everyone in it before it lets go of the
-        // connection: if our answer is not there yet, our row is still queued and we lead.
-        if let Ok(r) = result.try_recv() {
-            return r.map_err(anyhow::Error::msg);
-        }
-        let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
-        let spooled = batch.iter().any(|q| q.row.keep_files);
-        let outcome = (|| -> anyhow::Result<Vec<Result<(), String>>> {
-            if spooled {
-                spool::sync_dir(&self.spool_dir).context("syncing the spool directory")?;
-            }
-            let mut tx = conn.transaction()?;
-            let mut each = Vec::with_capacity(batch.len());
-            for q in &batch {
-                let sp = tx.savepoint()?;
-                match insert_rows(&sp, &q.row) {
-                    Ok(()) => {
-                        sp.commit()?;
-                        each.push(Ok(()));
-                    }
-                    // Dropping the savepoint rolls back this message's rows only.
-                    Err(e) => each.push(Err(format!("{e:#}"))),
-                }
-            }
-            tx.commit().context("committing the message")?;
-            Ok(each)
-        })();
-        match outcome {
-            Ok(each) => batch.into_iter().zip(each).for_each(|(q, r)| {
-                let _ = q.done.send(r);
-            }),
-            Err(e) => {
-                let e = format!("{e:#}");
-                batch.into_iter().for_each(|q| {
-                    let _ = q.done.send(Err(e.clone()));
-                });
-            }
-        }
-        drop(conn);
-        result.recv().context("the group commit ended without an answer")?.map_err(anyhow::Error::msg)
+        self.commit(Work::Message(Row::from(m))).context("storing the message")
     }
 
     /// Removes a message that was stored but never acknowledged (a sync delivery failed).
@@ -517,45 +532,16 @@ impl Store {
         )?)
     }
 
-    /// Records one attempt and moves the delivery on, in one transaction.
+    /// Records one attempt and moves the delivery on, in the next group commit.
     pub fn finish_attempt(&self, d: &Delivery, a: &Attempt, next: &NextState) -> anyhow::Result<()> {
-        let (_write_lock, mut conn) = self.deliver_write();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.prepare_cached(
-            "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, http_status, error, response_body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(params![
-            d.id,
-            a.attempt,
-            a.started_at,
-            a.duration_ms,
-            a.http_status,
-            a.error,
-            a.response_body
-        ])?;
-        let requested: Option<i64> = tx
-            .prepare_cached("SELECT retry_requested_at FROM deliveries WHERE id = ?1")?
-            .query_row([&d.id], |r| r.get(0))?;
-        let now = now_ms();
-        let (status, step, at, keep_request) = if requested != d.retry_requested_at {
-            // The CLI asked for another attempt while this one was in flight: honour it.
-            ("pending", d.step, requested, requested)
-        } else {
-            match *next {
-                NextState::Succeeded => ("succeeded", d.step, None, None),
-                NextState::Retry { at, step } => ("pending", step, Some(at), None),
-                NextState::Failed { step } => ("failed", step, None, None),
-            }
+        let record = AttemptRecord {
+            delivery_id: d.id.clone(),
+            retry_requested_at: d.retry_requested_at,
+            step: d.step,
+            attempt: a.clone(),
+            next: next.clone(),
         };
-        tx.prepare_cached(
-            "UPDATE deliveries SET status = ?2, step = ?3, next_attempt_at = ?4, retry_requested_at = ?5,
-                    attempts = ?6, last_status = ?7, last_error = ?8, in_flight = 0, updated_at = ?9
-             WHERE id = ?1",
-        )?
-        .execute(params![d.id, status, step, at, keep_request, a.attempt, a.http_status, a.error, now])?;
-        tx.commit()?;
-        Ok(())
+        self.commit(Work::Attempt(record)).context("recording a delivery attempt")
     }
 
     /// Asks for an attempt now, keeping the event id. Returns false if the delivery does not exist.
@@ -650,7 +636,7 @@ impl Store {
     }
 }
 
-/// Every row of one message: attempts, deliveries, attachments, the message.
+/// Every row of one message: attempts, deliveries, attachments, its bytes, the message.
 fn delete_message_rows(tx: &rusqlite::Transaction<'_>, message_id: &str) -> rusqlite::Result<()> {
     tx.execute(
         "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE message_id = ?1)",
@@ -658,6 +644,7 @@ fn delete_message_rows(tx: &rusqlite::Transaction<'_>, message_id: &str) -> rusq
     )?;
     tx.execute("DELETE FROM deliveries WHERE message_id = ?1", [message_id])?;
     tx.execute("DELETE FROM attachments WHERE message_id = ?1", [message_id])?;
+    tx.execute("DELETE FROM contents WHERE message_id = ?1", [message_id])?;
     tx.execute("DELETE FROM messages WHERE id = ?1", [message_id])?;
     Ok(())
 }

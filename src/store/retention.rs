@@ -4,7 +4,7 @@
 
 use rusqlite::params;
 
-use super::{Store, spool};
+use super::Store;
 
 /// Work per statement, so the janitor never holds the write lock for long.
 const BATCH: i64 = 500;
@@ -40,13 +40,12 @@ impl Store {
             if ids.is_empty() {
                 return Ok(total);
             }
-            // Files first, then the mark: a crash in between leaves a mark missing, never a dangling link.
-            for id in &ids {
-                spool::discard(&self.spool_dir, &self.attachment_dir, id);
-            }
+            // The bytes and the mark in one transaction (a large message's files just before it:
+            // a crash in between leaves a mark missing, never a dangling link).
             let mut conn = self.conn();
             let tx = conn.transaction()?;
             for id in &ids {
+                super::contents::remove(self, &tx, id)?;
                 tx.execute(
                     "UPDATE messages SET files_removed_at = ?2 WHERE id = ?1",
                     params![id, crate::time::now_ms()],
@@ -109,7 +108,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::Store;
+    use crate::store::{Content, Store};
 
     fn add(store: &Store, id: &str, received_at: i64) {
         crate::store::tests::add(store, id, received_at, &["app"]);
@@ -129,14 +128,21 @@ mod tests {
         }
         let p = store.apply_retention(60_000, 20_000, 1_000_000).unwrap();
         assert_eq!(p, super::Purged { files: 1, records: 0, kept_pending: 1 });
-        assert!(!store.spool_path("msg_old").exists());
-        assert!(!store.attachment_path("msg_old", 0).exists());
-        assert!(store.spool_path("msg_pending").exists() && store.spool_path("msg_new").exists());
-        assert_eq!(store.message_files("msg_old").unwrap(), Some(true));
+        assert!(matches!(store.content("msg_old", None).unwrap(), Content::Removed));
+        assert!(matches!(store.content("msg_old", Some(0)).unwrap(), Content::Removed));
+        let rows: i64 = store
+            .conn()
+            .query_row("SELECT COUNT(*) FROM contents WHERE message_id = 'msg_old'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 0, "the bytes of a purged message leave the database");
+        for id in ["msg_pending", "msg_new"] {
+            assert_eq!(store.raw(id).unwrap().as_deref(), Some(&b"Subject: x\r\n\r\nhi\r\n"[..]), "{id}");
+            assert!(matches!(store.content(id, Some(0)).unwrap(), Content::Bytes(b) if b == b"hi"), "{id}");
+        }
 
         let p = store.apply_retention(60_000, 20_000, 30_000).unwrap();
         assert_eq!(p.records, 1);
-        assert_eq!(store.message_files("msg_old").unwrap(), None);
+        assert!(matches!(store.content("msg_old", None).unwrap(), Content::Missing));
         assert!(store.message("msg_pending").unwrap().is_some());
         assert_eq!(store.deliveries(None, Some("msg_old")).unwrap().len(), 0);
     }

@@ -130,9 +130,20 @@ fn hostile_parts() -> Vec<(String, String)> {
 fn hostile_attachment_names_neither_name_files_nor_reach_headers() {
     let h = setup(|_| {}, &[], &[]);
     let gw = h.start();
-    let parts = hostile_parts();
-    let body = multipart("hostile names", &parts);
+    // A small message's bytes stay in the database: no file can be named after anything.
     let mut c = SmtpClient::ready(gw.smtp);
+    let small = c.send_mail("ada@sender.test", &["inbox@example.test"], &multipart("small", &hostile_parts()));
+    event_for(&h, &small);
+    let on_disk = files_under(&h.data_dir());
+    assert!(
+        !on_disk.iter().any(|f| f.starts_with("spool/") || f.starts_with("attachments/")),
+        "a small message wrote files: {on_disk:?}"
+    );
+    // One over the 1 MiB kept in the database is stored as files: their names must be ours.
+    let mut parts = hostile_parts();
+    let filler = vec![b'x'; 1_200_000];
+    parts.push(attachment_part("application/octet-stream", "attachment; filename=\"../../big.bin\"", &filler));
+    let body = multipart("hostile names", &parts);
     let id = c.send_mail("ada@sender.test", &["inbox@example.test"], &body);
     let (_, ev) = event_for(&h, &id);
     let atts = ev["message"]["attachments"].as_array().expect("attachments").clone();
@@ -172,8 +183,9 @@ fn hostile_attachment_names_neither_name_files_nor_reach_headers() {
                 problems.push(format!("{what}: {}", r.status));
                 continue;
             }
-            if method == "GET" && r.body != format!("file {i}\n").as_bytes() {
-                problems.push(format!("{what}: body {:?}", String::from_utf8_lossy(&r.body)));
+            let want = if i < n - 1 { format!("file {i}\n").into_bytes() } else { filler.clone() };
+            if method == "GET" && r.body != want {
+                problems.push(format!("{what}: body of {} bytes, want {}", r.body.len(), want.len()));
             }
             let Some(cd) = r.header("content-disposition") else {
                 problems.push(format!("{what}: no Content-Disposition"));

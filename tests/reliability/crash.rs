@@ -211,9 +211,8 @@ fn run(kills: usize, senders: usize, test: &str) -> Figures {
     let stored: BTreeMap<String, i64> = stored_messages(&h).into_iter().map(|(id, size, _)| (id, size)).collect();
     for (mid, id) in &acked {
         let size = stored.get(id).unwrap_or_else(|| panic!("acknowledged {mid} ({id}) is not in the store"));
-        let spool = h.data_dir().join("spool").join(format!("{id}.eml"));
-        let len = std::fs::metadata(&spool).map(|m| m.len()).unwrap_or_else(|e| panic!("{}: {e}", spool.display()));
-        assert_eq!(len as i64, *size, "spool file of {id} has another size than recorded");
+        let raw = h.stored_raw(id).unwrap_or_else(|| panic!("the raw bytes of acknowledged {id} are not in the store"));
+        assert_eq!(raw.len() as i64, *size, "the stored raw message {id} has another size than recorded");
     }
     f.sent = outcomes.len();
     f.acked = acked.len();

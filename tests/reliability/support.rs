@@ -157,6 +157,15 @@ pub fn stored_messages(h: &Harness) -> Vec<(String, i64, String)> {
     st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().collect::<Result<_, _>>().unwrap()
 }
 
+/// Files in `data_dir/spool` (large messages' raw bytes) with no message record: half-stored mail
+/// that was never acknowledged and should have been removed.
+pub fn orphan_spool_files(h: &Harness) -> Vec<String> {
+    let stored: Vec<String> = stored_messages(h).into_iter().map(|(id, _, _)| format!("{id}.eml")).collect();
+    let spool = std::fs::read_dir(h.data_dir().join("spool")).unwrap();
+    let names = spool.map(|e| e.unwrap().file_name().to_string_lossy().into_owned());
+    names.filter(|n| !stored.contains(n)).collect()
+}
+
 /// (status, count) of every delivery, from the database.
 pub fn delivery_counts(h: &Harness) -> Vec<(String, i64)> {
     let c = db(h);

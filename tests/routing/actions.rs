@@ -3,7 +3,7 @@
 
 use crate::helpers::{SECRET_A, SECRET_B, SHORT, SmtpClient};
 use crate::sink::{Answer, Sink};
-use crate::support::{SECRET_C, deliveries, harness, listed, mail, routes, send, shown, spool_file};
+use crate::support::{SECRET_C, deliveries, harness, listed, mail, raw_kept, routes, send, shown};
 
 const ACTIONS: &str = r#"
 [[routes]]
@@ -64,7 +64,7 @@ fn drop_keeps_only_the_record() {
     let id = send(&gw, &["noreply@example.test"], &mail("drop me", "nobody reads this"));
     assert!(listed(&h).contains(&id), "the record stays");
     assert!(deliveries(&h, &id).is_empty());
-    assert!(!spool_file(&h, &id).exists(), "no raw file in the spool");
+    assert!(!raw_kept(&h, &id), "no raw bytes kept");
     let spool: Vec<_> = std::fs::read_dir(h.data_dir().join("spool")).unwrap().collect();
     assert!(spool.is_empty(), "nothing at all in the spool: {spool:?}");
     assert_eq!(routes(&h, &id)[0]["action"], "drop");
@@ -156,7 +156,7 @@ fn forward_is_retried_after_a_temporary_failure_with_the_configured_sender() {
     let ts = sink.transactions();
     assert_eq!(ts.iter().map(|t| t.answer).collect::<Vec<_>>(), [Answer::TempFail, Answer::TempFail, Answer::Accept]);
     assert!(ts.iter().all(|t| t.mail_from == "bounces@example.test" && t.data == ts[0].data));
-    assert!(spool_file(&h, &id).exists());
+    assert!(raw_kept(&h, &id));
 }
 
 #[test]
@@ -197,7 +197,7 @@ fn a_down_relay_keeps_the_forward_pending() {
     let d = &deliveries(&h, &id)[0];
     assert_eq!(d["status"], "pending", "{d}");
     assert!(d["last_error"].as_str().unwrap().to_lowercase().contains("connection"), "{d}");
-    assert!(spool_file(&h, &id).exists(), "kept for the next attempt");
+    assert!(raw_kept(&h, &id), "kept for the next attempt");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::engines::Engine;
 use crate::helpers::{SHORT, SmtpClient};
-use crate::support::{deliveries, gtube, harness, listed, mail, routes, send, shown, spool_file};
+use crate::support::{deliveries, gtube, harness, listed, mail, raw_kept, routes, send, shown};
 
 #[test]
 fn on_spam_policies_with_a_real_engine() {
@@ -55,7 +55,7 @@ on_spam = "reject"
     // store: kept, listed, not sent; the event says which rule applied.
     let stored = send(&gw, &["store@example.test"], &gtube());
     assert!(deliveries(&h, &stored).is_empty());
-    assert!(spool_file(&h, &stored).exists());
+    assert!(raw_kept(&h, &stored));
     assert_eq!(
         routes(&h, &stored),
         [
@@ -65,7 +65,7 @@ on_spam = "reject"
 
     // drop: only the record.
     let dropped = send(&gw, &["drop@example.test"], &gtube());
-    assert!(deliveries(&h, &dropped).is_empty() && !spool_file(&h, &dropped).exists());
+    assert!(deliveries(&h, &dropped).is_empty() && !raw_kept(&h, &dropped));
     assert_eq!(routes(&h, &dropped)[0]["rule"], "on_spam");
     assert_eq!(shown(&h, &dropped)["event_message"]["spam"]["verdict"], "spam");
 

@@ -2,7 +2,6 @@
 //! [forward]), sending mail, and reading back what the gateway stored.
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use serde_json::Value;
 
@@ -79,9 +78,9 @@ pub fn listed(h: &Harness) -> Vec<String> {
     h.messages().iter().map(|m| m["id"].as_str().unwrap().to_string()).collect()
 }
 
-/// The raw file of a message in the spool.
-pub fn spool_file(h: &Harness, id: &str) -> PathBuf {
-    h.data_dir().join("spool").join(format!("{id}.eml"))
+/// Whether the store keeps the raw bytes of a message (in the database or the spool).
+pub fn raw_kept(h: &Harness, id: &str) -> bool {
+    h.stored_raw(id).is_some()
 }
 
 /// `deliveries list --message MSG --json`.

@@ -106,8 +106,7 @@ fn happy_path_delivers_one_signed_event_with_the_right_fields() {
     assert_eq!(d["last_status"], 200);
     let raw = h.raw(&msg_id);
     assert!(raw == HAPPY, "messages show --raw differs from the bytes sent:\n{:?}", String::from_utf8_lossy(&raw));
-    let spool = h.data_dir().join("spool").join(format!("{msg_id}.eml"));
-    assert_eq!(std::fs::read(&spool).unwrap_or_else(|e| panic!("{}: {e}", spool.display())), HAPPY);
+    assert_eq!(h.stored_raw(&msg_id).as_deref(), Some(HAPPY), "the raw bytes in the store on disk");
     assert!(h.data_dir().join("mxhook.db").exists());
 
     let msgs = h.messages();
@@ -328,7 +327,8 @@ fn store_failure_is_451_never_250() {
     let mut c = SmtpClient::ready(gw.smtp);
     c.send_mail("a@sender.test", &["first@example.test"], &simple("first", "first@example.test"));
 
-    // Make the spool unusable: a plain file where the directory was.
+    // Make the spool unusable: a plain file where the directory was. Messages over 1 MiB are
+    // written there (smaller ones live in the database), so the second message is 1.2 MB.
     let spool = h.data_dir().join("spool");
     let kept = h.dir.path().join("spool-kept");
     std::fs::rename(&spool, &kept).unwrap();
@@ -336,7 +336,12 @@ fn store_failure_is_451_never_250() {
 
     c.cmd("MAIL FROM:<a@sender.test>").expect(250, "2.1.0");
     c.cmd("RCPT TO:<second@example.test>").expect(250, "2.1.5");
-    c.data(&simple("second", "second@example.test")).expect(451, "4.3.0");
+    let mut big = simple("second", "second@example.test");
+    big.extend(
+        std::iter::repeat_n(&b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n"[..], 18_000)
+            .flatten(),
+    );
+    c.data(&big).expect(451, "4.3.0");
 
     // Once the spool is back, the failed message is nowhere and the same session can deliver.
     std::fs::remove_file(&spool).unwrap();

@@ -248,6 +248,17 @@ impl Harness {
         out.stdout
     }
 
+    /// The raw bytes as the store holds them on disk, read without the gateway: the database's
+    /// `contents` row (messages up to 1 MiB) or the spool file (larger ones). None: neither exists.
+    pub fn stored_raw(&self, msg_id: &str) -> Option<Vec<u8>> {
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+        let db =
+            rusqlite::Connection::open_with_flags(self.data_dir().join("mxhook.db"), flags).expect("open the database");
+        let inline =
+            db.query_row("SELECT data FROM contents WHERE message_id = ?1 AND part = -1", [msg_id], |r| r.get(0));
+        inline.ok().or_else(|| std::fs::read(self.data_dir().join("spool").join(format!("{msg_id}.eml"))).ok())
+    }
+
     /// Waits until the message's only delivery has `status`, and returns it (from `deliveries list`).
     #[track_caller]
     pub fn wait_delivery_status(&self, msg_id: &str, status: &str, timeout: Duration) -> Value {

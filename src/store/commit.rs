@@ -1,0 +1,80 @@
+//! Group commit: every write on the hot path (a message with its deliveries, the outcome of a
+//! delivery attempt) is queued, and whoever holds the connection commits everything queued in one
+//! transaction and one fsync, each item in its own savepoint so one bad row fails only its own
+//! item. Sessions that finished DATA while the previous commit was on its way to the disk, and
+//! attempts that ended meanwhile, share the next one; nobody waits behind a queue of commits.
+
+use std::sync::mpsc;
+
+use anyhow::Context;
+
+use super::{AttemptRecord, Row, Store, insert_rows, record_attempt, spool};
+
+/// What one caller needs committed.
+pub(super) enum Work {
+    Message(Row),
+    Attempt(AttemptRecord),
+}
+
+pub(super) struct Queued {
+    work: Work,
+    done: mpsc::SyncSender<Result<(), String>>,
+}
+
+impl Store {
+    /// Queues `work`, then either finds it committed by the caller that held the connection
+    /// meanwhile, or takes the connection and commits every queued item. Returns once the
+    /// transaction holding `work` has committed (`synchronous=FULL`: it is on disk).
+    pub(super) fn commit(&self, work: Work) -> anyhow::Result<()> {
+        let (done, result) = mpsc::sync_channel(1);
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).push(Queued { work, done });
+        let mut conn = self.conn();
+        // A leader drains the queue and answers everyone in it before it lets go of the
+        // connection: if our answer is not there yet, our item is still queued and we lead.
+        if let Ok(r) = result.try_recv() {
+            return r.map_err(anyhow::Error::msg);
+        }
+        let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        // Large messages' files were fsync'd by their sessions; their names in the spool directory
+        // are made durable here, once for the batch, before the rows that point at them.
+        let spooled =
+            batch.iter().any(|q| matches!(&q.work, Work::Message(r) if r.keep_files && r.contents.is_empty()));
+        let outcome = (|| -> anyhow::Result<Vec<Result<(), String>>> {
+            if spooled {
+                spool::sync_dir(&self.spool_dir).context("syncing the spool directory")?;
+            }
+            let mut tx = conn.transaction()?;
+            let mut each = Vec::with_capacity(batch.len());
+            for q in &batch {
+                let sp = tx.savepoint()?;
+                let written = match &q.work {
+                    Work::Message(row) => insert_rows(&sp, row),
+                    Work::Attempt(a) => record_attempt(&sp, a),
+                };
+                match written {
+                    Ok(()) => {
+                        sp.commit()?;
+                        each.push(Ok(()));
+                    }
+                    // Dropping the savepoint rolls back this item's rows only.
+                    Err(e) => each.push(Err(format!("{e:#}"))),
+                }
+            }
+            tx.commit().context("committing")?;
+            Ok(each)
+        })();
+        match outcome {
+            Ok(each) => batch.into_iter().zip(each).for_each(|(q, r)| {
+                let _ = q.done.send(r);
+            }),
+            Err(e) => {
+                let e = format!("{e:#}");
+                batch.into_iter().for_each(|q| {
+                    let _ = q.done.send(Err(e.clone()));
+                });
+            }
+        }
+        drop(conn);
+        result.recv().context("the group commit ended without an answer")?.map_err(anyhow::Error::msg)
+    }
+}
