@@ -218,7 +218,17 @@ pub fn parse_bounded<'a>(
 }
 
 fn fill<'a>(e: &mut EventMessage, raw: &'a [u8], max_payload: u64) -> Result<Vec<Cow<'a, [u8]>>, String> {
-    let mut msg = MessageParser::default().parse(raw).ok_or("empty message")?;
+    // mail-parser decodes every part as it parses, into a new buffer up to twice the part's size. A
+    // plain-text message whose body can never fit the event is parsed without its body: the body is
+    // withheld as it would be anyway, and a 50 MB text message costs its raw bytes only.
+    let whole = match unencoded_text_body(raw) {
+        Some(body_at) if (raw.len() - body_at) as u64 > max_payload => {
+            e.withheld_text = Some((raw.len() - body_at) as u64);
+            &raw[..body_at]
+        }
+        _ => raw,
+    };
+    let mut msg = MessageParser::default().parse(whole).ok_or("empty message")?;
     if msg.headers().is_empty() {
         return Err("no header section: the message does not start with a header field".into());
     }
@@ -236,6 +246,7 @@ fn fill<'a>(e: &mut EventMessage, raw: &'a [u8], max_payload: u64) -> Result<Vec
     }
     e.headers = decoded_headers(raw, msg.root_part().offset_body as usize);
     e.text = match msg.body_text(0) {
+        _ if e.withheld_text.is_some() => None,
         Some(t) if t.len() as u64 > max_payload => {
             e.withheld_text = Some(t.len() as u64);
             None
@@ -287,6 +298,28 @@ fn fill<'a>(e: &mut EventMessage, raw: &'a [u8], max_payload: u64) -> Result<Vec
         })
         .collect();
     Ok(bytes)
+}
+
+/// Where the body starts, when the message is one text/plain part (or has no Content-Type) that is
+/// not an attachment and whose bytes are its text (no base64 or quoted-printable): then the body's
+/// length is the text's length, and nothing else in the message needs the body decoded.
+fn unencoded_text_body(raw: &[u8]) -> Option<usize> {
+    let head = MessageParser::default().parse_headers(raw)?;
+    // After the last header field, the blank line.
+    let end = head.headers().last()?.offset_end as usize;
+    let body_at = match raw.get(end..)? {
+        [b'\r', b'\n', ..] => end + 2,
+        [b'\n', ..] => end + 1,
+        _ => return None,
+    };
+    let plain = head.content_type().is_none_or(|c| {
+        c.ctype().eq_ignore_ascii_case("text") && c.subtype().is_none_or(|s| s.eq_ignore_ascii_case("plain"))
+    });
+    let attached = head.content_disposition().is_some_and(|d| !d.is_inline());
+    let identity = head
+        .content_transfer_encoding()
+        .is_none_or(|c| ["7bit", "8bit", "binary"].iter().any(|i| c.eq_ignore_ascii_case(i)));
+    (plain && !attached && identity).then_some(body_at)
 }
 
 fn mailbox(a: &mail_parser::Addr<'_>) -> Mailbox {
@@ -368,6 +401,34 @@ Message-ID: <m2@b.test>\r\nIn-Reply-To: <m1@b.test>\r\nReferences: <m0@b.test> <
         e.fit_payload(8000);
         assert_eq!(e.omitted, vec!["html".to_string(), "text".to_string()]);
         assert!(serde_json::to_vec(&e).unwrap().len() + 1024 <= 8000);
+    }
+
+    #[test]
+    fn a_text_body_that_cannot_fit_is_withheld_without_decoding_and_the_rest_is_parsed() {
+        let body = "x".repeat(9_998) + "\r\n";
+        let head = "From: Ada <ada@b.test>\r\nSubject: big\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n";
+        let raw = format!("{head}{body}");
+        // Bytes outside us-ascii decode to U+FFFD (3 bytes each): a withheld size of exactly the
+        // body's 10,000 bytes shows the body was never decoded.
+        let mut undecoded = head.as_bytes().to_vec();
+        undecoded.extend(std::iter::repeat_n(0xE9u8, 1_000).chain(body.bytes().skip(1_000)));
+        let e = parse_bounded("msg_1", "t".into(), &envelope(), &undecoded, 5_000).event;
+        assert_eq!((e.parsed.status, e.text, e.withheld_text), ("complete", None, Some(10_000)));
+        let decoded = parse_bounded("msg_1", "t".into(), &envelope(), &undecoded, 50_000).event;
+        assert!(decoded.text.is_some_and(|t| t.len() > 10_000), "the same body decoded is longer");
+        let e = parse_bounded("msg_1", "t".into(), &envelope(), raw.as_bytes(), 5_000).event;
+        assert_eq!((e.parsed.status, e.text, e.withheld_text), ("complete", None, Some(10_000)));
+        assert_eq!(e.subject.as_deref(), Some("big"));
+        assert!(e.from.is_some() && e.headers.iter().any(|(k, _)| k == "Content-Type"));
+        // Under the cap, or encoded, or an attachment: parsed whole as before.
+        let e = parse_bounded("msg_1", "t".into(), &envelope(), raw.as_bytes(), 50_000).event;
+        assert_eq!(e.text.as_deref(), Some(body.as_str()));
+        let attached = raw.replace("charset=us-ascii", "charset=us-ascii\r\nContent-Disposition: attachment");
+        let e = parse_bounded("msg_1", "t".into(), &envelope(), attached.as_bytes(), 5_000).event;
+        assert_eq!((e.attachments.len(), e.attachments[0].size), (1, 10_000));
+        let qp = raw.replace("charset=us-ascii", "charset=us-ascii\r\nContent-Transfer-Encoding: quoted-printable");
+        let e = parse_bounded("msg_1", "t".into(), &envelope(), qp.as_bytes(), 5_000).event;
+        assert_eq!(e.withheld_text, Some(10_000), "decoded, then withheld");
     }
 
     #[test]
