@@ -13,6 +13,7 @@ pub use retention::Purged;
 
 use commit::{Queued, Work};
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -58,7 +59,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     attempts        INTEGER NOT NULL DEFAULT 0,
     step            INTEGER NOT NULL DEFAULT 0,  -- index of the next scheduled attempt in the endpoint's retry list
     retry_requested_at INTEGER,                  -- the CLI asked for an attempt now (it does not use up a step)
-    in_flight       INTEGER NOT NULL DEFAULT 0,  -- claimed by the running scheduler; cleared on start
+    in_flight       INTEGER NOT NULL DEFAULT 0,  -- claimed by a session for its sync attempt; cleared on start
     next_attempt_at INTEGER,
     last_status     INTEGER,
     last_error      TEXT,
@@ -96,13 +97,13 @@ pub struct Store {
     /// process's write lock: SQLite has one writer anyway, and a mutex is cheaper and clearer than
     /// SQLITE_BUSY retries between our own threads.
     conn: Mutex<Connection>,
-    /// The delivery side's connection (`synchronous=NORMAL`): claims commit without an fsync of
-    /// their own (the next group commit or checkpoint syncs them; losing the last of them to a
-    /// power cut only means an attempt is made again, with the same event id). Reads here (the
-    /// event per attempt, the next due time, links) do not wait for a group commit.
+    /// The delivery side's connection, for reads: claims (claim_due), the event per attempt, the
+    /// next due time, links. They do not wait for a group commit in progress.
     deliver: Mutex<Connection>,
     /// Messages and attempt outcomes waiting for the next group commit (commit.rs).
     queue: Mutex<Vec<Queued>>,
+    /// Deliveries this process's scheduler has claimed and not yet recorded (see claim_due).
+    claimed: Mutex<HashSet<String>>,
     spool_dir: PathBuf,
     attachment_dir: PathBuf,
     db_path: PathBuf,
@@ -386,6 +387,7 @@ impl Store {
             conn: Mutex::new(conn),
             deliver: Mutex::new(deliver),
             queue: Mutex::new(Vec::new()),
+            claimed: Mutex::new(HashSet::new()),
             spool_dir,
             attachment_dir,
             db_path: db,
@@ -401,12 +403,6 @@ impl Store {
     /// The delivery connection, for reads.
     fn deliver_conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.deliver.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The delivery connection for a write, holding the process's write lock (`conn`) first.
-    fn deliver_write(&self) -> (std::sync::MutexGuard<'_, Connection>, std::sync::MutexGuard<'_, Connection>) {
-        let write_lock = self.conn();
-        (write_lock, self.deliver_conn())
     }
 
     pub fn attachment(&self, message_id: &str, index: usize) -> anyhow::Result<Option<AttachmentRow>> {
@@ -457,15 +453,21 @@ impl Store {
         Ok(self.conn().execute("UPDATE deliveries SET in_flight = 0 WHERE in_flight = 1", [])?)
     }
 
-    /// Claims up to `limit` due deliveries for this process in one transaction.
+    /// Claims up to `limit` due deliveries for this process's scheduler.
     /// First attempts go before retries (a backlog of retries must not starve fresh mail), and
     /// no endpoint gets more than `room(endpoint)` (what its concurrency leaves free). Each
     /// endpoint's due rows are read from the `deliveries_claim` index, so a busy endpoint's backlog
     /// costs nothing to skip.
+    ///
+    /// A claim is a read: what is in flight is kept in memory (`claimed`), not written, so claiming
+    /// never waits for a group commit. The set's lock is held across the read, and an attempt leaves
+    /// the set only after its outcome has committed, so a claim sees either the delivery in the set
+    /// or its new state, never a finished attempt as still due. After a crash nothing is claimed.
     pub fn claim_due(&self, now: i64, limit: usize, room: &dyn Fn(&str) -> usize) -> anyhow::Result<Vec<Delivery>> {
-        let (_write_lock, mut conn) = self.deliver_write();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        // The endpoints with unclaimed work: one index seek each.
+        let mut claimed = self.claimed();
+        let mut conn = self.deliver_conn();
+        // One snapshot for the whole claim; `in_flight` marks only a session's own sync attempt.
+        let tx = conn.transaction()?;
         let mut endpoints = Vec::new();
         let mut next_endpoint = tx.prepare_cached(
             "SELECT MIN(endpoint) FROM deliveries WHERE status = 'pending' AND in_flight = 0 AND endpoint > ?1",
@@ -474,10 +476,11 @@ impl Store {
             endpoints.push(e);
         }
         drop(next_endpoint);
-        // Up to `limit` candidates from each endpoint, then the `limit` first in claim order.
+        // Up to `limit` candidates from each endpoint, then the `limit` first in claim order. Rows
+        // in flight are still pending: read past as many as are claimed.
         let mut candidates: Vec<(bool, i64, i64)> = Vec::new();
         let mut due = tx.prepare_cached(
-            "SELECT attempts > 0, next_attempt_at, rowid FROM deliveries INDEXED BY deliveries_claim
+            "SELECT attempts > 0, next_attempt_at, rowid, id FROM deliveries INDEXED BY deliveries_claim
              WHERE status = 'pending' AND in_flight = 0 AND endpoint = ?1 AND (attempts > 0) = ?2
                AND next_attempt_at <= ?3
              ORDER BY next_attempt_at LIMIT ?4",
@@ -489,45 +492,62 @@ impl Store {
                 if mine.len() >= room {
                     break;
                 }
-                let rows = due.query_map(params![e, retry, now, (room - mine.len()) as i64], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                let rows = due.query_map(params![e, retry, now, (room - mine.len() + claimed.len()) as i64], |r| {
+                    Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get::<_, String>(3)?))
                 })?;
-                mine.extend(rows.collect::<Result<Vec<_>, _>>()?);
+                for row in rows {
+                    let (candidate, id) = row?;
+                    if mine.len() < room && !claimed.contains(&id) {
+                        mine.push(candidate);
+                    }
+                }
             }
             candidates.extend(mine);
         }
         drop(due);
         candidates.sort_unstable();
         candidates.truncate(limit);
-        let mut claim = tx.prepare_cached(&format!(
-            "UPDATE deliveries SET in_flight = 1 WHERE rowid = ?1 RETURNING {DELIVERY_COLS}"
-        ))?;
-        let claimed = candidates
+        let mut read = tx.prepare_cached(&format!("SELECT {DELIVERY_COLS} FROM deliveries WHERE rowid = ?1"))?;
+        let taken = candidates
             .iter()
-            .map(|(_, _, rowid)| claim.query_row([rowid], delivery_row))
+            .map(|(_, _, rowid)| read.query_row([rowid], delivery_row))
             .collect::<Result<Vec<_>, _>>()?;
-        drop(claim);
+        drop(read);
         tx.commit()?;
-        Ok(claimed)
+        claimed.extend(taken.iter().map(|d| d.id.clone()));
+        Ok(taken)
+    }
+
+    fn claimed(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.claimed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Puts claimed deliveries back in the queue (their outcome could not be recorded: they will be
-    /// attempted again, which at-least-once allows).
+    /// attempted again, which at-least-once allows). It is a write on purpose: while the store
+    /// cannot record outcomes it fails, and the deliveries wait instead of being attempted again
+    /// and again.
     pub fn release(&self, ids: &[String]) -> anyhow::Result<()> {
         let conn = self.conn();
         conn.execute(
             "UPDATE deliveries SET in_flight = 0 WHERE id IN (SELECT value FROM json_each(?1))",
             [serde_json::to_string(ids)?],
         )?;
+        drop(conn);
+        let mut claimed = self.claimed();
+        ids.iter().for_each(|id| {
+            claimed.remove(id);
+        });
         Ok(())
     }
 
     /// When the next pending delivery is due (None: nothing is waiting).
     pub fn next_due(&self) -> anyhow::Result<Option<i64>> {
+        let claimed = serde_json::to_string(&*self.claimed())?;
         let conn = self.deliver_conn();
         Ok(conn.query_row(
-            "SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending' AND in_flight = 0",
-            [],
+            "SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending' AND in_flight = 0
+               AND id NOT IN (SELECT value FROM json_each(?1))",
+            [claimed],
             |r| r.get(0),
         )?)
     }
@@ -541,7 +561,10 @@ impl Store {
             attempt: a.clone(),
             next: next.clone(),
         };
-        self.commit(Work::Attempt(record)).context("recording a delivery attempt")
+        self.commit(Work::Attempt(record)).context("recording a delivery attempt")?;
+        // Only now may a claim see it again (see claim_due).
+        self.claimed().remove(&d.id);
+        Ok(())
     }
 
     /// Asks for an attempt now, keeping the event id. Returns false if the delivery does not exist.
