@@ -145,11 +145,11 @@ const MIME_DICT: &[&[u8]] = &[
 
 /// The parse fuzzer's figures.
 #[derive(Debug, Default)]
-struct ParseFigures {
+pub(crate) struct ParseFigures {
     executions: usize,
-    complete: usize,
-    failed: usize,
-    parser_panics: usize,
+    pub(crate) complete: usize,
+    pub(crate) failed: usize,
+    pub(crate) parser_panics: usize,
     slowest: Duration,
     bytes: u64,
 }
@@ -170,7 +170,7 @@ fn sha256_hex(b: &[u8]) -> String {
 }
 
 /// One input through parse → event; Err describes a broken invariant.
-fn check_parse(raw: &[u8], f: &mut ParseFigures) -> Result<(), String> {
+pub(crate) fn check_parse(raw: &[u8], f: &mut ParseFigures) -> Result<(), String> {
     let t = Instant::now();
     let out = mxhook::parse::parse("msg_fuzz", "2026-01-01T00:00:00Z".into(), &envelope(), raw);
     let mut e = out.event;
@@ -203,6 +203,15 @@ fn check_parse(raw: &[u8], f: &mut ParseFigures) -> Result<(), String> {
         }
     } else if !e.attachments.is_empty() || !out.attachments.is_empty() {
         return Err("a failed parse still lists attachments".into());
+    }
+    // The event cap's shortcut (a text body too big for the event is not decoded) changes nothing
+    // else: same verdict, same attachments, same headers.
+    let capped = mxhook::parse::parse_bounded("msg_fuzz", "2026-01-01T00:00:00Z".into(), &envelope(), raw, 1024);
+    let c = &capped.event;
+    let same_attachments = c.attachments.len() == e.attachments.len()
+        && c.attachments.iter().zip(&e.attachments).all(|(a, b)| a.size == b.size && a.sha256 == b.sha256);
+    if !crashed && (c.parsed.status != e.parsed.status || !same_attachments || c.headers != e.headers) {
+        return Err("parsing under a 1 KiB event cap gave another verdict, attachments or headers".into());
     }
     let json = serde_json::to_vec(&e).map_err(|err| format!("the event does not serialise: {err}"))?;
     serde_json::from_slice::<serde_json::Value>(&json).map_err(|err| format!("the event is not valid JSON: {err}"))?;
@@ -270,7 +279,7 @@ fn fuzz_parse_to_event() {
 /// mail-parser panics on some inputs; `parse` catches that (the message is kept, `parsed.status =
 /// "failed"`) and the fuzzer counts them. Their messages and backtraces would drown the test output,
 /// so a panic hook leaves out panics raised inside mail-parser and passes every other one on.
-fn quiet_parser_panics() {
+pub(crate) fn quiet_parser_panics() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();

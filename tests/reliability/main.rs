@@ -12,7 +12,7 @@
 //!   RCPTs, commands before HELO, pipelining floods, binary garbage, connection floods.
 //! - `hostile_mime`: malformed corpus, deep nesting, 100k headers, bombs, hostile names, many attachments.
 //! - `fuzz`: a seeded mutation fuzzer (stable Rust) for parse → event in process and the SMTP session
-//!   over sockets.
+//!   over sockets; `mime_props`: a proptest property test of parse → event on structured MIME.
 //! - `signatures`: single-bit changes of real webhooks and out-of-window timestamps vs the stock verifier.
 
 #[path = "../spine/helpers/mod.rs"]
@@ -26,6 +26,7 @@ mod disk_full;
 mod fuzz;
 mod hostile_mime;
 mod hostile_smtp;
+mod mime_props;
 mod outage;
 mod signatures;
 mod store_faults;
