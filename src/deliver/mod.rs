@@ -266,8 +266,8 @@ pub async fn run(deliverer: Arc<Deliverer>, wake: Arc<Notify>, mut shutdown: wat
             _ = tokio::time::sleep(wait), if !full => {}
             _ = wake.notified() => {}
             Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                // Every attempt that has ended frees its slot before the next claim: one claim (a
-                // write, which waits for the group commit in progress) refills them all.
+                // Every attempt that has ended frees its slot before the next claim, so one claim
+                // (a query of the queue) refills them all rather than one per turn of the loop.
                 let mut done = Some(done);
                 while let Some(ended) = done {
                     if let Ok((endpoint, failed)) = ended {
