@@ -221,7 +221,9 @@ fn fill<'a>(e: &mut EventMessage, raw: &'a [u8], max_payload: u64) -> Result<Vec
     // mail-parser decodes every part as it parses, into a new buffer up to twice the part's size. A
     // plain-text message whose body can never fit the event is parsed without its body: the body is
     // withheld as it would be anyway, and a 50 MB text message costs its raw bytes only.
-    let whole = match unencoded_text_body(raw) {
+    // Only a message larger than the cap can have such a body: the others skip the header pass.
+    let shortcut = if raw.len() as u64 > max_payload { unencoded_text_body(raw) } else { None };
+    let whole = match shortcut {
         Some(body_at) if (raw.len() - body_at) as u64 > max_payload => {
             e.withheld_text = Some((raw.len() - body_at) as u64);
             &raw[..body_at]

@@ -405,8 +405,9 @@ impl Store {
         self.deliver.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// An attachment's record, for its link: a read, so a download never waits for a group commit.
     pub fn attachment(&self, message_id: &str, index: usize) -> anyhow::Result<Option<AttachmentRow>> {
-        let conn = self.conn();
+        let conn = self.deliver_conn();
         Ok(conn
             .query_row(
                 "SELECT filename, content_type, size FROM attachments WHERE message_id = ?1 AND idx = ?2",
