@@ -16,6 +16,7 @@ TXT = {
     "_dmarc.mxbench.test": "v=DMARC1; p=none",
 }
 TTL = 3600
+NEGATIVE_TTL = 300
 
 
 def qname(packet, off):
@@ -27,6 +28,12 @@ def qname(packet, off):
     return ".".join(labels).lower(), off + 1
 
 
+def soa():
+    """The root zone's SOA (this responder answers for every name): negative TTL = NEGATIVE_TTL."""
+    rdata = b"\x00\x00" + struct.pack("!IIIII", 1, 3600, 600, 86400, NEGATIVE_TTL)
+    return b"\x00" + struct.pack("!HHIH", 6, 1, NEGATIVE_TTL, len(rdata)) + rdata
+
+
 def answer(packet):
     (qid, flags, qd) = struct.unpack("!HHH", packet[:6])
     name, off = qname(packet, 12)
@@ -36,8 +43,10 @@ def answer(packet):
     text = TXT.get(name) if qtype == 16 else None
     if text is None:
         # NOERROR/NODATA for a name we know under another type, else NXDOMAIN.
+        # With the zone's SOA in the authority section, as every real server sends (RFC 2308): it
+        # is what lets a resolver cache the negative answer.
         rcode = 0 if name in TXT else 3
-        return struct.pack("!HHHHHH", qid, 0x8400 | rd | 0x80 | rcode, 1, 0, 0, 0) + question
+        return struct.pack("!HHHHHH", qid, 0x8400 | rd | 0x80 | rcode, 1, 0, 1, 0) + question + soa()
     data = text.encode()
     rdata = bytes([len(data)]) + data
     rr = struct.pack("!HHHIH", 0xC00C, 16, 1, TTL, len(rdata)) + rdata
