@@ -40,6 +40,11 @@ const STORE_FAILED: &str = "4.3.0 Error: queue file write error, try again later
 
 /// What was stored, for the answer to DATA.
 struct Stored {
+    /// Deliveries for the scheduler to start now, and the event they send.
+    now: Vec<crate::store::Delivery>,
+    event_message: String,
+    /// Some delivery waits in the store's queue (a later first attempt): the scheduler must look.
+    queued: bool,
     sync: Vec<String>,
     sync_timeout: std::time::Duration,
 }
@@ -108,7 +113,7 @@ impl Sink for Ingest {
             let event_message = serde_json::to_string(&event)?;
             let deliveries = first_attempts(&plan, endpoints, deliverer.forward_retry(), received_at);
             let from = event.from.as_ref().and_then(|f| f.address.as_deref());
-            store.ingest(&NewMessage {
+            let now = store.ingest(&NewMessage {
                 id: &msg_id,
                 received_at,
                 client_ip: &event.smtp.client_ip,
@@ -125,9 +130,11 @@ impl Sink for Ingest {
                 attachments: &attachments,
                 endpoints: &deliveries,
             })?;
-            let sync = plan.endpoints.iter().filter(|(_, m)| *m == Mode::Sync).map(|(e, _)| e.clone()).collect();
+            let sync: Vec<String> =
+                plan.endpoints.iter().filter(|(_, m)| *m == Mode::Sync).map(|(e, _)| e.clone()).collect();
             let sync_timeout = plan.sync_timeout.unwrap_or_default();
-            anyhow::Ok(Ok(Stored { sync, sync_timeout }))
+            let queued = deliveries.len() > now.len() + sync.len();
+            anyhow::Ok(Ok(Stored { now, event_message, queued, sync, sync_timeout }))
         });
         let stored = match stored {
             Ok(Ok(s)) => s,
@@ -138,7 +145,13 @@ impl Sink for Ingest {
             }
         };
         self.metrics.accepted.inc();
-        self.wake.notify_one();
+        let left = self.deliverer.hand_off(stored.now, &stored.event_message);
+        if !left.is_empty() {
+            self.store.unclaim(&left);
+        }
+        if stored.queued || !left.is_empty() {
+            self.wake.notify_one();
+        }
         if !stored.sync.is_empty() {
             self.deliver_now(&id, &stored.sync, stored.sync_timeout).await?;
         }

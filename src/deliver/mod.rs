@@ -1,14 +1,20 @@
-//! Delivery: a scheduler loop claims due deliveries from the store, runs each attempt on a blocking
-//! thread (ureq), records the outcome and the next due time from the endpoint's retry list.
-//! `attempt_one` does one item and is what tests and the loop share; the loop only decides when.
+//! Delivery: a scheduler loop runs each attempt on a blocking thread (ureq), records the outcome
+//! and the next due time from the endpoint's retry list. `attempt_one` does one item and is what
+//! tests and the loop share; the loop only decides when.
 //! A delivery is a webhook POST, or (endpoint `forward:<route>`) a copy re-sent through the relay.
+//!
+//! Work reaches the loop two ways. A new message's deliveries are handed over by ingest right
+//! after their commit, already claimed and with their event (`hand_off`): no query of the queue,
+//! no read of the event. Everything else (retries, CLI requests, what did not fit the hand-off,
+//! what a restart left) is claimed from the store, which the loop asks only when it may have
+//! something: at its next due time, after a wake-up, or while a backlog fills every slot.
 
 pub mod forward;
 pub mod sign;
 pub mod webhook;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
@@ -21,9 +27,11 @@ use crate::time::{now_ms, rfc3339};
 use sign::SigningKey;
 
 /// Attempts in flight at once across all endpoints (each endpoint also has its own `concurrency`).
-const CONCURRENCY: usize = 32;
+const CONCURRENCY: usize = 64;
 /// The longest the loop sleeps without looking at the store: a CLI retry is seen within this.
 const POLL: Duration = Duration::from_millis(500);
+/// New deliveries waiting in memory for a slot; past this they wait in the store's queue.
+const HANDOFF_MAX: usize = 1024;
 
 struct Target {
     endpoint: Endpoint,
@@ -38,6 +46,9 @@ pub struct Deliverer {
     metrics: Arc<Metrics>,
     /// The `[forward]` relay, when configured: sends the deliveries of forward routes.
     forwarder: Option<forward::Forwarder>,
+    /// New deliveries from ingest, claimed, each with its event's `message` JSON.
+    fresh: Mutex<VecDeque<(Delivery, Arc<str>)>>,
+    fresh_ready: Notify,
 }
 
 /// What one attempt came to, whichever its kind.
@@ -59,7 +70,14 @@ impl Deliverer {
             let key = SigningKey::parse(&ep.secret.0)?;
             targets.insert(name.clone(), Target { endpoint: ep.clone(), key, agent: webhook::agent(ep) });
         }
-        Ok(Self { store, targets, metrics, forwarder: None })
+        Ok(Self {
+            store,
+            targets,
+            metrics,
+            forwarder: None,
+            fresh: Mutex::new(VecDeque::new()),
+            fresh_ready: Notify::new(),
+        })
     }
 
     /// The forward relay's retry schedule (empty without one).
@@ -78,17 +96,64 @@ impl Deliverer {
         self.targets.get(endpoint).map_or(4, |t| t.endpoint.concurrency)
     }
 
+    /// Takes a new message's deliveries, claimed by `Store::ingest`, to attempt as soon as a slot is
+    /// free. Gives back those that do not fit; the caller unclaims them (the store's queue has them)
+    /// and wakes the loop.
+    pub fn hand_off(&self, deliveries: Vec<Delivery>, event_message: &str) -> Vec<Delivery> {
+        if deliveries.is_empty() {
+            return deliveries;
+        }
+        let event: Arc<str> = Arc::from(event_message);
+        let mut fresh = self.fresh.lock().unwrap_or_else(|p| p.into_inner());
+        let room = HANDOFF_MAX.saturating_sub(fresh.len());
+        let mut deliveries = deliveries;
+        let rest = deliveries.split_off(room.min(deliveries.len()));
+        fresh.extend(deliveries.into_iter().map(|d| (d, event.clone())));
+        drop(fresh);
+        self.fresh_ready.notify_one();
+        rest
+    }
+
+    /// Up to `free` handed-off deliveries, oldest first, each for an endpoint with a free slot
+    /// (`busy` counts the requests in flight). The others keep their place.
+    fn take_fresh(&self, free: usize, busy: &BTreeMap<String, usize>) -> Vec<(Delivery, Arc<str>)> {
+        let mut fresh = self.fresh.lock().unwrap_or_else(|p| p.into_inner());
+        let mut taken = Vec::new();
+        let mut more: BTreeMap<String, usize> = BTreeMap::new();
+        let mut i = 0;
+        while i < fresh.len() && taken.len() < free {
+            let endpoint = &fresh[i].0.endpoint;
+            let busy = busy.get(endpoint).copied().unwrap_or(0) + more.get(endpoint).copied().unwrap_or(0);
+            if busy < self.concurrency(endpoint) {
+                *more.entry(endpoint.clone()).or_default() += 1;
+                // Leaves `i` at the next item.
+                taken.extend(fresh.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        taken
+    }
+
     /// One attempt of one claimed delivery, recorded with its outcome. Blocking.
     pub fn attempt_one(&self, d: &Delivery) -> anyhow::Result<()> {
+        self.attempt(d, None, &mut || {})
+    }
+
+    /// `attempt_one`, with the event's `message` JSON when the caller has it (no read of the store).
+    /// `sent` is called once the endpoint has answered (or failed to), before the outcome is
+    /// recorded: the endpoint's slot is free from then on.
+    fn attempt(&self, d: &Delivery, event_message: Option<&str>, sent: &mut dyn FnMut()) -> anyhow::Result<()> {
         let number = d.attempts + 1;
         let started_at = now_ms();
         let (outcome, schedule) = match forward::route_of(&d.endpoint) {
             Some(route) => (self.forward(d, route, number, started_at)?, self.forwarder.as_ref().map(|f| &f.retry[..])),
             None => {
                 let target = self.targets.get(&d.endpoint);
-                (self.post(d, target, number, started_at)?, target.map(|t| &t.endpoint.retry[..]))
+                (self.post(d, target, event_message, number, started_at)?, target.map(|t| &t.endpoint.retry[..]))
             }
         };
+        sent();
         let Outcome { attempt, success, permanent } = outcome;
         let schedule = schedule.unwrap_or(&[]);
         let next =
@@ -110,11 +175,26 @@ impl Deliverer {
     }
 
     /// A webhook attempt: the signed event POSTed to the endpoint.
-    fn post(&self, d: &Delivery, target: Option<&Target>, number: i64, started_at: i64) -> anyhow::Result<Outcome> {
-        let response = match (target, self.store.message(&d.message_id)?) {
+    fn post(
+        &self,
+        d: &Delivery,
+        target: Option<&Target>,
+        event_message: Option<&str>,
+        number: i64,
+        started_at: i64,
+    ) -> anyhow::Result<Outcome> {
+        let read;
+        let message = match event_message {
+            Some(m) => Some(m),
+            None => {
+                read = self.store.message(&d.message_id)?;
+                read.as_ref().map(|m| m.event_message.as_str())
+            }
+        };
+        let response = match (target, message) {
             (None, _) => Err(format!("endpoint `{}` is not in the configuration", d.endpoint)),
             (_, None) => Err(format!("message {} is missing from the store", d.message_id)),
-            (Some(t), Some(m)) => {
+            (Some(t), Some(message_json)) => {
                 let parts = webhook::EventParts {
                     event_id: &d.event_id,
                     created_at: &rfc3339(d.created_at),
@@ -122,7 +202,7 @@ impl Deliverer {
                     endpoint: &d.endpoint,
                     attempt: number,
                     attempted_at: &rfc3339(started_at),
-                    message_json: &m.event_message,
+                    message_json,
                 };
                 let body = webhook::event_body(&parts)?;
                 Ok(webhook::post(&t.agent, &t.endpoint, &t.key, &d.event_id, &body))
@@ -201,88 +281,153 @@ pub fn next_state(d: &Delivery, success: bool, schedule: &[Duration], now: i64) 
     }
 }
 
+/// An attempt in flight: its endpoint, whether it already gave its endpoint slot back (`sent`),
+/// and, when its outcome could not be recorded, the delivery to put back in the queue.
+type Running = (String, bool, Option<String>);
+
 /// The scheduler loop: runs until `shutdown`, then lets attempts in flight finish.
 pub async fn run(deliverer: Arc<Deliverer>, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
-    // Each task gives back the endpoint it used (so per-endpoint counts stay exact) and, when its
-    // outcome could not be recorded, the delivery to put back in the queue.
-    let mut in_flight: JoinSet<(String, Option<String>)> = JoinSet::new();
-    let mut per_endpoint: BTreeMap<String, usize> = BTreeMap::new();
+    let mut in_flight: JoinSet<Running> = JoinSet::new();
+    // Requests in flight per endpoint: an attempt holds its endpoint's slot until the endpoint
+    // has answered, not while its outcome is recorded (that is the store's wait, not the endpoint's).
+    let mut busy: BTreeMap<String, usize> = BTreeMap::new();
+    let (sent_tx, mut sent_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let mut unrecorded: Vec<String> = Vec::new();
+    // When to claim from the store next; `ask_store` asks at the next turn (startup, a wake-up, a
+    // backlog that filled every slot, overdue work waiting for an endpoint's slot).
+    let mut store_at = tokio::time::Instant::now();
+    let mut ask_store = true;
+    let mut overdue = false;
     loop {
         if *shutdown.borrow() {
             break;
         }
         let free = CONCURRENCY.saturating_sub(in_flight.len());
-        let running = per_endpoint.clone();
-        let (store, d) = (deliverer.store.clone(), deliverer.clone());
-        let release = std::mem::take(&mut unrecorded);
-        let (due, next) = match tokio::task::spawn_blocking(move || {
-            // Until the store takes writes again this fails, and the ids wait for the next turn.
-            if !release.is_empty()
-                && let Err(e) = store.release(&release)
-            {
-                return Err((e, release));
+        // The store first when it has work: under a backlog everything then goes through its queue,
+        // oldest first, and the hand-off (full) sends new mail there too.
+        if free > 0 && (ask_store || !unrecorded.is_empty() || tokio::time::Instant::now() >= store_at) {
+            let (due, next) = claim(&deliverer, free, &busy, &mut unrecorded).await;
+            let claimed = due.len();
+            for d in due {
+                start(&deliverer, &mut in_flight, &mut busy, &sent_tx, d, None);
             }
-            // What each endpoint's concurrency leaves free: a hard cap, however many slots are free.
-            let room = |e: &str| d.concurrency(e).saturating_sub(running.get(e).copied().unwrap_or(0));
-            let claimed = if free > 0 { store.claim_due(now_ms(), free, &room) } else { Ok(Vec::new()) };
-            let due = claimed.and_then(|due| Ok((due, store.next_due()?)));
-            due.map_err(|e| (e, Vec::new()))
-        })
-        .await
-        {
-            Ok(Ok(r)) => r,
-            Ok(Err((e, release))) => {
-                tracing::error!(error = %format!("{e:#}"), "cannot read the delivery queue");
-                unrecorded.extend(release);
-                (Vec::new(), None)
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "delivery queue task failed");
-                (Vec::new(), None)
-            }
-        };
-        let claimed_any = !due.is_empty();
-        for d in due {
-            *per_endpoint.entry(d.endpoint.clone()).or_default() += 1;
-            let deliverer = deliverer.clone();
-            in_flight.spawn_blocking(move || match deliverer.attempt_one(&d) {
-                Ok(()) => (d.endpoint, None),
-                Err(e) => {
-                    tracing::error!(delivery = %d.id, error = %format!("{e:#}"), "cannot record a delivery attempt; it will be made again");
-                    (d.endpoint, Some(d.id))
-                }
-            });
+            let now = now_ms();
+            // Overdue work that could not be claimed waits for a busy endpoint to free a slot.
+            overdue = next.is_some_and(|t| t <= now) && claimed < free;
+            ask_store = claimed == free;
+            let wait = next.map_or(POLL, |t| Duration::from_millis((t - now).clamp(0, POLL.as_millis() as i64) as u64));
+            store_at = tokio::time::Instant::now() + if overdue { POLL } else { wait };
         }
-        // Overdue work that could not be claimed waits for a busy endpoint to free a slot.
-        let wait = match next {
-            Some(t) if t > now_ms() || claimed_any => {
-                Duration::from_millis((t - now_ms()).clamp(0, POLL.as_millis() as i64) as u64)
-            }
-            _ => POLL,
-        };
+        let free = CONCURRENCY.saturating_sub(in_flight.len());
+        for (d, event) in deliverer.take_fresh(free, &busy) {
+            start(&deliverer, &mut in_flight, &mut busy, &sent_tx, d, Some(event));
+        }
         let full = in_flight.len() >= CONCURRENCY;
+        if ask_store && !full {
+            continue;
+        }
         tokio::select! {
-            _ = tokio::time::sleep(wait), if !full => {}
-            _ = wake.notified() => {}
+            _ = tokio::time::sleep_until(store_at), if !full => {}
+            _ = wake.notified() => ask_store = true,
+            _ = deliverer.fresh_ready.notified(), if !full => {}
+            Some(endpoint) = sent_rx.recv() => {
+                // Every endpoint that answered frees its slot before the next look for work.
+                let mut sent = Some(endpoint);
+                while let Some(endpoint) = sent {
+                    free_slot(&mut busy, &endpoint);
+                    sent = sent_rx.try_recv().ok();
+                }
+                ask_store |= overdue;
+            }
             Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                // Every attempt that has ended frees its slot before the next claim, so one claim
+                // Every attempt that has ended frees its task before the next claim, so one claim
                 // (a query of the queue) refills them all rather than one per turn of the loop.
                 let mut done = Some(done);
                 while let Some(ended) = done {
-                    if let Ok((endpoint, failed)) = ended {
-                        if let Some(n) = per_endpoint.get_mut(&endpoint) {
-                            *n = n.saturating_sub(1);
+                    if let Ok((endpoint, sent, failed)) = ended {
+                        if !sent {
+                            free_slot(&mut busy, &endpoint);
                         }
                         unrecorded.extend(failed);
                     }
                     done = in_flight.try_join_next();
                 }
+                ask_store |= overdue;
             }
             _ = shutdown.wait_for(|s| *s) => break,
         }
     }
     while in_flight.join_next().await.is_some() {}
+}
+
+fn free_slot(busy: &mut BTreeMap<String, usize>, endpoint: &str) {
+    if let Some(n) = busy.get_mut(endpoint) {
+        *n = n.saturating_sub(1);
+    }
+}
+
+/// Claims what is due from the store (after putting back `unrecorded`), and when the next
+/// unclaimed delivery is due.
+async fn claim(
+    deliverer: &Arc<Deliverer>,
+    free: usize,
+    busy: &BTreeMap<String, usize>,
+    unrecorded: &mut Vec<String>,
+) -> (Vec<Delivery>, Option<i64>) {
+    let running = busy.clone();
+    let (store, d) = (deliverer.store.clone(), deliverer.clone());
+    let release = std::mem::take(unrecorded);
+    let claimed = tokio::task::spawn_blocking(move || {
+        // Until the store takes writes again this fails, and the ids wait for the next turn.
+        if !release.is_empty()
+            && let Err(e) = store.release(&release)
+        {
+            return Err((e, release));
+        }
+        // What each endpoint's concurrency leaves free: a hard cap, however many slots are free.
+        let room = |e: &str| d.concurrency(e).saturating_sub(running.get(e).copied().unwrap_or(0));
+        let due = store.claim_due(now_ms(), free, &room).and_then(|due| Ok((due, store.next_due()?)));
+        due.map_err(|e| (e, Vec::new()))
+    })
+    .await;
+    match claimed {
+        Ok(Ok(r)) => r,
+        Ok(Err((e, release))) => {
+            tracing::error!(error = %format!("{e:#}"), "cannot read the delivery queue");
+            unrecorded.extend(release);
+            (Vec::new(), None)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "delivery queue task failed");
+            (Vec::new(), None)
+        }
+    }
+}
+
+/// Starts one attempt on a blocking thread; it reports on `sent` when its endpoint has answered.
+fn start(
+    deliverer: &Arc<Deliverer>,
+    in_flight: &mut JoinSet<Running>,
+    busy: &mut BTreeMap<String, usize>,
+    sent: &tokio::sync::mpsc::UnboundedSender<String>,
+    d: Delivery,
+    event_message: Option<Arc<str>>,
+) {
+    *busy.entry(d.endpoint.clone()).or_default() += 1;
+    let (deliverer, sent) = (deliverer.clone(), sent.clone());
+    in_flight.spawn_blocking(move || {
+        let mut reported = false;
+        let recorded = deliverer.attempt(&d, event_message.as_deref(), &mut || {
+            reported = sent.send(d.endpoint.clone()).is_ok();
+        });
+        match recorded {
+            Ok(()) => (d.endpoint, reported, None),
+            Err(e) => {
+                tracing::error!(delivery = %d.id, error = %format!("{e:#}"), "cannot record a delivery attempt; it will be made again");
+                (d.endpoint, reported, Some(d.id))
+            }
+        }
+    });
 }
 
 #[cfg(test)]

@@ -151,7 +151,17 @@ struct Row {
     contents: Vec<(i64, Vec<u8>)>,
     /// (filename, content_type, size, sha256)
     attachments: Vec<(Option<String>, String, i64, String)>,
-    endpoints: Vec<(String, i64, bool)>,
+    deliveries: Vec<NewDelivery>,
+}
+
+/// A delivery row to insert, its ids made before the commit so they can be handed on.
+struct NewDelivery {
+    id: String,
+    event_id: String,
+    endpoint: String,
+    due: i64,
+    /// A session's own sync attempt (`in_flight` set in the row).
+    sync: bool,
 }
 
 impl From<&NewMessage<'_>> for Row {
@@ -187,14 +197,24 @@ impl From<&NewMessage<'_>> for Row {
                     )
                 })
                 .collect(),
-            endpoints: m.endpoints.to_vec(),
+            deliveries: m
+                .endpoints
+                .iter()
+                .map(|(endpoint, due, sync)| NewDelivery {
+                    id: crate::ids::new_id("dlv"),
+                    event_id: crate::ids::new_id("evt"),
+                    endpoint: endpoint.clone(),
+                    due: *due,
+                    sync: *sync,
+                })
+                .collect(),
         }
     }
 }
 
 /// The message, its attachments and one delivery per endpoint (each with its own event id).
 fn insert_rows(tx: &rusqlite::Connection, m: &Row) -> anyhow::Result<()> {
-    let disposition = match (m.endpoints.is_empty(), m.keep_files) {
+    let disposition = match (m.deliveries.is_empty(), m.keep_files) {
         (false, _) => "queued",
         (true, true) => "stored",
         (true, false) => "dropped",
@@ -226,12 +246,12 @@ fn insert_rows(tx: &rusqlite::Connection, m: &Row) -> anyhow::Result<()> {
         .execute(params![m.id, idx as i64, filename, content_type, size, sha256])?;
     }
     contents::insert(tx, &m.id, &m.contents)?;
-    for (endpoint, due, claimed) in &m.endpoints {
+    for d in &m.deliveries {
         tx.prepare_cached(
             "INSERT INTO deliveries (id, message_id, event_id, endpoint, status, next_attempt_at, in_flight, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?7)",
         )?
-        .execute(params![crate::ids::new_id("dlv"), m.id, crate::ids::new_id("evt"), endpoint, due, claimed, m.received_at])?;
+        .execute(params![d.id, m.id, d.event_id, d.endpoint, d.due, d.sync, m.received_at])?;
     }
     Ok(())
 }
@@ -419,8 +439,10 @@ impl Store {
 
     /// The durable hand-off: one transaction with the message, its bytes (or, for a large one, after
     /// its files are fsync'd) and its deliveries (each with its own event id). Returns only once
-    /// all of it is on disk.
-    pub fn ingest(&self, m: &NewMessage<'_>) -> anyhow::Result<()> {
+    /// all of it is on disk, with the deliveries due at once (not a session's sync ones) already
+    /// claimed for the caller: it attempts them (see `deliver::Deliverer::hand_off`) or gives them
+    /// back with `unclaim`. That spares the scheduler a query of the queue for every new message.
+    pub fn ingest(&self, m: &NewMessage<'_>) -> anyhow::Result<Vec<Delivery>> {
         if !m.keep_files || m.raw.len() <= INLINE_MAX {
             return self.insert_message(m);
         }
@@ -435,8 +457,42 @@ impl Store {
         result
     }
 
-    fn insert_message(&self, m: &NewMessage<'_>) -> anyhow::Result<()> {
-        self.commit(Work::Message(Row::from(m))).context("storing the message")
+    fn insert_message(&self, m: &NewMessage<'_>) -> anyhow::Result<Vec<Delivery>> {
+        let row = Row::from(m);
+        let now: Vec<Delivery> = row
+            .deliveries
+            .iter()
+            .filter(|d| !d.sync && d.due <= m.received_at)
+            .map(|d| Delivery {
+                id: d.id.clone(),
+                message_id: row.id.clone(),
+                event_id: d.event_id.clone(),
+                endpoint: d.endpoint.clone(),
+                status: "pending".into(),
+                attempts: 0,
+                step: 0,
+                retry_requested_at: None,
+                next_attempt_at: Some(d.due),
+                last_status: None,
+                last_error: None,
+                created_at: m.received_at,
+            })
+            .collect();
+        // Claimed before the rows exist, so no claim of the queue ever sees them unclaimed.
+        self.claimed().extend(now.iter().map(|d| d.id.clone()));
+        let committed = self.commit(Work::Message(row)).context("storing the message");
+        if committed.is_err() {
+            self.unclaim(&now);
+        }
+        committed.map(|()| now)
+    }
+
+    /// Gives back deliveries claimed but not attempted: the scheduler's next claim takes them.
+    pub fn unclaim(&self, deliveries: &[Delivery]) {
+        let mut claimed = self.claimed();
+        deliveries.iter().for_each(|d| {
+            claimed.remove(&d.id);
+        });
     }
 
     /// Removes a message that was stored but never acknowledged (a sync delivery failed).
@@ -717,7 +773,7 @@ pub(crate) mod tests {
     pub(crate) fn add(store: &Store, id: &str, received_at: i64, endpoints: &[&str]) {
         let eps: Vec<(String, i64, bool)> = endpoints.iter().map(|e| (e.to_string(), received_at, false)).collect();
         let att = [NewAttachment { filename: Some("a.txt"), content_type: "text/plain", sha256: "x", bytes: b"hi" }];
-        store
+        let handed = store
             .ingest(&NewMessage {
                 id,
                 received_at,
@@ -736,6 +792,44 @@ pub(crate) mod tests {
                 endpoints: &eps,
             })
             .unwrap();
+        // No scheduler here: the deliveries go back to the queue for these tests' claims.
+        store.unclaim(&handed);
+    }
+
+    #[test]
+    fn ingest_hands_over_the_deliveries_due_now_already_claimed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let eps =
+            [("now".to_string(), 1_000, false), ("later".to_string(), 9_000, false), ("sync".to_string(), 1_000, true)];
+        let handed = store
+            .ingest(&NewMessage {
+                id: "msg_1",
+                received_at: 1_000,
+                client_ip: "127.0.0.1",
+                helo: "h",
+                mail_from: "",
+                rcpt_to: &["x@example.test".to_string()],
+                sha256: "x",
+                subject: None,
+                from_addr: None,
+                parsed_status: "complete",
+                event_message: "{}",
+                raw: b"Subject: x\r\n\r\nhi\r\n",
+                keep_files: true,
+                attachments: &[],
+                endpoints: &eps,
+            })
+            .unwrap();
+        assert_eq!(handed.iter().map(|d| d.endpoint.as_str()).collect::<Vec<_>>(), ["now"]);
+        let stored = store.delivery(&handed[0].id).unwrap().expect("the handed delivery is a committed row");
+        assert_eq!((stored.event_id.as_str(), stored.status.as_str()), (handed[0].event_id.as_str(), "pending"));
+
+        let any = |_: &str| 10;
+        assert!(store.claim_due(10_000, 10, &any).unwrap().iter().all(|d| d.endpoint == "later"), "handed is claimed");
+        store.unclaim(&handed);
+        let again = store.claim_due(10_000, 10, &any).unwrap();
+        assert_eq!(again.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), [handed[0].id.as_str()]);
     }
 
     #[test]

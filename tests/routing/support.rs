@@ -25,6 +25,7 @@ pub fn harness(endpoints: &[(&str, &str)], extra: &str) -> Harness {
             secret: secret.to_string(),
             timeout: "5s".into(),
             retry: strings(&["0s", "200ms", "400ms"]),
+            concurrency: None,
         });
     }
     h.write_config(&cfg);

@@ -91,6 +91,39 @@ fn failed_attempts_follow_the_retry_schedule_then_cli_retry_succeeds() {
 }
 
 #[test]
+fn an_endpoint_never_has_more_requests_in_flight_than_its_concurrency() {
+    let h = Harness::with(|c| c.endpoint("app").concurrency = Some(2));
+    let answer_after = Duration::from_millis(150);
+    h.rx.set_delay(answer_after);
+    let gw = h.start();
+    let ids: Vec<String> = (0..8).map(|i| send_one(&gw, &format!("burst {i}"))).collect();
+    let reqs = h.wait_requests(8, Duration::from_secs(30));
+
+    // Each request is answered `answer_after` after it arrived. With at most two in flight, a third
+    // can only be sent once one of the two before it was answered.
+    let mut at: Vec<_> = reqs.iter().map(|r| r.at).collect();
+    at.sort();
+    for (i, w) in at.windows(3).enumerate() {
+        assert!(
+            w[2] - w[0] >= answer_after,
+            "requests {}..{} arrived within {:?}: more than 2 in flight",
+            i + 1,
+            i + 3,
+            w[2] - w[0]
+        );
+    }
+    let mut delivered: Vec<String> =
+        reqs.iter().map(|r| r.json()["message"]["id"].as_str().unwrap_or_default().to_string()).collect();
+    delivered.sort();
+    let mut sent = ids.clone();
+    sent.sort();
+    assert_eq!(delivered, sent, "each message delivered once");
+    for id in &ids {
+        h.wait_delivery_status(id, "succeeded", Duration::from_secs(10));
+    }
+}
+
+#[test]
 fn refused_connection_is_a_recorded_failed_attempt_and_retried() {
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

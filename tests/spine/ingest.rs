@@ -154,6 +154,7 @@ fn two_domains_two_endpoints_each_signed_with_its_own_secret() {
                 secret: SECRET_A.into(),
                 timeout: "5s".into(),
                 retry: strings(&["0s"]),
+                concurrency: None,
             },
             Endpoint {
                 name: "beta".into(),
@@ -161,6 +162,7 @@ fn two_domains_two_endpoints_each_signed_with_its_own_secret() {
                 secret: SECRET_B.into(),
                 timeout: "5s".into(),
                 retry: strings(&["0s"]),
+                concurrency: None,
             },
         ];
     });

@@ -35,6 +35,8 @@ pub struct Endpoint {
     pub secret: String,
     pub timeout: String,
     pub retry: Vec<String>,
+    /// Requests in flight at once; None: the default.
+    pub concurrency: Option<u32>,
 }
 
 pub struct Config {
@@ -65,6 +67,7 @@ impl Config {
                 secret: SECRET_A.into(),
                 timeout: "5s".into(),
                 retry: strings(&["0s", "200ms", "400ms"]),
+                concurrency: None,
             }],
         }
     }
@@ -102,6 +105,9 @@ impl Config {
             writeln!(s, "timeout = {}", q(&e.timeout)).unwrap();
             let retry: Vec<String> = e.retry.iter().map(|r| q(r)).collect();
             writeln!(s, "retry = [{}]", retry.join(", ")).unwrap();
+            if let Some(n) = e.concurrency {
+                writeln!(s, "concurrency = {n}").unwrap();
+            }
         }
         s
     }
