@@ -10,6 +10,7 @@
 //! something: at its next due time, after a wake-up, or while a backlog fills every slot.
 
 pub mod forward;
+mod resolve;
 pub mod sign;
 pub mod webhook;
 

@@ -8,6 +8,7 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::resolve::CachingResolver;
 use super::sign::SigningKey;
 use crate::config::Endpoint;
 
@@ -79,7 +80,7 @@ impl Response {
 }
 
 pub fn agent(ep: &Endpoint) -> ureq::Agent {
-    ureq::Agent::config_builder()
+    let config = ureq::Agent::config_builder()
         .timeout_global(Some(ep.timeout))
         // Record every status ourselves; a redirect is the endpoint's answer, not a place to follow.
         .http_status_as_error(false)
@@ -90,8 +91,12 @@ pub fn agent(ep: &Endpoint) -> ureq::Agent {
         .max_idle_connections_per_host(ep.concurrency.max(3))
         .proxy(None)
         .user_agent(concat!("mxhook/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into()
+        .build();
+    ureq::Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::default(),
+        CachingResolver::default(),
+    )
 }
 
 /// Signs and POSTs `body`; never fails: every outcome is a `Response` to record.
