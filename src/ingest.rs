@@ -145,15 +145,21 @@ impl Sink for Ingest {
             }
         };
         self.metrics.accepted.inc();
+        // With sync routes, the other deliveries wait for the sync answer: on a 451 the message is
+        // withdrawn (or left queued after a timeout), and nothing may have been sent meanwhile.
+        if !stored.sync.is_empty()
+            && let Err(refusal) = self.deliver_now(&id, &stored.sync, stored.sync_timeout).await
+        {
+            self.store.unclaim(&stored.now);
+            self.wake.notify_one();
+            return Err(refusal);
+        }
         let left = self.deliverer.hand_off(stored.now, &stored.event_message);
         if !left.is_empty() {
             self.store.unclaim(&left);
         }
         if stored.queued || !left.is_empty() {
             self.wake.notify_one();
-        }
-        if !stored.sync.is_empty() {
-            self.deliver_now(&id, &stored.sync, stored.sync_timeout).await?;
         }
         Ok(id)
     }

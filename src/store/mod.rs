@@ -489,9 +489,14 @@ impl Store {
 
     /// Gives back deliveries claimed but not attempted: the scheduler's next claim takes them.
     pub fn unclaim(&self, deliveries: &[Delivery]) {
+        self.forget(deliveries.iter().map(|d| &d.id));
+    }
+
+    /// Takes deliveries out of the in-memory claims.
+    fn forget<'a>(&self, ids: impl Iterator<Item = &'a String>) {
         let mut claimed = self.claimed();
-        deliveries.iter().for_each(|d| {
-            claimed.remove(&d.id);
+        ids.for_each(|id| {
+            claimed.remove(id);
         });
     }
 
@@ -590,10 +595,7 @@ impl Store {
             [serde_json::to_string(ids)?],
         )?;
         drop(conn);
-        let mut claimed = self.claimed();
-        ids.iter().for_each(|id| {
-            claimed.remove(id);
-        });
+        self.forget(ids.iter());
         Ok(())
     }
 
@@ -769,29 +771,39 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
 pub(crate) mod tests {
     use super::*;
 
+    const RCPT: &[String] = &[];
+
+    /// A small message received at `received_at`, due to `endpoints` (name, due, sync).
+    fn message<'a>(
+        id: &'a str,
+        received_at: i64,
+        attachments: &'a [NewAttachment<'a>],
+        endpoints: &'a [(String, i64, bool)],
+    ) -> NewMessage<'a> {
+        NewMessage {
+            id,
+            received_at,
+            client_ip: "127.0.0.1",
+            helo: "h",
+            mail_from: "",
+            rcpt_to: RCPT,
+            sha256: "x",
+            subject: None,
+            from_addr: None,
+            parsed_status: "complete",
+            event_message: "{}",
+            raw: b"Subject: x\r\n\r\nhi\r\n",
+            keep_files: true,
+            attachments,
+            endpoints,
+        }
+    }
+
     /// Stores a small message with one attachment, received at `received_at`, due to `endpoints`.
     pub(crate) fn add(store: &Store, id: &str, received_at: i64, endpoints: &[&str]) {
         let eps: Vec<(String, i64, bool)> = endpoints.iter().map(|e| (e.to_string(), received_at, false)).collect();
         let att = [NewAttachment { filename: Some("a.txt"), content_type: "text/plain", sha256: "x", bytes: b"hi" }];
-        let handed = store
-            .ingest(&NewMessage {
-                id,
-                received_at,
-                client_ip: "127.0.0.1",
-                helo: "h",
-                mail_from: "",
-                rcpt_to: &["x@example.test".to_string()],
-                sha256: "x",
-                subject: None,
-                from_addr: None,
-                parsed_status: "complete",
-                event_message: "{}",
-                raw: b"Subject: x\r\n\r\nhi\r\n",
-                keep_files: true,
-                attachments: &att,
-                endpoints: &eps,
-            })
-            .unwrap();
+        let handed = store.ingest(&message(id, received_at, &att, &eps)).unwrap();
         // No scheduler here: the deliveries go back to the queue for these tests' claims.
         store.unclaim(&handed);
     }
@@ -802,25 +814,7 @@ pub(crate) mod tests {
         let store = Store::open(dir.path()).unwrap();
         let eps =
             [("now".to_string(), 1_000, false), ("later".to_string(), 9_000, false), ("sync".to_string(), 1_000, true)];
-        let handed = store
-            .ingest(&NewMessage {
-                id: "msg_1",
-                received_at: 1_000,
-                client_ip: "127.0.0.1",
-                helo: "h",
-                mail_from: "",
-                rcpt_to: &["x@example.test".to_string()],
-                sha256: "x",
-                subject: None,
-                from_addr: None,
-                parsed_status: "complete",
-                event_message: "{}",
-                raw: b"Subject: x\r\n\r\nhi\r\n",
-                keep_files: true,
-                attachments: &[],
-                endpoints: &eps,
-            })
-            .unwrap();
+        let handed = store.ingest(&message("msg_1", 1_000, &[], &eps)).unwrap();
         assert_eq!(handed.iter().map(|d| d.endpoint.as_str()).collect::<Vec<_>>(), ["now"]);
         let stored = store.delivery(&handed[0].id).unwrap().expect("the handed delivery is a committed row");
         assert_eq!((stored.event_id.as_str(), stored.status.as_str()), (handed[0].event_id.as_str(), "pending"));
