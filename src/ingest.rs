@@ -109,8 +109,7 @@ impl Sink for Ingest {
                 .collect();
             event.raw.url = Some(signer.raw(&msg_id, received_at));
             event.inline_raw(&raw, webhook.inline_raw_max);
-            event.fit_payload(webhook.max_payload);
-            let event_message = serde_json::to_string(&event)?;
+            let event_message = event.to_json(webhook.max_payload)?;
             let deliveries = first_attempts(&plan, endpoints, deliverer.forward_retry(), received_at);
             let from = event.from.as_ref().and_then(|f| f.address.as_deref());
             let now = store.ingest(&NewMessage {

@@ -103,8 +103,6 @@ impl EventMessage {
     /// `headers` and the attachment list, naming each in `omitted`. What is left out stays
     /// reachable: the raw message by `raw.url` and the CLI.
     pub fn fit_payload(&mut self, max: u64) {
-        // The event around `message` (ids, type, delivery) is small and bounded.
-        const ENVELOPE: u64 = 1024;
         // Counted, not built: a 50 MB text body is not serialised into another 50 MB.
         let size = |e: &Self| {
             let mut n = ByteCount(0);
@@ -125,6 +123,44 @@ impl EventMessage {
                 self.omitted.push(name.to_string());
             }
         }
+    }
+}
+
+/// The event around `message` (ids, type, delivery) is small and bounded.
+const ENVELOPE: u64 = 1024;
+
+impl EventMessage {
+    /// The JSON of the `message` object, kept under `max` bytes as `fit_payload` does. Almost
+    /// every message fits as it is: it is serialised once, into a buffer that gives up at `max`
+    /// (a 50 MB html body is not copied to find out it does not fit).
+    pub fn to_json(&mut self, max: u64) -> anyhow::Result<String> {
+        if self.withheld_text.is_none() {
+            let mut out = Capped { buf: Vec::new(), room: max.saturating_sub(ENVELOPE) as usize };
+            if serde_json::to_writer(&mut out, &*self).is_ok() {
+                return Ok(String::from_utf8(out.buf)?);
+            }
+        }
+        self.fit_payload(max);
+        Ok(serde_json::to_string(&*self)?)
+    }
+}
+
+/// An `io::Write` into a buffer that fails once more than `room` bytes are written.
+struct Capped {
+    buf: Vec<u8>,
+    room: usize,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + buf.len() > self.room {
+            return Err(std::io::Error::other("over the payload cap"));
+        }
+        self.buf.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -394,15 +430,19 @@ Message-ID: <m2@b.test>\r\nIn-Reply-To: <m1@b.test>\r\nReferences: <m0@b.test> <
         let raw = b"Subject: big\r\nContent-Type: text/html\r\n\r\n<p>hello</p>\r\n";
         let mut e = parse("msg_1", "t".into(), &envelope(), raw).event;
         e.inline_raw(raw, 1 << 20);
+        let fits = e.to_json(8000).unwrap();
+        assert_eq!(fits, serde_json::to_string(&e).unwrap(), "an event under the cap is left as it is");
+        assert!(e.omitted.is_empty());
         e.html = Some("h".repeat(5000));
         e.text = Some("t".repeat(5000));
-        e.fit_payload(8000);
+        let json = e.to_json(8000).unwrap();
         assert_eq!(e.omitted, vec!["html".to_string()]);
         assert!(e.text.is_some() && e.raw.base64.is_some());
+        assert_eq!(json, serde_json::to_string(&e).unwrap());
         e.text = Some("t".repeat(50_000));
-        e.fit_payload(8000);
+        let json = e.to_json(8000).unwrap();
         assert_eq!(e.omitted, vec!["html".to_string(), "text".to_string()]);
-        assert!(serde_json::to_vec(&e).unwrap().len() + 1024 <= 8000);
+        assert!(json.len() + 1024 <= 8000);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Group commit: every write on the hot path (a message with its deliveries, the outcome of a
 //! delivery attempt) is queued, and whoever holds the connection commits everything queued in one
-//! transaction and one fsync, each item in its own savepoint so one bad row fails only its own
-//! item. Sessions that finished DATA while the previous commit was on its way to the disk, and
-//! attempts that ended meanwhile, share the next one; nobody waits behind a queue of commits.
+//! transaction and one fsync (an item whose rows fail is redone alone, so it fails only itself).
+//! Sessions that finished DATA while the previous commit was on its way to the disk, and attempts
+//! that ended meanwhile, share the next one; nobody waits behind a queue of commits.
 
 use std::sync::mpsc;
 
@@ -39,30 +39,9 @@ impl Store {
         // are made durable here, once for the batch, before the rows that point at them.
         let spooled =
             batch.iter().any(|q| matches!(&q.work, Work::Message(r) if r.keep_files && r.contents.is_empty()));
-        let outcome = (|| -> anyhow::Result<Vec<Result<(), String>>> {
-            if spooled {
-                spool::sync_dir(&self.spool_dir).context("syncing the spool directory")?;
-            }
-            let mut tx = conn.transaction()?;
-            let mut each = Vec::with_capacity(batch.len());
-            for q in &batch {
-                let sp = tx.savepoint()?;
-                let written = match &q.work {
-                    Work::Message(row) => insert_rows(&sp, row),
-                    Work::Attempt(a) => record_attempt(&sp, a),
-                };
-                match written {
-                    Ok(()) => {
-                        sp.commit()?;
-                        each.push(Ok(()));
-                    }
-                    // Dropping the savepoint rolls back this item's rows only.
-                    Err(e) => each.push(Err(format!("{e:#}"))),
-                }
-            }
-            tx.commit().context("committing")?;
-            Ok(each)
-        })();
+        let outcome =
+            if spooled { spool::sync_dir(&self.spool_dir).context("syncing the spool directory") } else { Ok(()) };
+        let outcome = outcome.and_then(|()| write_batch(&mut conn, batch.iter().map(|q| &q.work)));
         match outcome {
             Ok(each) => batch.into_iter().zip(each).for_each(|(q, r)| {
                 let _ = q.done.send(r);
@@ -76,5 +55,36 @@ impl Store {
         }
         drop(conn);
         result.recv().context("the group commit ended without an answer")?.map_err(anyhow::Error::msg)
+    }
+}
+
+/// Writes `batch` and commits it: each item's result, or an error for all of them.
+pub(super) fn write_batch<'a>(
+    conn: &mut rusqlite::Connection,
+    batch: impl Iterator<Item = &'a Work> + Clone,
+) -> anyhow::Result<Vec<Result<(), String>>> {
+    // All items in one transaction. An item whose rows fail (rare: e.g. an attempt for a delivery
+    // deleted meanwhile) makes us redo the batch one transaction per item, so it fails alone;
+    // savepoints per item would cost every batch a sub-journal instead.
+    let tx = conn.transaction()?;
+    if batch.clone().try_for_each(|w| write(&tx, w)).is_ok() {
+        tx.commit().context("committing")?;
+        return Ok(batch.map(|_| Ok(())).collect());
+    }
+    drop(tx);
+    Ok(batch
+        .map(|w| {
+            let tx = conn.transaction()?;
+            write(&tx, w)?;
+            tx.commit().context("committing")
+        })
+        .map(|r| r.map_err(|e| format!("{e:#}")))
+        .collect())
+}
+
+fn write(tx: &rusqlite::Connection, work: &Work) -> anyhow::Result<()> {
+    match work {
+        Work::Message(row) => insert_rows(tx, row),
+        Work::Attempt(a) => record_attempt(tx, a),
     }
 }

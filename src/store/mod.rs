@@ -398,7 +398,7 @@ impl Store {
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         anyhow::ensure!(mode.eq_ignore_ascii_case("wal"), "{} cannot use WAL (got {mode})", db.display());
         // FULL: a committed transaction is on disk before COMMIT returns; that is what a 250 promises.
-        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;")?;
         conn.execute_batch(SCHEMA).with_context(|| format!("creating tables in {}", db.display()))?;
         let deliver = Connection::open(&db).with_context(|| format!("opening {}", db.display()))?;
         deliver.busy_timeout(Duration::from_secs(10))?;
@@ -824,6 +824,41 @@ pub(crate) mod tests {
         store.unclaim(&handed);
         let again = store.claim_due(10_000, 10, &any).unwrap();
         assert_eq!(again.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), [handed[0].id.as_str()]);
+    }
+
+    #[test]
+    fn an_item_of_a_group_commit_that_fails_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let eps = [("e".to_string(), 1_000, false)];
+        let attempt = Attempt {
+            attempt: 1,
+            started_at: 1,
+            duration_ms: 1,
+            http_status: Some(200),
+            error: None,
+            response_body: None,
+        };
+        let orphan = AttemptRecord {
+            delivery_id: "dlv_gone".into(),
+            retry_requested_at: None,
+            step: 0,
+            attempt,
+            next: NextState::Succeeded,
+        };
+        let batch = [
+            commit::Work::Message(Row::from(&message("msg_a", 1_000, &[], &eps))),
+            commit::Work::Attempt(orphan),
+            commit::Work::Message(Row::from(&message("msg_b", 1_000, &[], &eps))),
+        ];
+        let each = commit::write_batch(&mut store.conn(), batch.iter()).unwrap();
+        assert!(each[0].is_ok() && each[2].is_ok(), "{each:?}");
+        assert!(each[1].as_ref().is_err_and(|e| e.contains("FOREIGN KEY")), "{each:?}");
+        for id in ["msg_a", "msg_b"] {
+            assert!(store.message(id).unwrap().is_some(), "{id} was committed");
+            assert_eq!(store.deliveries(None, Some(id)).unwrap().len(), 1);
+        }
+        assert!(store.attempts("dlv_gone").unwrap().is_empty());
     }
 
     #[test]
