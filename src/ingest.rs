@@ -109,7 +109,7 @@ impl Sink for Ingest {
                 .collect();
             event.raw.url = Some(signer.raw(&msg_id, received_at));
             event.inline_raw(&raw, webhook.inline_raw_max);
-            let event_message = event.to_json(webhook.max_payload)?;
+            let event_json = event.to_json(webhook.max_payload)?;
             let deliveries = first_attempts(&plan, endpoints, deliverer.forward_retry(), received_at);
             let from = event.from.as_ref().and_then(|f| f.address.as_deref());
             let now = store.ingest(&NewMessage {
@@ -123,7 +123,8 @@ impl Sink for Ingest {
                 subject: event.subject.as_deref(),
                 from_addr: from,
                 parsed_status: event.parsed.status,
-                event_message: &event_message,
+                event_message: event_json.without_raw.as_deref().unwrap_or(&event_json.full),
+                raw_inline: event_json.without_raw.is_some(),
                 raw: &raw,
                 keep_files: plan.keep,
                 attachments: &attachments,
@@ -133,6 +134,7 @@ impl Sink for Ingest {
                 plan.endpoints.iter().filter(|(_, m)| *m == Mode::Sync).map(|(e, _)| e.clone()).collect();
             let sync_timeout = plan.sync_timeout.unwrap_or_default();
             let queued = deliveries.len() > now.len() + sync.len();
+            let event_message = event_json.full;
             anyhow::Ok(Ok(Stored { now, event_message, queued, sync, sync_timeout }))
         });
         let stored = match stored {

@@ -34,12 +34,14 @@ pub struct EventMessage {
     pub html: Option<String>,
     pub omitted: Vec<String>,
     pub attachments: Vec<Attachment>,
-    pub raw: Raw,
     pub parsed: ParseStatus,
     pub auth: Option<crate::auth::Auth>,
     pub spam: Spam,
     /// Each recipient's route (match, action, rule, tag), filled by the route stage.
     pub routes: serde_json::Value,
+    /// Last, and `base64` last in it: the JSON then ends with `"base64":…}}`, so the stored copy
+    /// can leave the base64 out and have it put back without parsing (see `EventJson`).
+    pub raw: Raw,
 }
 
 #[derive(Debug, Serialize)]
@@ -75,7 +77,39 @@ pub struct Raw {
     pub size: usize,
     pub sha256: String,
     pub url: Option<String>,
+    /// Last: see `EventMessage::raw`.
     pub base64: Option<String>,
+}
+
+/// The `message` object's JSON as sent, and as the store keeps it: without `raw.base64` when it
+/// holds one (the store has the raw bytes anyway, and base64 is 40 % of a small message's event).
+pub struct EventJson {
+    pub full: String,
+    /// `full` without `raw.base64`, when it had one: `with_raw_base64` puts it back.
+    pub without_raw: Option<String>,
+}
+
+/// The JSON ends `"base64":"…"}}`, or `"base64":null}}` as stored.
+const BASE64_KEY: &str = "\"base64\":";
+const TAIL: &str = "}}";
+
+fn without_raw_base64(full: &str, b64: &str) -> Option<String> {
+    let head = full.strip_suffix(TAIL)?.strip_suffix('"')?.strip_suffix(b64)?.strip_suffix('"')?;
+    head.ends_with(BASE64_KEY).then(|| format!("{head}null{TAIL}"))
+}
+
+/// The stored JSON of a message whose event had `raw.base64`, with it back: the event as sent.
+pub fn with_raw_base64(stored: &str, raw: &[u8]) -> Option<String> {
+    let head = stored.strip_suffix(TAIL)?.strip_suffix("null")?;
+    if !head.ends_with(BASE64_KEY) {
+        return None;
+    }
+    let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
+    let mut json = String::with_capacity(head.len() + b64.len() + 4);
+    for part in [head, "\"", &b64, "\"", TAIL] {
+        json.push_str(part);
+    }
+    Some(json)
 }
 
 #[derive(Debug, Serialize)]
@@ -133,7 +167,13 @@ impl EventMessage {
     /// The JSON of the `message` object, kept under `max` bytes as `fit_payload` does. Almost
     /// every message fits as it is: it is serialised once, into a buffer that gives up at `max`
     /// (a 50 MB html body is not copied to find out it does not fit).
-    pub fn to_json(&mut self, max: u64) -> anyhow::Result<String> {
+    pub fn to_json(&mut self, max: u64) -> anyhow::Result<EventJson> {
+        let full = self.fitted_json(max)?;
+        let without_raw = self.raw.base64.as_deref().and_then(|b64| without_raw_base64(&full, b64));
+        Ok(EventJson { full, without_raw })
+    }
+
+    fn fitted_json(&mut self, max: u64) -> anyhow::Result<String> {
         if self.withheld_text.is_none() {
             let mut out = Capped { buf: Vec::new(), room: max.saturating_sub(ENVELOPE) as usize };
             if serde_json::to_writer(&mut out, &*self).is_ok() {
@@ -431,18 +471,26 @@ Message-ID: <m2@b.test>\r\nIn-Reply-To: <m1@b.test>\r\nReferences: <m0@b.test> <
         let mut e = parse("msg_1", "t".into(), &envelope(), raw).event;
         e.inline_raw(raw, 1 << 20);
         let fits = e.to_json(8000).unwrap();
-        assert_eq!(fits, serde_json::to_string(&e).unwrap(), "an event under the cap is left as it is");
+        assert_eq!(fits.full, serde_json::to_string(&e).unwrap(), "an event under the cap is left as it is");
+        // Stored without raw.base64, which comes back byte for byte.
+        let stored = fits.without_raw.expect("the event has raw.base64");
+        let b64 = e.raw.base64.take().unwrap();
+        assert_eq!(stored, serde_json::to_string(&e).unwrap());
+        assert_eq!(with_raw_base64(&stored, raw).as_deref(), Some(fits.full.as_str()));
+        e.raw.base64 = Some(b64);
         assert!(e.omitted.is_empty());
         e.html = Some("h".repeat(5000));
         e.text = Some("t".repeat(5000));
         let json = e.to_json(8000).unwrap();
         assert_eq!(e.omitted, vec!["html".to_string()]);
         assert!(e.text.is_some() && e.raw.base64.is_some());
-        assert_eq!(json, serde_json::to_string(&e).unwrap());
+        assert_eq!(json.full, serde_json::to_string(&e).unwrap());
         e.text = Some("t".repeat(50_000));
         let json = e.to_json(8000).unwrap();
         assert_eq!(e.omitted, vec!["html".to_string(), "text".to_string()]);
-        assert!(json.len() + 1024 <= 8000);
+        assert!(json.full.len() + 1024 <= 8000);
+        e.raw.base64 = None;
+        assert!(e.to_json(8000).unwrap().without_raw.is_none(), "nothing to leave out");
     }
 
     #[test]

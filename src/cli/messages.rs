@@ -88,7 +88,9 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
             let deliveries = store.deliveries(None, Some(&id))?;
             if json {
                 let mut v = summary_json(&m);
-                v["event_message"] = serde_json::from_str(&m.event_message)?;
+                // As sent: with the raw.base64 the store keeps apart.
+                let sent = crate::deliver::message_json(&store, m.clone())?;
+                v["event_message"] = serde_json::from_str(&sent)?;
                 v["deliveries"] = deliveries.iter().map(delivery_json).collect();
                 print_json(&v)?;
             } else {

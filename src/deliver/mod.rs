@@ -14,6 +14,7 @@ mod resolve;
 pub mod sign;
 pub mod webhook;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -184,18 +185,18 @@ impl Deliverer {
         number: i64,
         started_at: i64,
     ) -> anyhow::Result<Outcome> {
-        let read;
         let message = match event_message {
-            Some(m) => Some(m),
-            None => {
-                read = self.store.message(&d.message_id)?;
-                read.as_ref().map(|m| m.event_message.as_str())
-            }
+            Some(m) => Ok(Cow::Borrowed(m)),
+            None => match self.store.message(&d.message_id)? {
+                None => Err(format!("message {} is missing from the store", d.message_id)),
+                // An unreadable raw message fails this attempt; the schedule tries again.
+                Some(m) => message_json(&self.store, m).map(Cow::Owned).map_err(|e| format!("{e:#}")),
+            },
         };
         let response = match (target, message) {
             (None, _) => Err(format!("endpoint `{}` is not in the configuration", d.endpoint)),
-            (_, None) => Err(format!("message {} is missing from the store", d.message_id)),
-            (Some(t), Some(message_json)) => {
+            (_, Err(e)) => Err(e),
+            (Some(t), Ok(message_json)) => {
                 let parts = webhook::EventParts {
                     event_id: &d.event_id,
                     created_at: &rfc3339(d.created_at),
@@ -203,7 +204,7 @@ impl Deliverer {
                     endpoint: &d.endpoint,
                     attempt: number,
                     attempted_at: &rfc3339(started_at),
-                    message_json,
+                    message_json: &message_json,
                 };
                 let body = webhook::event_body(&parts)?;
                 Ok(webhook::post(&t.agent, &t.endpoint, &t.key, &d.event_id, &body))
@@ -429,6 +430,20 @@ fn start(
             }
         }
     });
+}
+
+/// A stored message's event `message` JSON as it is sent: with the `raw.base64` the store left
+/// out (see `parse::EventJson`) put back from the raw bytes. Once retention has removed the bytes
+/// it goes as stored, `raw.base64` null.
+pub fn message_json(store: &Store, m: crate::store::MessageRow) -> anyhow::Result<String> {
+    if !m.raw_inline {
+        return Ok(m.event_message);
+    }
+    let Some(raw) = store.raw(&m.id)? else {
+        return Ok(m.event_message);
+    };
+    crate::parse::with_raw_base64(&m.event_message, &raw)
+        .ok_or_else(|| anyhow::anyhow!("the stored event of {} does not end with raw.base64", m.id))
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ pub(super) struct Queued {
 impl Store {
     /// Queues `work`, then either finds it committed by the caller that held the connection
     /// meanwhile, or takes the connection and commits every queued item. Returns once the
-    /// transaction holding `work` has committed (`synchronous=FULL`: it is on disk).
+    /// transaction holding `work` has committed: on disk for a message (see `write_batch`).
     pub(super) fn commit(&self, work: Work) -> anyhow::Result<()> {
         let (done, result) = mpsc::sync_channel(1);
         self.queue.lock().unwrap_or_else(|p| p.into_inner()).push(Queued { work, done });
@@ -60,6 +60,25 @@ impl Store {
 
 /// Writes `batch` and commits it: each item's result, or an error for all of them.
 pub(super) fn write_batch<'a>(
+    conn: &mut rusqlite::Connection,
+    batch: impl Iterator<Item = &'a Work> + Clone,
+) -> anyhow::Result<Vec<Result<(), String>>> {
+    // Only a batch holding a message waits for the disk (FULL: the WAL is fsync'd at commit). An
+    // attempt's outcome is no promise to anyone: lost in a power cut (a crash of the process
+    // loses nothing), it costs one more POST with the same event id, which at-least-once allows.
+    // The next FULL commit makes it durable along with its own rows (one WAL, written in order).
+    let promise = batch.clone().any(|w| matches!(w, Work::Message(_)));
+    conn.pragma_update(None, "synchronous", if promise { "FULL" } else { "NORMAL" })?;
+    let each = write_all(conn, batch);
+    // The connection's other writers (retention, the CLI's edits) keep FULL. Should this fail,
+    // the next message's batch still sets FULL for itself above.
+    if !promise && let Err(e) = conn.pragma_update(None, "synchronous", "FULL") {
+        tracing::warn!(error = %e, "cannot set synchronous=FULL back after recording attempts");
+    }
+    each
+}
+
+fn write_all<'a>(
     conn: &mut rusqlite::Connection,
     batch: impl Iterator<Item = &'a Work> + Clone,
 ) -> anyhow::Result<Vec<Result<(), String>>> {

@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS messages (
     from_addr     TEXT,
     parsed_status TEXT NOT NULL,
     event_message TEXT NOT NULL,   -- the event's `message` object, JSON, built once at ingest
+    raw_inline    INTEGER NOT NULL DEFAULT 0,  -- the event has raw.base64, left out of event_message here
     files_removed_at INTEGER,      -- retention deleted the raw message and attachments
     disposition   TEXT NOT NULL DEFAULT 'queued'  -- queued (has deliveries) | stored | dropped
 );
@@ -122,6 +123,8 @@ pub struct NewMessage<'a> {
     pub from_addr: Option<&'a str>,
     pub parsed_status: &'a str,
     pub event_message: &'a str,
+    /// `event_message` is stored without the `raw.base64` the event has.
+    pub raw_inline: bool,
     pub raw: &'a [u8],
     /// False when every route dropped the message: only the record is kept.
     pub keep_files: bool,
@@ -145,6 +148,7 @@ struct Row {
     from_addr: Option<String>,
     parsed_status: String,
     event_message: String,
+    raw_inline: bool,
     keep_files: bool,
     /// The bytes of a small message, kept in its transaction (contents.rs); empty when its files
     /// are in the spool, or when nothing is kept.
@@ -179,6 +183,7 @@ impl From<&NewMessage<'_>> for Row {
             from_addr: m.from_addr.map(str::to_string),
             parsed_status: m.parsed_status.to_string(),
             event_message: m.event_message.to_string(),
+            raw_inline: m.raw_inline,
             keep_files: m.keep_files,
             contents: if m.keep_files && m.raw.len() <= INLINE_MAX {
                 contents::rows(m.raw, m.attachments.iter().map(|a| a.bytes))
@@ -221,7 +226,7 @@ fn insert_rows(tx: &rusqlite::Connection, m: &Row) -> anyhow::Result<()> {
     };
     tx.prepare_cached(&format!(
         "INSERT INTO messages ({MESSAGE_COLS}, disposition, files_removed_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
     ))?
     .execute(params![
         m.id,
@@ -236,6 +241,7 @@ fn insert_rows(tx: &rusqlite::Connection, m: &Row) -> anyhow::Result<()> {
         m.from_addr,
         m.parsed_status,
         m.event_message,
+        m.raw_inline,
         disposition,
         (!m.keep_files).then_some(m.received_at)
     ])?;
@@ -369,6 +375,8 @@ pub struct MessageRow {
     pub from_addr: Option<String>,
     pub parsed_status: String,
     pub event_message: String,
+    /// The event has `raw.base64`, which `event_message` leaves out (see `parse::EventJson`).
+    pub raw_inline: bool,
     /// `queued` (has deliveries), `stored` (kept, nothing sent) or `dropped` (record only).
     pub disposition: String,
 }
@@ -382,7 +390,7 @@ pub enum NextState {
 }
 
 const DELIVERY_COLS: &str = "id, message_id, event_id, endpoint, status, attempts, step, retry_requested_at, next_attempt_at, last_status, last_error, created_at";
-const MESSAGE_COLS: &str = "id, received_at, client_ip, helo, mail_from, rcpt_to, size, sha256, subject, from_addr, parsed_status, event_message";
+const MESSAGE_COLS: &str = "id, received_at, client_ip, helo, mail_from, rcpt_to, size, sha256, subject, from_addr, parsed_status, event_message, raw_inline";
 
 impl Store {
     /// Opens (creating if needed) the store in `data_dir`.
@@ -400,6 +408,7 @@ impl Store {
         // FULL: a committed transaction is on disk before COMMIT returns; that is what a 250 promises.
         conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;")?;
         conn.execute_batch(SCHEMA).with_context(|| format!("creating tables in {}", db.display()))?;
+        migrate(&conn).with_context(|| format!("upgrading the tables in {}", db.display()))?;
         let deliver = Connection::open(&db).with_context(|| format!("opening {}", db.display()))?;
         deliver.busy_timeout(Duration::from_secs(10))?;
         deliver.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")?;
@@ -718,6 +727,20 @@ impl Store {
     }
 }
 
+/// Brings a store made by an earlier version up to SCHEMA (CREATE TABLE IF NOT EXISTS leaves an
+/// existing table as it was). Each step is idempotent.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let has_raw_inline: bool =
+        conn.query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('messages') WHERE name = 'raw_inline'", [], |r| {
+            r.get(0)
+        })?;
+    if !has_raw_inline {
+        // Their event_message kept raw.base64 in full: 0 is right for every existing row.
+        conn.execute_batch("ALTER TABLE messages ADD COLUMN raw_inline INTEGER NOT NULL DEFAULT 0")?;
+    }
+    Ok(())
+}
+
 /// Every row of one message: attempts, deliveries, attachments, its bytes, the message.
 fn delete_message_rows(tx: &rusqlite::Transaction<'_>, message_id: &str) -> rusqlite::Result<()> {
     tx.execute(
@@ -763,7 +786,8 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
         from_addr: r.get(9)?,
         parsed_status: r.get(10)?,
         event_message: r.get(11)?,
-        disposition: r.get(12)?,
+        raw_inline: r.get(12)?,
+        disposition: r.get(13)?,
     })
 }
 
@@ -792,6 +816,7 @@ pub(crate) mod tests {
             from_addr: None,
             parsed_status: "complete",
             event_message: "{}",
+            raw_inline: false,
             raw: b"Subject: x\r\n\r\nhi\r\n",
             keep_files: true,
             attachments,
@@ -827,28 +852,49 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_store_from_before_raw_inline_is_upgraded_and_its_events_read_as_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = "    raw_inline    INTEGER NOT NULL DEFAULT 0,  -- the event has raw.base64, left out of event_message here\n";
+        assert!(SCHEMA.contains(line));
+        let old = Connection::open(dir.path().join("mxhook.db")).unwrap();
+        old.execute_batch(&SCHEMA.replace(line, "")).unwrap();
+        old.execute(
+            "INSERT INTO messages (id, received_at, client_ip, helo, mail_from, rcpt_to, size, sha256, parsed_status, event_message)
+             VALUES ('msg_old', 1, '127.0.0.1', 'h', '', '[]', 2, 'x', 'complete', '{\"raw\":{\"base64\":\"aGk=\"}}')",
+            [],
+        )
+        .unwrap();
+        drop(old);
+        for _ in 0..2 {
+            let store = Store::open(dir.path()).unwrap();
+            let m = store.message("msg_old").unwrap().unwrap();
+            assert!(!m.raw_inline, "rows from before keep raw.base64 in their event");
+            assert_eq!(m.event_message, r#"{"raw":{"base64":"aGk="}}"#);
+        }
+    }
+
+    #[test]
     fn an_item_of_a_group_commit_that_fails_fails_alone() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let eps = [("e".to_string(), 1_000, false)];
-        let attempt = Attempt {
-            attempt: 1,
-            started_at: 1,
-            duration_ms: 1,
-            http_status: Some(200),
-            error: None,
-            response_body: None,
-        };
-        let orphan = AttemptRecord {
-            delivery_id: "dlv_gone".into(),
+        let record = |delivery_id: &str| AttemptRecord {
+            delivery_id: delivery_id.into(),
             retry_requested_at: None,
             step: 0,
-            attempt,
+            attempt: Attempt {
+                attempt: 1,
+                started_at: 1,
+                duration_ms: 1,
+                http_status: Some(200),
+                error: None,
+                response_body: None,
+            },
             next: NextState::Succeeded,
         };
         let batch = [
             commit::Work::Message(Row::from(&message("msg_a", 1_000, &[], &eps))),
-            commit::Work::Attempt(orphan),
+            commit::Work::Attempt(record("dlv_gone")),
             commit::Work::Message(Row::from(&message("msg_b", 1_000, &[], &eps))),
         ];
         let each = commit::write_batch(&mut store.conn(), batch.iter()).unwrap();
@@ -859,6 +905,14 @@ pub(crate) mod tests {
             assert_eq!(store.deliveries(None, Some(id)).unwrap().len(), 1);
         }
         assert!(store.attempts("dlv_gone").unwrap().is_empty());
+
+        // A batch of attempts only is committed without waiting for the disk, then FULL is back.
+        let d = &store.deliveries(None, Some("msg_a")).unwrap()[0];
+        let each = commit::write_batch(&mut store.conn(), [commit::Work::Attempt(record(&d.id))].iter()).unwrap();
+        assert!(each[0].is_ok(), "{each:?}");
+        assert_eq!(store.attempts(&d.id).unwrap().len(), 1);
+        let sync: i64 = store.conn().query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+        assert_eq!(sync, 2, "synchronous is FULL again");
     }
 
     #[test]

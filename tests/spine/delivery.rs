@@ -22,6 +22,9 @@ fn same_event(reqs: &[Request], event_id: &Value) {
         r.assert_signed(SECRET_A);
         assert_eq!(r.webhook_id(), event_id.as_str().unwrap(), "request {} has another webhook-id", i + 1);
         assert_eq!(r.json()["id"], *event_id, "request {} has another event id in the body", i + 1);
+        // Attempts after the first read the event from the store, which keeps raw.base64 apart.
+        assert_eq!(r.json()["message"], reqs[0].json()["message"], "request {} has another message", i + 1);
+        assert!(r.json()["message"]["raw"]["base64"].is_string(), "request {}: no raw.base64", i + 1);
     }
 }
 
