@@ -6,7 +6,6 @@ use std::io::Read;
 use std::time::Instant;
 
 use serde::Serialize;
-use serde_json::value::RawValue;
 
 use super::resolve::CachingResolver;
 use super::sign::SigningKey;
@@ -17,6 +16,7 @@ pub const EVENT_VERSION: &str = "2026-11-22";
 /// How much of an endpoint's answer we keep for `deliveries show`.
 const RESPONSE_EXCERPT: u64 = 1024;
 
+/// The event around its `message`, which is added as the JSON it already is (see `event_body`).
 #[derive(Serialize)]
 struct Event<'a> {
     id: &'a str,
@@ -25,7 +25,6 @@ struct Event<'a> {
     version: &'a str,
     created_at: &'a str,
     delivery: DeliveryInfo<'a>,
-    message: &'a RawValue,
 }
 
 #[derive(Serialize)]
@@ -48,7 +47,6 @@ pub struct EventParts<'a> {
 }
 
 pub fn event_body(p: &EventParts<'_>) -> anyhow::Result<Vec<u8>> {
-    let message: &RawValue = serde_json::from_str(p.message_json)?;
     let event = Event {
         id: p.event_id,
         kind: "email.received",
@@ -60,9 +58,15 @@ pub fn event_body(p: &EventParts<'_>) -> anyhow::Result<Vec<u8>> {
             attempt: p.attempt,
             attempted_at: p.attempted_at,
         },
-        message,
     };
-    Ok(serde_json::to_vec(&event)?)
+    // `message` was serialised by us at ingest: it is spliced in, not parsed and copied again.
+    let mut body = serde_json::to_vec(&event)?;
+    anyhow::ensure!(body.pop() == Some(b'}'), "an event serialises as a JSON object");
+    body.reserve(p.message_json.len() + 12);
+    body.extend_from_slice(b",\"message\":");
+    body.extend_from_slice(p.message_json.as_bytes());
+    body.push(b'}');
+    Ok(body)
 }
 
 /// What one POST came to.
@@ -136,5 +140,31 @@ fn describe(e: &ureq::Error) -> String {
         ureq::Error::Timeout(t) => format!("timed out ({t})"),
         ureq::Error::Io(io) => format!("connection failed: {io}"),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_is_the_event_with_its_message_as_given() {
+        let message_json = r#"{"id":"msg_1","text":"a \"quoted\" }","raw":{"base64":null}}"#;
+        let parts = EventParts {
+            event_id: "evt_1",
+            created_at: "2026-11-23T00:00:00Z",
+            delivery_id: "dlv_1",
+            endpoint: "app",
+            attempt: 2,
+            attempted_at: "2026-11-23T00:00:01Z",
+            message_json,
+        };
+        let body = event_body(&parts).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["id"], "evt_1");
+        assert_eq!(v["type"], "email.received");
+        assert_eq!(v["delivery"]["attempt"], 2);
+        assert_eq!(v["message"], serde_json::from_str::<serde_json::Value>(message_json).unwrap());
+        assert!(body.ends_with(format!(r#","message":{message_json}}}"#).as_bytes()));
     }
 }
