@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::engines::Engine;
-use crate::helpers::{SHORT, SmtpClient};
+use crate::helpers::{SECRET_B, SHORT, SmtpClient};
 use crate::support::{deliveries, gtube, harness, listed, mail, raw_kept, routes, send, shown};
 
 #[test]
@@ -132,4 +132,34 @@ fn sync_mode_answers_451_and_keeps_nothing_when_the_endpoint_fails() {
     h.rx.set_status(200);
     let id = c.send_mail("ada@sender.test", &["orders@example.test"], &mail("order 2", "two widgets"));
     assert_eq!(h.rx.requests_for_message(&id).len(), 1);
+}
+
+/// A message to a sync route and an async one: on the sync route's 451 the message is withdrawn
+/// (the sender keeps it and will retry), so the async endpoint must not have had it either — or the
+/// retry would deliver it there twice.
+#[test]
+fn a_sync_451_means_no_other_endpoint_got_the_message() {
+    let extra = format!("{SYNC}\n[[routes]]\nmatch = \"team@example.test\"\nendpoints = [\"crm\"]\n");
+    let h = harness(&[("crm", SECRET_B)], &extra);
+    h.rx.set_status(503);
+    let gw = h.start();
+    let mut c = SmtpClient::ready(gw.smtp);
+    c.cmd("MAIL FROM:<ada@sender.test>").expect(250, "2.1.0");
+    c.cmd("RCPT TO:<orders@example.test>").expect(250, "2.1.5");
+    c.cmd("RCPT TO:<team@example.test>").expect(250, "2.1.5");
+    let r = c.data(&mail("withdrawn", "sync fails"));
+    assert_eq!(r.code, 451, "{r}");
+
+    // A later message to the async route only: once its event is in, anything the withdrawn
+    // message had sent to crm (it would have gone out at once, before the 451) is in too.
+    h.rx.set_status(200);
+    let later = c.send_mail("ada@sender.test", &["team@example.test"], &mail("later", "async only"));
+    h.wait_until(SHORT, "the later message's event", || !h.rx.requests_for_message(&later).is_empty());
+    let to_crm: Vec<_> =
+        h.rx.requests()
+            .into_iter()
+            .filter(|r| r.path == "/hooks/crm")
+            .map(|r| r.json()["message"]["subject"].as_str().unwrap_or_default().to_string())
+            .collect();
+    assert_eq!(to_crm, ["later"], "crm got only the later message");
 }
