@@ -125,6 +125,9 @@ pub struct Spam {
     pub engine: Option<String>,
 }
 
+/// The event around `message` (ids, type, delivery) is small and bounded.
+const ENVELOPE: u64 = 1024;
+
 impl EventMessage {
     /// Inlines the raw message as `raw.base64` when it is at most `max` bytes.
     pub fn inline_raw(&mut self, raw: &[u8], max: u64) {
@@ -136,7 +139,7 @@ impl EventMessage {
     /// Keeps the event body under `max` bytes: leaves out `html`, then `text`, then `raw.base64`,
     /// `headers` and the attachment list, naming each in `omitted`. What is left out stays
     /// reachable: the raw message by `raw.url` and the CLI.
-    pub fn fit_payload(&mut self, max: u64) {
+    fn fit_payload(&mut self, max: u64) {
         // Counted, not built: a 50 MB text body is not serialised into another 50 MB.
         let size = |e: &Self| {
             let mut n = ByteCount(0);
@@ -158,12 +161,7 @@ impl EventMessage {
             }
         }
     }
-}
 
-/// The event around `message` (ids, type, delivery) is small and bounded.
-const ENVELOPE: u64 = 1024;
-
-impl EventMessage {
     /// The JSON of the `message` object, kept under `max` bytes as `fit_payload` does. Almost
     /// every message fits as it is: it is serialised once, into a buffer that gives up at `max`
     /// (a 50 MB html body is not copied to find out it does not fit).

@@ -215,8 +215,18 @@ pub(crate) fn check_parse(raw: &[u8], f: &mut ParseFigures) -> Result<(), String
     }
     let json = serde_json::to_vec(&e).map_err(|err| format!("the event does not serialise: {err}"))?;
     serde_json::from_slice::<serde_json::Value>(&json).map_err(|err| format!("the event is not valid JSON: {err}"))?;
+    // As ingest builds it: the event as sent, and as stored, which gives the same bytes back.
     e.inline_raw(raw, 256 << 10);
-    e.fit_payload(64 << 10);
+    let built = e.to_json(64 << 10).map_err(|err| format!("the event does not serialise: {err}"))?;
+    serde_json::from_str::<serde_json::Value>(&built.full)
+        .map_err(|err| format!("the event is not valid JSON: {err}"))?;
+    match (&built.without_raw, &e.raw.base64) {
+        (Some(stored), _) if mxhook::parse::with_raw_base64(stored, raw).as_deref() != Some(built.full.as_str()) => {
+            return Err("the stored event does not give back the event as sent".into());
+        }
+        (None, Some(_)) => return Err("an event with raw.base64 is stored with it".into()),
+        _ => {}
+    }
     f.bytes += raw.len() as u64;
     Ok(())
 }
