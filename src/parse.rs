@@ -5,7 +5,8 @@
 use std::borrow::Cow;
 
 use base64::Engine;
-use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders, PartType};
+use mail_parser::parsers::MessageStream;
+use mail_parser::{Address, HeaderName, HeaderValue, MessageParser, MimeHeaders, PartType};
 use serde::Serialize;
 
 use crate::smtp::Envelope;
@@ -331,8 +332,10 @@ fn fill<'a>(e: &mut EventMessage, raw: &'a [u8], max_payload: u64) -> Result<Vec
     };
     // body_html(0) would invent HTML from a text-only message; only a real HTML part counts.
     e.html = msg.html_part(0).filter(|p| p.is_text_html()).and_then(|_| msg.body_html(0)).map(|h| h.into_owned());
+    let mut uudecoded = Vec::new();
     for (i, part) in msg.attachments().enumerate() {
-        let contents = part.contents();
+        let decoded = uudecode(part);
+        let contents = decoded.as_deref().unwrap_or(part.contents());
         // A part without Content-Type in a multipart/digest is a message/rfc822 (RFC 2046 5.1.5).
         let default_type = if part.is_message() { "message/rfc822" } else { "application/octet-stream" };
         let content_type = part.content_type().map_or_else(
@@ -352,28 +355,44 @@ fn fill<'a>(e: &mut EventMessage, raw: &'a [u8], max_payload: u64) -> Result<Vec
             content_id: part.content_id().map(str::to_string),
             url: None,
         });
+        uudecoded.push(decoded);
     }
     let ids = msg.attachments.clone();
     let bytes = ids
         .into_iter()
-        .map(|id| match msg.parts.get_mut(id as usize).map(|p| std::mem::take(&mut p.body)) {
-            Some(PartType::Binary(b) | PartType::InlineBinary(b)) => b,
-            Some(PartType::Text(t) | PartType::Html(t)) => match t {
-                Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
-                Cow::Owned(s) => Cow::Owned(s.into_bytes()),
-            },
-            // The attached message's own bytes (what `contents()` measured), not the whole buffer.
-            Some(PartType::Message(m)) => {
-                let range = m.parts.first().map_or(0..0, |p| p.offset_header as usize..p.offset_end as usize);
-                match m.raw_message {
-                    Cow::Borrowed(b) => Cow::Borrowed(b.get(range).unwrap_or_default()),
-                    Cow::Owned(v) => Cow::Owned(v.get(range).unwrap_or_default().to_vec()),
+        .zip(uudecoded)
+        .map(|(id, decoded)| match (decoded, msg.parts.get_mut(id as usize).map(|p| std::mem::take(&mut p.body))) {
+            (Some(d), _) => Cow::Owned(d),
+            (None, body) => match body {
+                Some(PartType::Binary(b) | PartType::InlineBinary(b)) => b,
+                Some(PartType::Text(t) | PartType::Html(t)) => match t {
+                    Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+                    Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+                },
+                // The attached message's own bytes (what `contents()` measured), not the whole buffer.
+                Some(PartType::Message(m)) => {
+                    let range = m.parts.first().map_or(0..0, |p| p.offset_header as usize..p.offset_end as usize);
+                    match m.raw_message {
+                        Cow::Borrowed(b) => Cow::Borrowed(b.get(range).unwrap_or_default()),
+                        Cow::Owned(v) => Cow::Owned(v.get(range).unwrap_or_default().to_vec()),
+                    }
                 }
-            }
-            Some(PartType::Multipart(_)) | None => Cow::Borrowed(&[][..]),
+                Some(PartType::Multipart(_)) | None => Cow::Borrowed(&[][..]),
+            },
         })
         .collect();
     Ok(bytes)
+}
+
+/// The bytes of a part sent with `Content-Transfer-Encoding: x-uuencode` (or `uuencode`, `x-uue`,
+/// `uue`), which mail-parser leaves encoded. A part that does not decode stays as it came, as
+/// Python's `email` package does.
+fn uudecode(part: &mail_parser::MessagePart<'_>) -> Option<Vec<u8>> {
+    let cte = part.content_transfer_encoding()?;
+    if !["x-uuencode", "uuencode", "x-uue", "uue"].iter().any(|u| cte.eq_ignore_ascii_case(u)) {
+        return None;
+    }
+    uuencoding::decode(part.contents()).ok().map(|b| b.data)
 }
 
 /// Where the body starts, when the message is one text/plain part (or has no Content-Type) that is
@@ -414,24 +433,60 @@ fn ids(v: &HeaderValue<'_>) -> Vec<String> {
     }
 }
 
-/// Every header in order, RFC 2047-decoded and unfolded, as text (a second, header-only parse
-/// that treats every field as unstructured text).
+/// Every header in order, as the sender wrote its name, with its value unfolded and RFC 2047-decoded.
+///
+/// The value is the field's own text, whatever mail-parser makes of it: its structured parsers
+/// (addresses, dates, content types, received chains) give structures whose text would have to be
+/// rebuilt, and its unstructured parser collapses runs of white space. Unfolding removes the line
+/// breaks only (RFC 5322 2.2.3); encoded words are decoded by mail-parser, and the white space
+/// between two adjacent ones dropped (RFC 2047 6.2). Raw 8-bit text is read as UTF-8 (RFC 6532).
 fn decoded_headers(raw: &[u8], header_end: usize) -> Vec<(String, String)> {
     let head = raw.get(..header_end).unwrap_or(raw);
-    let Some(msg) = MessageParser::new().default_header_text().parse(head) else {
+    // Raw values are all this needs from the parse: parse no field.
+    let parser = MessageParser::new().header_raw(HeaderName::Subject).default_header_raw();
+    let Some(msg) = parser.parse(head) else {
         return Vec::new();
     };
     msg.headers()
         .iter()
         .map(|h| {
-            let value = match h.value() {
-                HeaderValue::Text(t) => t.trim().to_string(),
-                HeaderValue::TextList(l) => l.join(", "),
-                _ => String::new(),
+            let (field, start, end) = (h.offset_field as usize, h.offset_start as usize, h.offset_end as usize);
+            let name = match head.get(field..start.saturating_sub(1)) {
+                Some(n) => String::from_utf8_lossy(n).trim().to_string(),
+                None => h.name().to_string(),
             };
-            (h.name().to_string(), value)
+            (name, decode_value(head.get(start..end).unwrap_or_default()))
         })
         .collect()
+}
+
+/// A header field's raw value → text: line breaks removed, encoded words decoded, trimmed.
+fn decode_value(value: &[u8]) -> String {
+    let unfolded: Vec<u8> = value.iter().copied().filter(|&b| b != b'\r' && b != b'\n').collect();
+    let mut out = Vec::with_capacity(unfolded.len());
+    // Where the last encoded word ended in `out`, and in `unfolded`: white space between it and
+    // the next encoded word is dropped.
+    let mut after_word: Option<(usize, usize)> = None;
+    let mut i = 0;
+    while i < unfolded.len() {
+        if unfolded[i] == b'=' && unfolded.get(i + 1) == Some(&b'?') {
+            let mut stream = MessageStream::new(&unfolded[i + 1..]);
+            if let Some(text) = stream.decode_rfc2047() {
+                if let Some((out_at, in_at)) = after_word
+                    && unfolded[in_at..i].iter().all(|b| *b == b' ' || *b == b'\t')
+                {
+                    out.truncate(out_at);
+                }
+                out.extend_from_slice(text.as_bytes());
+                i += 1 + stream.offset();
+                after_word = Some((out.len(), i));
+                continue;
+            }
+        }
+        out.push(unfolded[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).trim().to_string()
 }
 
 #[cfg(test)]

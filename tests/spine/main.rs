@@ -5,6 +5,7 @@
 //! - `helpers`: harness (config, gateway process, CLI, `wait_until`), SMTP client, webhook receiver.
 //! - `ingest`: a message in, an event out: fields, raw bytes, recipients, endpoints, malformed input.
 //! - `corpus`: every message in tests/corpus through SMTP, checked against mail-parser as oracle.
+//! - `headers`: every header value and uuencoded attachment, checked against Python's `email`.
 //! - `smtp_policy`: reply codes of the SMTP session (order, limits, rejections, session cap).
 //! - `delivery`: retries on a compressed schedule, CLI retry, refused/slow endpoints, restarts.
 //! - `cli`: replay, endpoints, secret generation, check-config, unknown ids, /healthz.
@@ -14,5 +15,6 @@ mod helpers;
 mod cli;
 mod corpus;
 mod delivery;
+mod headers;
 mod ingest;
 mod smtp_policy;
