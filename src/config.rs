@@ -582,7 +582,7 @@ impl Settings {
                 }
             };
             if let Some((secret, span)) = secret {
-                if let Err(e) = crate::deliver::sign::SigningKey::parse(&secret.0) {
+                if let Err(e) = crate::mail::SigningKey::parse(&secret.0) {
                     problems.push(problem(text, span, &format!("endpoints.{name}.secret"), &e.to_string()));
                     continue;
                 }

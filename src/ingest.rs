@@ -11,9 +11,10 @@ use crate::auth::{Authenticator, SenderChecks};
 use crate::config::{Endpoint, Mode, WebhookConfig};
 use crate::deliver::Deliverer;
 use crate::http::links::UrlSigner;
-use crate::parse::EventMessage;
+use crate::mail::{Destination, EventMessage};
+use crate::mail::{Envelope, Reason, Reply};
 use crate::route::{Plan, Router};
-use crate::smtp::{Envelope, Reply, Sink};
+use crate::smtp::Sink;
 use crate::store::{NewAttachment, NewMessage, Store};
 use crate::time::{now_ms, rfc3339};
 
@@ -85,7 +86,7 @@ impl Sink for Ingest {
             }
             let plan = router.plan(&envelope.rcpt_to, is_spam(&event), dmarc_failed(&event));
             if plan.reject {
-                return Ok(Err(Reply::new(550, "5.7.1 Error: message rejected by policy")));
+                return Ok(Err(Reply::new(550, "5.7.1 Error: message rejected by policy", Reason::Policy)));
             }
             event.routes = serde_json::to_value(&plan.applied)?;
             for (i, a) in event.attachments.iter_mut().enumerate() {
@@ -142,7 +143,7 @@ impl Sink for Ingest {
             Ok(Err(refusal)) => return Err(refusal),
             Err(e) => {
                 tracing::error!(message_id = %id, error = %format!("{e:#}"), "cannot store a message; answering 451");
-                return Err(Reply::new(451, STORE_FAILED));
+                return Err(Reply::new(451, STORE_FAILED, Reason::StoreFailed));
             }
         };
         self.metrics.accepted.inc();
@@ -194,12 +195,20 @@ impl Ingest {
                     }
                     _ => tracing::error!(message_id = %id, "cannot withdraw a message after a failed sync delivery"),
                 }
-                Err(Reply::new(451, "4.3.0 Error: the endpoint did not accept the message, try again later"))
+                Err(Reply::new(
+                    451,
+                    "4.3.0 Error: the endpoint did not accept the message, try again later",
+                    Reason::SyncEndpoint,
+                ))
             }
             Err(_) => {
                 // The attempt is still running and will be recorded; the message stays queued.
                 tracing::warn!(message_id = %id, "sync delivery timed out; answering 451, the message stays queued");
-                Err(Reply::new(451, "4.4.1 Error: the endpoint did not answer in time, try again later"))
+                Err(Reply::new(
+                    451,
+                    "4.4.1 Error: the endpoint did not answer in time, try again later",
+                    Reason::SyncEndpoint,
+                ))
             }
         }
     }
@@ -216,9 +225,9 @@ fn first_attempts(
     plan.endpoints
         .iter()
         .map(|(e, mode)| {
-            let schedule = match crate::deliver::forward::route_of(e) {
-                Some(_) => forward_retry,
-                None => endpoints.get(e).map_or(&[][..], |ep| &ep.retry[..]),
+            let schedule = match Destination::of(e) {
+                Destination::Forward(_) => forward_retry,
+                Destination::Webhook(name) => endpoints.get(name).map_or(&[][..], |ep| &ep.retry[..]),
             };
             let first = schedule.first().map_or(0, |d| d.as_millis() as i64);
             (e.clone(), received_at + first, *mode == Mode::Sync)

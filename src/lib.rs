@@ -19,6 +19,7 @@ pub mod deliver;
 pub mod http;
 pub mod ids;
 pub mod ingest;
+pub mod mail;
 pub mod metrics;
 pub mod parse;
 pub mod route;

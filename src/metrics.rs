@@ -10,8 +10,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::mail::Reason;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Reason {
+pub struct ReasonLabel {
     pub reason: String,
 }
 
@@ -28,7 +30,7 @@ pub struct EndpointLabel {
 pub struct Metrics {
     registry: Registry,
     pub accepted: Counter,
-    rejected: Family<Reason, Counter>,
+    rejected: Family<ReasonLabel, Counter>,
     attempts: Family<Outcome, Counter>,
     pub attempt_seconds: Histogram,
     pub pending: Gauge,
@@ -46,7 +48,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("mxhook");
         let accepted = Counter::default();
-        let rejected = Family::<Reason, Counter>::default();
+        let rejected = Family::<ReasonLabel, Counter>::default();
         let attempts = Family::<Outcome, Counter>::default();
         let attempt_seconds = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let pending = Gauge::default();
@@ -83,8 +85,8 @@ impl Metrics {
         }
     }
 
-    pub fn rejected(&self, reason: &str) {
-        self.rejected.get_or_create(&Reason { reason: reason.to_string() }).inc();
+    pub fn rejected(&self, reason: Reason) {
+        self.rejected.get_or_create(&ReasonLabel { reason: reason.as_str().to_string() }).inc();
     }
 
     pub fn attempt(&self, endpoint: &str, outcome: &str, seconds: f64) {

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use crate::config::{Action, Mode, Policy, Route};
-use crate::smtp::Reply;
+use crate::mail::{Destination, Reason, Reply};
 
 pub struct Router {
     /// Lower-case `local@domain` → route.
@@ -86,7 +86,7 @@ impl Router {
     /// The route for a recipient, or the reply that refuses it at RCPT.
     pub fn route(&self, address: &str) -> Result<Decision, Reply> {
         let shown: String = address.chars().take(256).map(|c| if c.is_control() { '?' } else { c }).collect();
-        let relay = || Reply::new(550, format!("5.7.1 <{shown}>: Relay access denied"));
+        let relay = || Reply::new(550, format!("5.7.1 <{shown}>: Relay access denied"), Reason::Relay);
         let (local, domain) = address.rsplit_once('@').ok_or_else(relay)?;
         // Source routes, percent hacks, bang paths and quoted `@` are relaying tricks, not mailboxes.
         if local.is_empty() || local.contains(['@', '%', '!', ':', ',']) {
@@ -113,10 +113,14 @@ impl Router {
             let tag = local.split_once('+').map(|(_, t)| t);
             decision(r, "catch-all", tag)
         } else {
-            return Err(Reply::new(550, format!("5.1.1 <{shown}>: Recipient address rejected: no route")));
+            return Err(Reply::new(
+                550,
+                format!("5.1.1 <{shown}>: Recipient address rejected: no route"),
+                Reason::Recipient,
+            ));
         };
         if found.route.action == Action::Reject {
-            return Err(Reply::new(550, format!("5.1.1 <{shown}>: Recipient address rejected")));
+            return Err(Reply::new(550, format!("5.1.1 <{shown}>: Recipient address rejected"), Reason::Recipient));
         }
         Ok(found)
     }
@@ -143,7 +147,7 @@ impl Router {
                 }
                 Action::Forward => {
                     plan.keep = true;
-                    let target = crate::deliver::forward::target(&d.route.pattern);
+                    let target = Destination::Forward(&d.route.pattern).key();
                     if !plan.endpoints.iter().any(|(x, _)| *x == target) {
                         plan.endpoints.push((target, Mode::Queue));
                     }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use crate::config::{Spam as SpamSettings, SpamEngine};
-use crate::parse::Spam;
-use crate::smtp::Envelope;
+use crate::mail::Envelope;
+use crate::mail::Spam;
 
 /// The most of an engine's answer we read (both answer in well under a kilobyte).
 const MAX_ANSWER: u64 = 64 * 1024;

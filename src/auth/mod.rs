@@ -24,10 +24,9 @@ use mail_auth::{
 use tokio::time::Instant;
 
 use crate::config::{AuthSettings, DmarcReject, SpfMode};
-use crate::smtp::{Envelope, Reply};
+use crate::mail::{ArcVerdict, Auth, DkimVerdict, DmarcVerdict, Envelope, Reason, Reply, SpfVerdict};
 
 pub use cache::Caches;
-pub use verdict::{ArcVerdict, Auth, DkimVerdict, DmarcVerdict, SpfVerdict};
 
 pub struct Authenticator {
     /// mail-auth over hickory; hickory also keeps a response cache (with negative answers).
@@ -117,11 +116,17 @@ impl Authenticator {
         match from_out.result() {
             SpfResult::Fail => {
                 tracing::info!(%ip, mail_from = %printable(mail_from), "SPF fail at MAIL FROM; refusing (spf = strict)");
-                Err(Reply::new(550, format!("5.7.1 SPF: {ip} is not allowed to send mail for {domain}")))
+                Err(Reply::new(
+                    550,
+                    format!("5.7.1 SPF: {ip} is not allowed to send mail for {domain}"),
+                    Reason::Sender,
+                ))
             }
-            SpfResult::TempError => {
-                Err(Reply::new(451, format!("4.7.1 SPF: temporary error checking {domain}, try again later")))
-            }
+            SpfResult::TempError => Err(Reply::new(
+                451,
+                format!("4.7.1 SPF: temporary error checking {domain}, try again later"),
+                Reason::Sender,
+            )),
             _ => Ok(Some(SenderChecks { helo: helo_out, mail_from: from_out, spent })),
         }
     }
@@ -229,7 +234,7 @@ impl Authenticator {
         if dmarc_rejects && self.settings.dmarc_reject == DmarcReject::Reject {
             let domain = printable(auth.dmarc.from_domain.as_deref().unwrap_or("the From domain"));
             tracing::info!(%ip, from_domain = %domain, "DMARC fail under p=reject; refusing (dmarc_reject = reject)");
-            return Err(Reply::new(550, format!("5.7.1 Email rejected per DMARC policy for {domain}")));
+            return Err(Reply::new(550, format!("5.7.1 Email rejected per DMARC policy for {domain}"), Reason::Policy));
         }
         Ok(auth)
     }

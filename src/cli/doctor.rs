@@ -13,8 +13,8 @@ use mail_auth::hickory_resolver::proto::rr::RData;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::config::Settings;
-use crate::deliver::sign::SigningKey;
 use crate::deliver::webhook;
+use crate::mail::SigningKey;
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Level {

@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::print_json;
 use crate::config::Settings;
-use crate::deliver::sign::SigningKey;
 use crate::deliver::webhook;
+use crate::mail::SigningKey;
 use crate::time::{now_ms, rfc3339};
 
 #[derive(Subcommand)]

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use serde_json::Value;
 
-use crate::deliver::sign::SigningKey;
+use crate::mail::SigningKey;
 
 /// Standard Webhooks' default tolerance for the timestamp.
 const TOLERANCE_SECS: i64 = 300;

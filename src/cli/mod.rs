@@ -128,7 +128,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         }
         Command::Listen { port, secret, json } => listen::run(port, &secret, json),
         Command::Secret(SecretCmd::Generate) => {
-            println!("{}", crate::deliver::sign::generate_secret()?);
+            println!("{}", crate::mail::generate_secret()?);
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -13,18 +13,6 @@ use lettre::{Address, SmtpTransport, Transport};
 
 use crate::config::{Action, Forward, Route};
 
-const PREFIX: &str = "forward:";
-
-/// The delivery `endpoint` of a forward route: `forward:support@example.com`.
-pub fn target(pattern: &str) -> String {
-    format!("{PREFIX}{pattern}")
-}
-
-/// The route match of a forward delivery's `endpoint`, or None for a webhook endpoint.
-pub fn route_of(endpoint: &str) -> Option<&str> {
-    endpoint.strip_prefix(PREFIX)
-}
-
 pub struct Forwarder {
     transport: SmtpTransport,
     /// Route match → destinations, from the configuration in force: retries follow an edited route.
@@ -134,12 +122,6 @@ fn describe(e: &lettre::transport::smtp::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoint_names_round_trip() {
-        assert_eq!(route_of(&target("a@b.test")), Some("a@b.test"));
-        assert_eq!(route_of("app"), None);
-    }
 
     #[test]
     fn odd_but_accepted_senders_pass_through() {

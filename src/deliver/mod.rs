@@ -11,7 +11,6 @@
 
 pub mod forward;
 mod resolve;
-pub mod sign;
 pub mod webhook;
 
 use std::borrow::Cow;
@@ -23,10 +22,10 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::config::Endpoint;
+use crate::mail::{Destination, NextState, SigningKey};
 use crate::metrics::Metrics;
-use crate::store::{Attempt, Delivery, NextState, Store};
+use crate::store::{Attempt, Delivery, Store};
 use crate::time::{now_ms, rfc3339};
-use sign::SigningKey;
 
 /// Attempts in flight at once across all endpoints (each endpoint also has its own `concurrency`).
 const CONCURRENCY: usize = 64;
@@ -148,10 +147,12 @@ impl Deliverer {
     fn attempt(&self, d: &Delivery, event_message: Option<&str>, sent: &mut dyn FnMut()) -> anyhow::Result<()> {
         let number = d.attempts + 1;
         let started_at = now_ms();
-        let (outcome, schedule) = match forward::route_of(&d.endpoint) {
-            Some(route) => (self.forward(d, route, number, started_at)?, self.forwarder.as_ref().map(|f| &f.retry[..])),
-            None => {
-                let target = self.targets.get(&d.endpoint);
+        let (outcome, schedule) = match Destination::of(&d.endpoint) {
+            Destination::Forward(route) => {
+                (self.forward(d, route, number, started_at)?, self.forwarder.as_ref().map(|f| &f.retry[..]))
+            }
+            Destination::Webhook(name) => {
+                let target = self.targets.get(name);
                 (self.post(d, target, event_message, number, started_at)?, target.map(|t| &t.endpoint.retry[..]))
             }
         };
@@ -160,11 +161,7 @@ impl Deliverer {
         let schedule = schedule.unwrap_or(&[]);
         let next =
             if permanent { NextState::Failed { step: d.step + 1 } } else { next_state(d, success, schedule, now_ms()) };
-        let outcome = match next {
-            NextState::Succeeded => "succeeded",
-            NextState::Retry { .. } => "retry",
-            NextState::Failed { .. } => "failed",
-        };
+        let outcome = next.outcome();
         self.metrics.attempt(&d.endpoint, outcome, attempt.duration_ms as f64 / 1000.0);
         tracing::info!(
             delivery = %d.id, message_id = %d.message_id, event = %d.event_id, endpoint = %d.endpoint,
@@ -442,7 +439,7 @@ pub fn message_json(store: &Store, m: crate::store::MessageRow) -> anyhow::Resul
     let Some(raw) = store.raw(&m.id)? else {
         return Ok(m.event_message);
     };
-    crate::parse::with_raw_base64(&m.event_message, &raw)
+    crate::mail::with_raw_base64(&m.event_message, &raw)
         .ok_or_else(|| anyhow::anyhow!("the stored event of {} does not end with raw.base64", m.id))
 }
 

@@ -8,8 +8,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::resolve::CachingResolver;
-use super::sign::SigningKey;
 use crate::config::Endpoint;
+use crate::mail::SigningKey;
 
 /// The event schema version receivers can branch on.
 pub const EVENT_VERSION: &str = "2026-11-22";

@@ -16,34 +16,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use crate::config::SmtpConfig;
+use crate::mail::{Envelope, Reason, Reply};
 use crate::metrics::Metrics;
-
-/// What the SMTP session learned about a message besides its bytes.
-#[derive(Debug, Clone)]
-pub struct Envelope {
-    pub client_ip: IpAddr,
-    pub helo: String,
-    /// The reverse path; empty for the null sender `<>` (bounces, auto-replies).
-    pub mail_from: String,
-    pub rcpt_to: Vec<String>,
-    /// TLS version of the session (`TLSv1.3`), None for plain SMTP.
-    pub tls: Option<String>,
-    /// The TLS cipher suite, None for plain SMTP.
-    pub tls_cipher: Option<String>,
-}
-
-/// A refusal with its SMTP reply, e.g. `550 5.7.1 <x@y>: Relay access denied`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub code: u16,
-    pub text: String,
-}
-
-impl Reply {
-    pub fn new(code: u16, text: impl Into<String>) -> Self {
-        Self { code, text: text.into() }
-    }
-}
 
 /// Where accepted mail goes. `accept` must return only once the message is durably stored:
 /// its Ok is turned into `250 … queued as <id>`.
@@ -166,7 +140,7 @@ async fn accept_loop<S: Sink>(
         };
         let Ok(permit) = sessions.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "too many sessions; refusing");
-            metrics.rejected("too_many_sessions");
+            metrics.rejected(Reason::TooManySessions);
             let reply = format!("421 4.7.0 {} Too many connections, try again later\r\n", limits.hostname);
             tokio::spawn(async move {
                 let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(reply.as_bytes())).await;
@@ -175,7 +149,7 @@ async fn accept_loop<S: Sink>(
         };
         let Some(slot) = limits.peers.open_session(peer.ip()) else {
             tracing::warn!(%peer, "too many sessions from this address; refusing");
-            metrics.rejected("too_many_sessions_per_ip");
+            metrics.rejected(Reason::TooManySessionsPerIp);
             let reply =
                 format!("421 4.7.0 {} Too many connections from your address, try again later\r\n", limits.hostname);
             tokio::spawn(async move {

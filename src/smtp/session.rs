@@ -16,7 +16,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 
-use super::{Envelope, Limits, Sink};
+use super::{Limits, Sink};
+use crate::mail::{Envelope, Reason};
 use crate::metrics::Metrics;
 
 /// Longest command line we take (RFC 5321 says 512; smtp-proto and Postfix allow more for extensions).
@@ -105,7 +106,7 @@ impl<S: Sink> Session<S> {
                 }
                 Input::Closed => return Ok(()),
                 Input::TimedOut => {
-                    self.metrics.rejected("timeout");
+                    self.metrics.rejected(Reason::Timeout);
                     let text = format!("4.4.2 {} Error: timeout exceeded", self.limits.hostname);
                     return self.reply(421, &text).await;
                 }
@@ -119,7 +120,7 @@ impl<S: Sink> Session<S> {
             }
             // Postfix's smtpd_hard_error_limit: a client this confused is not sending mail.
             if self.errors >= self.limits.max_errors {
-                self.metrics.rejected("too_many_errors");
+                self.metrics.rejected(Reason::TooManyErrors);
                 return self.reply(421, "4.7.0 Error: too many errors").await;
             }
         }
@@ -156,7 +157,7 @@ impl<S: Sink> Session<S> {
                 // smtp-proto drops a source route (`<@relay:user@domain>`) and keeps the mailbox;
                 // we refuse it instead: nobody sends one but someone probing for a relay.
                 if source_routed(line) {
-                    self.metrics.rejected("relay");
+                    self.metrics.rejected(Reason::Relay);
                     let path = String::from_utf8_lossy(line);
                     let shown = printable(path.get(path.find('<').unwrap_or(0)..).unwrap_or_default().trim());
                     self.error(550, &format!("5.7.1 {shown}: Relay access denied (source route)")).await?;
@@ -253,11 +254,11 @@ impl<S: Sink> Session<S> {
             return self.error(530, "5.7.0 Must issue a STARTTLS command first").await;
         }
         if !self.limits.peers.allow_message(self.peer.ip()) {
-            self.metrics.rejected("rate_limited");
+            self.metrics.rejected(Reason::RateLimited);
             return self.reply(450, "4.7.1 Error: too many messages from your address, try again later").await;
         }
         if declared_size > self.limits.max_message_size {
-            self.metrics.rejected("size");
+            self.metrics.rejected(Reason::Size);
             return self.reply(552, "5.3.4 Error: message size exceeds fixed limit").await;
         }
         let helo = self.helo.as_deref().unwrap_or_default();
@@ -270,7 +271,7 @@ impl<S: Sink> Session<S> {
             }
             Err(r) => {
                 tracing::info!(peer = %self.peer, mail_from = %printable(&from), code = r.code, "sender refused");
-                self.metrics.rejected("sender");
+                self.metrics.rejected(r.reason);
                 self.error(r.code, &r.text).await
             }
         }
@@ -281,7 +282,7 @@ impl<S: Sink> Session<S> {
             return self.error(503, "5.5.1 Error: need MAIL command").await;
         }
         if self.rcpt_to.len() >= self.limits.max_recipients {
-            self.metrics.rejected("too_many_recipients");
+            self.metrics.rejected(Reason::TooManyRecipients);
             return self.reply(452, "4.5.3 Error: too many recipients").await;
         }
         match self.sink.check_rcpt(&to) {
@@ -291,7 +292,7 @@ impl<S: Sink> Session<S> {
             }
             Err(r) => {
                 tracing::info!(peer = %self.peer, rcpt = %printable(&to), code = r.code, "recipient refused");
-                self.metrics.rejected(if r.text.starts_with("5.7.1") { "relay" } else { "recipient" });
+                self.metrics.rejected(r.reason);
                 self.error(r.code, &r.text).await
             }
         }
@@ -306,7 +307,7 @@ impl<S: Sink> Session<S> {
         }
         self.reply(354, "End data with <CR><LF>.<CR><LF>").await?;
         let Some(raw) = self.receive_data().await? else {
-            self.metrics.rejected("size");
+            self.metrics.rejected(Reason::Size);
             self.reset();
             return self.reply(552, "5.3.4 Error: message size exceeds fixed limit").await;
         };
@@ -334,7 +335,7 @@ impl<S: Sink> Session<S> {
             }
             Err(r) => {
                 tracing::warn!(peer = %self.peer, size, code = r.code, reason = %r.text, "message not accepted");
-                self.metrics.rejected(if r.code == 451 { "store_failed" } else { "policy" });
+                self.metrics.rejected(r.reason);
                 self.reply(r.code, &r.text).await
             }
         }
@@ -379,7 +380,7 @@ impl<S: Sink> Session<S> {
                 Ok(Err(e)) => return Err(e),
                 Err(_) => {
                     tracing::info!(peer = %self.peer, received = data.len(), "timed out while receiving data");
-                    self.metrics.rejected("timeout");
+                    self.metrics.rejected(Reason::Timeout);
                     let text = format!("4.4.2 {} Error: timeout exceeded", self.limits.hostname);
                     self.reply(421, &text).await?;
                     return Err(std::io::ErrorKind::TimedOut.into());

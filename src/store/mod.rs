@@ -21,6 +21,7 @@ use std::time::Duration;
 use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::mail::{DeliveryStatus, NextState};
 use crate::time::now_ms;
 
 const SCHEMA: &str = r#"
@@ -293,12 +294,12 @@ fn record_attempt(tx: &rusqlite::Connection, r: &AttemptRecord) -> anyhow::Resul
         .query_row([&r.delivery_id], |row| row.get(0))?;
     let (status, step, at, keep_request) = if requested != r.retry_requested_at {
         // The CLI asked for another attempt while this one was in flight: honour it.
-        ("pending", r.step, requested, requested)
+        (DeliveryStatus::Pending, r.step, requested, requested)
     } else {
         match r.next {
-            NextState::Succeeded => ("succeeded", r.step, None, None),
-            NextState::Retry { at, step } => ("pending", step, Some(at), None),
-            NextState::Failed { step } => ("failed", step, None, None),
+            NextState::Succeeded => (r.next.status(), r.step, None, None),
+            NextState::Retry { at, step } => (r.next.status(), step, Some(at), None),
+            NextState::Failed { step } => (r.next.status(), step, None, None),
         }
     };
     tx.prepare_cached(
@@ -308,7 +309,7 @@ fn record_attempt(tx: &rusqlite::Connection, r: &AttemptRecord) -> anyhow::Resul
     )?
     .execute(params![
         r.delivery_id,
-        status,
+        status.as_str(),
         step,
         at,
         keep_request,
@@ -379,14 +380,6 @@ pub struct MessageRow {
     pub raw_inline: bool,
     /// `queued` (has deliveries), `stored` (kept, nothing sent) or `dropped` (record only).
     pub disposition: String,
-}
-
-/// Where a delivery goes after an attempt; decided by the scheduler's retry policy.
-#[derive(Debug, Clone)]
-pub enum NextState {
-    Succeeded,
-    Retry { at: i64, step: i64 },
-    Failed { step: i64 },
 }
 
 const DELIVERY_COLS: &str = "id, message_id, event_id, endpoint, status, attempts, step, retry_requested_at, next_attempt_at, last_status, last_error, created_at";

@@ -11,9 +11,10 @@ use mail_auth::dmarc::Dmarc;
 use mail_auth::hickory_resolver::proto::op::ResponseCode;
 use mail_auth::spf::Spf;
 use mail_auth::{DnsError, Error, Txt};
-use mxhook::auth::{Auth, Authenticator};
+use mxhook::auth::Authenticator;
 use mxhook::config::{AuthSettings, DmarcReject, SpfMode};
-use mxhook::smtp::{Envelope, Reply};
+use mxhook::mail::Auth;
+use mxhook::mail::{Envelope, Reply};
 
 pub const SENDER_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
 const TTL: Duration = Duration::from_secs(3600);

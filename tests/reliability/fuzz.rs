@@ -154,8 +154,8 @@ pub(crate) struct ParseFigures {
     bytes: u64,
 }
 
-fn envelope() -> mxhook::smtp::Envelope {
-    mxhook::smtp::Envelope {
+fn envelope() -> mxhook::mail::Envelope {
+    mxhook::mail::Envelope {
         client_ip: "192.0.2.7".parse().unwrap(),
         helo: "fuzz.test".into(),
         mail_from: "fuzz@sender.test".into(),
@@ -221,7 +221,7 @@ pub(crate) fn check_parse(raw: &[u8], f: &mut ParseFigures) -> Result<(), String
     serde_json::from_str::<serde_json::Value>(&built.full)
         .map_err(|err| format!("the event is not valid JSON: {err}"))?;
     match (&built.without_raw, &e.raw.base64) {
-        (Some(stored), _) if mxhook::parse::with_raw_base64(stored, raw).as_deref() != Some(built.full.as_str()) => {
+        (Some(stored), _) if mxhook::mail::with_raw_base64(stored, raw).as_deref() != Some(built.full.as_str()) => {
             return Err("the stored event does not give back the event as sent".into());
         }
         (None, Some(_)) => return Err("an event with raw.base64 is stored with it".into()),

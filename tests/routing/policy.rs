@@ -128,6 +128,11 @@ fn sync_mode_answers_451_and_keeps_nothing_when_the_endpoint_fails() {
     assert!(h.deliveries(&[]).is_empty());
     let spool: Vec<_> = std::fs::read_dir(h.data_dir().join("spool")).unwrap().collect();
     assert!(spool.is_empty(), "{spool:?}");
+    // Counted as the endpoint's refusal, not as a store failure (the store was fine).
+    let metrics =
+        ureq::get(&format!("http://{}/metrics", gw.http)).call().unwrap().into_body().read_to_string().unwrap();
+    let rejected: Vec<&str> = metrics.lines().filter(|l| l.starts_with("mxhook_messages_rejected_total{")).collect();
+    assert_eq!(rejected, ["mxhook_messages_rejected_total{reason=\"sync_endpoint\"} 1"], "{metrics}");
     // When the endpoint is back, the sender's retry goes through.
     h.rx.set_status(200);
     let id = c.send_mail("ada@sender.test", &["orders@example.test"], &mail("order 2", "two widgets"));

@@ -1,5 +1,6 @@
-//! Standard Webhooks signatures (https://www.standardwebhooks.com): `v1,` + base64 HMAC-SHA256 over
-//! `id.timestamp.body`, keyed by the bytes after `whsec_`. Any stock verifier accepts what this signs.
+//! The endpoint signing key and Standard Webhooks signatures (https://www.standardwebhooks.com):
+//! `v1,` + base64 HMAC-SHA256 over `id.timestamp.body`, keyed by the bytes after `whsec_`. Any stock
+//! verifier accepts what this signs. Parsed once, when the config is read.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;

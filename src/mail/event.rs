@@ -1,0 +1,96 @@
+//! The event's `message` object: what every stage fills in (parse the MIME fields, auth and spam
+//! their verdicts, route the routes, ingest the links) and deliver sends. Its JSON form is
+//! `event_json.rs`.
+
+use serde::Serialize;
+
+use super::Auth;
+
+#[derive(Debug, Serialize)]
+pub struct EventMessage {
+    pub id: String,
+    pub received_at: String,
+    pub smtp: Smtp,
+    pub from: Option<Mailbox>,
+    pub to: Vec<Mailbox>,
+    pub cc: Vec<Mailbox>,
+    pub reply_to: Vec<Mailbox>,
+    pub subject: Option<String>,
+    pub date: Option<String>,
+    pub message_id: Option<String>,
+    pub in_reply_to: Option<String>,
+    pub references: Vec<String>,
+    pub thread_id: String,
+    pub headers: Vec<(String, String)>,
+    pub text: Option<String>,
+    /// The length of a text body larger than the whole event may be (see `parse_bounded`): it is
+    /// not copied out of the message, and `fit_payload` leaves it out as it would the text itself.
+    #[serde(skip)]
+    pub withheld_text: Option<u64>,
+    pub html: Option<String>,
+    pub omitted: Vec<String>,
+    pub attachments: Vec<Attachment>,
+    pub parsed: ParseStatus,
+    pub auth: Option<Auth>,
+    pub spam: Spam,
+    /// Each recipient's route (match, action, rule, tag), filled by the route stage.
+    pub routes: serde_json::Value,
+    /// Last, and `base64` last in it: the JSON then ends with `"base64":…}}`, so the stored copy
+    /// can leave the base64 out and have it put back without parsing (see `EventJson`).
+    pub raw: Raw,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Smtp {
+    pub client_ip: String,
+    pub helo: String,
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub tls: Option<String>,
+    pub tls_cipher: Option<String>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Mailbox {
+    pub address: Option<String>,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Attachment {
+    pub id: String,
+    pub filename: Option<String>,
+    pub content_type: String,
+    pub size: usize,
+    pub sha256: String,
+    pub inline: bool,
+    pub content_id: Option<String>,
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Raw {
+    pub size: usize,
+    pub sha256: String,
+    pub url: Option<String>,
+    /// Last: see `EventMessage::raw`.
+    pub base64: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ParseStatus {
+    pub status: &'static str,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct Spam {
+    pub verdict: Option<String>,
+    pub score: Option<f64>,
+    pub engine: Option<String>,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,19 @@
+//! The nouns every stage shares, on a floor of their own: the envelope and the SMTP reply, the
+//! event's `message` object and its JSON form, the auth verdicts, a delivery's destination, status
+//! and outcome, the endpoint signing key. This module imports no stage; every stage imports it.
+
+mod delivery;
+mod envelope;
+mod event;
+mod event_json;
+mod reply;
+mod signing_key;
+mod verdicts;
+
+pub use delivery::{DeliveryStatus, Destination, NextState};
+pub use envelope::Envelope;
+pub use event::{Attachment, EventMessage, Mailbox, ParseStatus, Raw, Smtp, Spam, sha256_hex};
+pub use event_json::{EventJson, with_raw_base64};
+pub use reply::{Reason, Reply};
+pub use signing_key::{KeyError, SigningKey, generate_secret};
+pub use verdicts::{ArcVerdict, Auth, DkimVerdict, DmarcVerdict, SpfVerdict};
