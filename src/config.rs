@@ -536,6 +536,7 @@ impl Settings {
     /// only used when there are none.
     fn check(file: &Path, doc: &Doc, mut raw: Config, problems: &mut Vec<Problem>) -> Settings {
         let text = doc.text;
+        // Every relative path in the file is taken from the file's own directory.
         let base = file.parent().unwrap_or(Path::new("."));
 
         let listen = raw
@@ -722,7 +723,7 @@ impl Settings {
             file: file.to_path_buf(),
             smtp: raw.smtp,
             listen,
-            data_dir: raw.storage.data_dir,
+            data_dir: base.join(raw.storage.data_dir),
             retention: raw.storage.retention,
             keep_metadata: raw.storage.keep_metadata,
             http_listen,
@@ -1038,6 +1039,34 @@ mod tests {
         let keys: Vec<_> = e.problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
         assert!(keys.contains(&("domains.endpoint", 3)), "{e}");
         assert!(keys.contains(&("endpoints.x.url", 5)), "{e}");
+    }
+
+    #[test]
+    fn relative_paths_are_taken_from_the_config_files_directory() {
+        let file = Path::new("/etc/mxhook/gateway.toml");
+        let s = Settings::from_str(file, "[storage]\ndata_dir = \"data\"\n").unwrap();
+        assert_eq!(s.data_dir, Path::new("/etc/mxhook/data"));
+        let s = Settings::from_str(file, "[storage]\ndata_dir = \"/srv/mx\"\n").unwrap();
+        assert_eq!(s.data_dir, Path::new("/srv/mx"));
+        // The file named without a directory (the README's quick start): `./data` beside it.
+        assert_eq!(load("").unwrap().data_dir, Path::new("./data"));
+    }
+
+    /// The .deb installs packaging/gateway.toml: the example's keys and values with an absolute data_dir
+    /// (a relative one would be taken from /etc/mxhook).
+    #[test]
+    fn packaged_config_is_the_example_with_an_absolute_data_dir() {
+        let packaged = include_str!("../packaging/gateway.toml");
+        let s = Settings::from_str(Path::new("/etc/mxhook/gateway.toml"), packaged).expect("packaged config");
+        assert_eq!(s.data_dir, Path::new("/var/lib/mxhook/data"));
+        let settings = |text: &'static str| -> Vec<&'static str> {
+            text.lines().filter(|l| !l.starts_with('#') && !l.starts_with("data_dir = ")).collect()
+        };
+        assert_eq!(
+            settings(packaged),
+            settings(include_str!("../gateway.example.toml")),
+            "packaging/gateway.toml must be gateway.example.toml but for data_dir (and comments)"
+        );
     }
 
     const DOMAIN: &str = "[[domains]]\nname = \"a.test\"\n";
