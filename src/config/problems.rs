@@ -59,7 +59,7 @@ impl<'t> Doc<'t> {
             let message = e.message().trim();
             let fixed = match missing_field(message) {
                 Some(field) => fixes.fill_in(root.get_mut(), &span, field),
-                None => fixes.take_out(root.get_mut(), &span),
+                None => fixes.take_out(root.get_mut(), &span).map(|path| (path, true)),
             };
             match fixed {
                 Some((path, true)) => problems.push(problem(self.text, span, &dotted(&path), message)),
@@ -100,12 +100,12 @@ struct Fixes {
 
 impl Fixes {
     /// Takes out the entry serde refused at `span`; its path. None: no entry is there.
-    fn take_out(&mut self, root: &mut DeTable<'_>, span: &Range<usize>) -> Option<(Vec<Step>, bool)> {
+    fn take_out(&mut self, root: &mut DeTable<'_>, span: &Range<usize>) -> Option<Vec<Step>> {
         let path = entry_at(root, span)?;
         let (Step::Key(key), parent) = path.split_last()? else { return None };
         let (_, value) = table_mut(root, parent)?.remove_entry(key.as_str())?;
         self.taken.push((path.clone(), value.span()));
-        Some((path, true))
+        Some(path)
     }
 
     /// Puts an empty string for the required `field` of the table at `span`; its path, and whether it
@@ -151,13 +151,10 @@ fn holds(outer: &Range<usize>, inner: &Range<usize>) -> bool {
 /// The deepest entry whose key is `span` or whose value holds it (serde points at the key of an unknown
 /// field and at the value of a bad one). A `[table]`'s span is only its header, so the whole tree is searched.
 fn entry_at(table: &DeTable<'_>, span: &Range<usize>) -> Option<Vec<Step>> {
-    let prefixed = |k: &str, mut rest: Vec<Step>| {
-        rest.insert(0, Step::Key(k.to_string()));
-        rest
-    };
     for (k, v) in table.iter() {
-        if let Some(deeper) = entry_in(v.get_ref(), span) {
-            return Some(prefixed(k.get_ref(), deeper));
+        if let Some(mut path) = entry_in(v.get_ref(), span) {
+            path.insert(0, Step::Key(k.get_ref().to_string()));
+            return Some(path);
         }
     }
     let (k, _) = table.iter().find(|(k, v)| (k.span() == *span && !span.is_empty()) || holds(&v.span(), span))?;
