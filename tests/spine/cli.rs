@@ -327,3 +327,18 @@ fn help_advertises_config_only_where_it_is_read_and_explains_retry_ids() {
     let ids = text.lines().find(|l| l.trim_start().starts_with("[IDS]...")).unwrap_or_else(|| panic!("{text}"));
     assert!(ids.trim_start().trim_start_matches("[IDS]...").trim().len() > 10, "[IDS]... needs help text:\n{text}");
 }
+
+#[test]
+fn the_example_config_has_sender_authentication_off_and_says_how_to_turn_it_on() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.example.toml");
+    let text = std::fs::read_to_string(example).unwrap();
+    let start = text.find("\n[auth]\n").expect("an [auth] section");
+    let section = &text[start + 1..];
+    let section = &section[..section[1..].find("\n[").map_or(section.len(), |e| e + 1)];
+    let enabled: Vec<&str> = section.lines().filter(|l| l.starts_with("enabled")).collect();
+    assert_eq!(enabled, ["enabled = false"], "no DNS queries from the Quick start:\n{section}");
+    assert!(
+        section.lines().any(|l| l.starts_with('#') && l.contains("enabled = true")),
+        "a comment says how to turn it on:\n{section}"
+    );
+}
