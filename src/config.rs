@@ -1053,19 +1053,22 @@ mod tests {
     }
 
     /// The .deb installs packaging/gateway.toml: the example's keys and values with an absolute data_dir
-    /// (a relative one would be taken from /etc/mxhook).
+    /// (a relative one would be taken from /etc/mxhook), and sender authentication on (the example has
+    /// it off so that trying mxhook out sends no DNS queries).
     #[test]
     fn packaged_config_is_the_example_with_an_absolute_data_dir() {
         let packaged = include_str!("../packaging/gateway.toml");
         let s = Settings::from_str(Path::new("/etc/mxhook/gateway.toml"), packaged).expect("packaged config");
         assert_eq!(s.data_dir, Path::new("/var/lib/mxhook/data"));
+        assert!(s.auth.is_some(), "the installed gateway authenticates senders");
         let settings = |text: &'static str| -> Vec<&'static str> {
-            text.lines().filter(|l| !l.starts_with('#') && !l.starts_with("data_dir = ")).collect()
+            let differ = ["data_dir = ", "enabled = "];
+            text.lines().filter(|l| !l.starts_with('#') && !differ.iter().any(|d| l.starts_with(d))).collect()
         };
         assert_eq!(
             settings(packaged),
             settings(include_str!("../gateway.example.toml")),
-            "packaging/gateway.toml must be gateway.example.toml but for data_dir (and comments)"
+            "packaging/gateway.toml must be gateway.example.toml but for data_dir, [auth] enabled and comments"
         );
     }
 
