@@ -12,6 +12,9 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
+mod problems;
+use problems::Doc;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -376,13 +379,15 @@ pub struct AuthSettings {
 /// One problem found in a config file, located for a human.
 #[derive(Debug)]
 pub struct Problem {
+    /// 1-based; 0: the file as a whole (it cannot be read).
     pub line: usize,
     pub column: usize,
     pub key: String,
     pub message: String,
 }
 
-/// Every problem in one file, printed one per line as `FILE:LINE:COL: key: message`.
+/// Every problem in one file, in file order, printed one per line as `FILE:LINE:COL: key: message`
+/// (`FILE: message` for the file as a whole).
 #[derive(Debug)]
 pub struct ConfigError {
     pub file: PathBuf,
@@ -395,7 +400,10 @@ impl fmt::Display for ConfigError {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{}:{}:{}: {}: {}", self.file.display(), p.line, p.column, p.key, p.message)?;
+            match p.line {
+                0 => write!(f, "{}: {}", self.file.display(), p.message)?,
+                _ => write!(f, "{}:{}:{}: {}: {}", self.file.display(), p.line, p.column, p.key, p.message)?,
+            }
         }
         Ok(())
     }
@@ -487,21 +495,48 @@ pub struct Endpoint {
 
 impl Settings {
     pub fn load(file: &Path) -> Result<Settings, ConfigError> {
-        let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
-            file: file.to_path_buf(),
-            problems: vec![Problem { line: 0, column: 0, key: "-".into(), message: format!("cannot read: {e}") }],
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            let message = match e.kind() {
+                std::io::ErrorKind::NotFound => "no such file".to_string(),
+                _ => format!("cannot read: {e}"),
+            };
+            ConfigError {
+                file: file.to_path_buf(),
+                problems: vec![Problem { line: 0, column: 0, key: "-".into(), message }],
+            }
         })?;
         Self::from_str(file, &text)
     }
 
+    /// Every problem at once: syntax; then each unknown key and bad value (taken out, so the next
+    /// is found too); then the semantic checks on the rest. Sorted in file order.
     pub fn from_str(file: &Path, text: &str) -> Result<Settings, ConfigError> {
         let fail = |problems| ConfigError { file: file.to_path_buf(), problems };
-        let mut raw: Config = toml::from_str(text).map_err(|e| {
-            let span = e.span().unwrap_or(0..0);
-            let key = text.get(span.clone()).filter(|k| !k.contains('\n') && !k.is_empty()).unwrap_or("-");
-            fail(vec![problem(text, span, key, e.message().trim())])
-        })?;
+        let doc = Doc::parse(text).map_err(fail)?;
         let mut problems = Vec::new();
+        let raw = doc.deserialize::<Config>(&mut problems);
+        let read = problems.len();
+        let settings = raw.map(|raw| Self::check(file, &doc, raw, &mut problems));
+        if problems.is_empty()
+            && let Some(settings) = settings
+        {
+            return Ok(settings);
+        }
+        // A value taken out or filled in while reading can trip a semantic check at the same place
+        // (an empty `url` in place of a missing one): the first report says it.
+        let semantic = problems.split_off(read);
+        let echo = |p: &Problem| problems.iter().any(|r| r.line == p.line && r.key == p.key);
+        let semantic: Vec<Problem> = semantic.into_iter().filter(|p| !echo(p)).collect();
+        problems.extend(semantic);
+        problems.sort_by_key(|p| (p.line, p.column));
+        Err(fail(problems))
+    }
+
+    /// The semantic checks, on a file serde has read: problems go to `problems`, and the result is
+    /// only used when there are none.
+    fn check(file: &Path, doc: &Doc, mut raw: Config, problems: &mut Vec<Problem>) -> Settings {
+        let text = doc.text;
+        // Every relative path in the file is taken from the file's own directory.
         let base = file.parent().unwrap_or(Path::new("."));
 
         let listen = raw
@@ -511,7 +546,7 @@ impl Settings {
             .filter_map(|a| match a.parse::<SocketAddr>() {
                 Ok(addr) => Some(addr),
                 Err(_) => {
-                    problems.push(at_key(text, "smtp.listen", format!("`{a}` is not host:port (e.g. 0.0.0.0:25)")));
+                    problems.push(doc.at("smtp.listen", format!("`{a}` is not host:port (e.g. 0.0.0.0:25)")));
                     None
                 }
             })
@@ -519,28 +554,24 @@ impl Settings {
         if let Some(t) = &raw.smtp.tls {
             for (k, p) in [("cert", &t.cert), ("key", &t.key)] {
                 if !base.join(p).is_file() {
-                    problems.push(at_key(
-                        text,
-                        &format!("smtp.tls.{k}"),
-                        format!("cannot read {}", base.join(p).display()),
-                    ));
+                    problems.push(doc.at(&format!("smtp.tls.{k}"), format!("cannot read {}", base.join(p).display())));
                 }
             }
         }
         if raw.smtp.listen.is_empty() {
-            problems.push(at_key(text, "smtp.listen", "needs at least one address".into()));
+            problems.push(doc.at("smtp.listen", "needs at least one address"));
         }
         if !(raw.http.public_url.starts_with("http://") || raw.http.public_url.starts_with("https://")) {
-            problems.push(at_key(text, "http.public_url", "must start with http:// or https://".into()));
+            problems.push(doc.at("http.public_url", "must start with http:// or https://"));
         }
         if raw.storage.keep_metadata < raw.storage.retention {
-            problems.push(at_key(text, "storage.keep_metadata", "must be at least `retention`".into()));
+            problems.push(doc.at("storage.keep_metadata", "must be at least `retention`"));
         }
         if raw.smtp.max_recipients == 0 || raw.smtp.max_sessions == 0 {
-            problems.push(at_key(text, "smtp", "max_recipients and max_sessions must be at least 1".into()));
+            problems.push(doc.at("smtp", "max_recipients and max_sessions must be at least 1"));
         }
         let http_listen = raw.http.listen.parse::<SocketAddr>().unwrap_or_else(|_| {
-            problems.push(at_key(text, "http.listen", format!("`{}` is not host:port", raw.http.listen)));
+            problems.push(doc.at("http.listen", format!("`{}` is not host:port", raw.http.listen)));
             SocketAddr::from(([127, 0, 0, 1], 8025))
         });
 
@@ -556,11 +587,7 @@ impl Settings {
                 ));
             }
             if ep.retry.is_empty() {
-                problems.push(at_key(
-                    text,
-                    &format!("endpoints.{name}.retry"),
-                    "needs at least one delay (e.g. [\"0s\"])".into(),
-                ));
+                problems.push(doc.at(&format!("endpoints.{name}.retry"), "needs at least one delay (e.g. [\"0s\"])"));
             }
             let secret = match (&ep.secret, &ep.secret_file) {
                 (Some(s), None) => Some((s.get_ref().clone(), s.span())),
@@ -577,7 +604,7 @@ impl Settings {
                 }
                 _ => {
                     let msg = "set exactly one of `secret` or `secret_file` (make one with `mxhook secret generate`)";
-                    problems.push(at_key(text, &format!("endpoints.{name}"), msg.into()));
+                    problems.push(doc.at(&format!("endpoints.{name}"), msg));
                     None
                 }
             };
@@ -672,7 +699,7 @@ impl Settings {
             if r.mode == Mode::Sync && !webhook_like {
                 problems.push(problem(text, r.pattern.span(), "routes.mode", "sync mode needs a webhook route"));
             }
-            check_destination(r, raw.forward.is_some(), text, &mut problems);
+            check_destination(r, raw.forward.is_some(), text, problems);
             routes.push(Route {
                 pattern,
                 action: r.action,
@@ -684,22 +711,19 @@ impl Settings {
                 destination: r.destination.iter().map(|d| d.get_ref().trim().to_string()).collect(),
             });
         }
-        let spam = spam_settings(&raw.spam, text, &mut problems);
-        let forward = raw.forward.as_ref().and_then(|f| forward_settings(f, base, text, &mut problems));
-        let auth = auth_settings(text, &raw.auth, &mut problems);
+        let spam = spam_settings(&raw.spam, text, problems);
+        let forward = raw.forward.as_ref().and_then(|f| forward_settings(f, base, doc, problems));
+        let auth = auth_settings(doc, &raw.auth, problems);
 
-        if !problems.is_empty() {
-            return Err(fail(problems));
-        }
         if let Some(t) = raw.smtp.tls.as_mut() {
             t.cert = base.join(&t.cert);
             t.key = base.join(&t.key);
         }
-        Ok(Settings {
+        Settings {
             file: file.to_path_buf(),
             smtp: raw.smtp,
             listen,
-            data_dir: raw.storage.data_dir,
+            data_dir: base.join(raw.storage.data_dir),
             retention: raw.storage.retention,
             keep_metadata: raw.storage.keep_metadata,
             http_listen,
@@ -713,7 +737,7 @@ impl Settings {
             spam,
             forward,
             auth,
-        })
+        }
     }
 }
 
@@ -774,7 +798,8 @@ fn spam_settings(c: &SpamConfig, text: &str, problems: &mut Vec<Problem>) -> Opt
     Some(Spam { engine, timeout: c.timeout, max_size: c.max_size })
 }
 
-fn forward_settings(f: &ForwardConfig, base: &Path, text: &str, problems: &mut Vec<Problem>) -> Option<Forward> {
+fn forward_settings(f: &ForwardConfig, base: &Path, doc: &Doc, problems: &mut Vec<Problem>) -> Option<Forward> {
+    let text = doc.text;
     let mut ok = true;
     let mut bad = |span: Range<usize>, key: &str, msg: &str| {
         problems.push(problem(text, span, key, msg));
@@ -823,7 +848,7 @@ fn forward_settings(f: &ForwardConfig, base: &Path, text: &str, problems: &mut V
         bad(m.span(), "forward.mail_from", "not an address (use \"\" for the null sender)");
     }
     if f.retry.is_empty() {
-        problems.push(at_key(text, "forward.retry", "needs at least one delay (e.g. [\"0s\"])".into()));
+        problems.push(doc.at("forward.retry", "needs at least one delay (e.g. [\"0s\"])"));
         ok = false;
     }
     ok.then(|| Forward {
@@ -837,7 +862,8 @@ fn forward_settings(f: &ForwardConfig, base: &Path, text: &str, problems: &mut V
     })
 }
 
-fn auth_settings(text: &str, raw: &AuthConfig, problems: &mut Vec<Problem>) -> Option<AuthSettings> {
+fn auth_settings(doc: &Doc, raw: &AuthConfig, problems: &mut Vec<Problem>) -> Option<AuthSettings> {
+    let text = doc.text;
     let mut dns = Vec::new();
     for server in &raw.dns {
         let s = server.get_ref().trim();
@@ -852,7 +878,7 @@ fn auth_settings(text: &str, raw: &AuthConfig, problems: &mut Vec<Problem>) -> O
         }
     }
     if raw.timeout.is_zero() {
-        problems.push(at_key(text, "auth.timeout", "must be more than 0 (e.g. \"5s\")".into()));
+        problems.push(doc.at("auth.timeout", "must be more than 0 (e.g. \"5s\")"));
     }
     raw.enabled.then_some(AuthSettings { dns, timeout: raw.timeout, dmarc_reject: raw.dmarc_reject, spf: raw.spf })
 }
@@ -864,47 +890,44 @@ fn problem(text: &str, span: Range<usize>, key: &str, message: &str) -> Problem 
     Problem { line, column, key: key.into(), message: message.into() }
 }
 
-/// Locates a dotted key (`smtp.listen`) by its last segment after its table header, for problems found
-/// after deserialisation where serde kept no span.
-fn at_key(text: &str, key: &str, message: String) -> Problem {
-    let (table, leaf) = key.rsplit_once('.').unwrap_or(("", key));
-    let mut in_table = table.is_empty();
-    let mut offset = 0;
-    let mut found = None;
-    for line in text.split_inclusive('\n') {
-        let t = line.trim();
-        if t.starts_with('[') {
-            let header = t.trim_matches(|c| c == '[' || c == ']').trim();
-            in_table = header == table;
-            if in_table && found.is_none() {
-                found = Some(offset);
-            }
-        } else if in_table && t.split(['=', ' ']).next() == Some(leaf) {
-            found = Some(offset);
-            break;
-        }
-        offset += line.len();
-    }
-    problem(text, found.map_or(0..0, |o| o..o), key, &message)
-}
-
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_duration(&s).map_err(serde::de::Error::custom)
+    HumanDuration::deserialize(d).map(|h| h.0)
 }
 
 fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     duration(d).map(Some)
 }
 
+/// Each element read on its own, so that a bad one is reported where it stands in the list.
 fn durations<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
-    let v = Vec::<String>::deserialize(d)?;
-    v.iter().map(|s| parse_duration(s).map_err(serde::de::Error::custom)).collect()
+    Ok(Vec::<HumanDuration>::deserialize(d)?.into_iter().map(|h| h.0).collect())
 }
 
+/// A duration as the file writes it: `"30s"`, `"5m"`.
+struct HumanDuration(Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // A visitor, not `String::deserialize` then parse: an error raised while the value is being
+        // visited carries that value's own span (the element, not the whole list).
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = HumanDuration;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"a duration like "30s", "5m", "2h", "1d""#)
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<HumanDuration, E> {
+                parse_duration(s).map(HumanDuration).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Visitor)
+    }
+}
+
+/// humantime's own error lists its unit names "(and few variations)"; say what a config takes instead.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())
-        .map_err(|e| format!("`{s}` is not a duration like \"10s\", \"5m\", \"2h\": {e}"))
+        .map_err(|_| format!("expected a duration like \"30s\", \"5m\", \"2h\", \"1d\", got `{s}`"))
 }
 
 fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
@@ -928,6 +951,9 @@ fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 mod tests {
     use super::*;
 
+    /// A valid signing secret.
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
     fn load(text: &str) -> Result<Settings, ConfigError> {
         Settings::from_str(Path::new("t.toml"), text)
     }
@@ -943,7 +969,67 @@ mod tests {
     #[test]
     fn unknown_key_names_line_and_key() {
         let e = load("[smtp]\nhostname = \"x\"\nbogus = 1\n").unwrap_err().to_string();
-        assert!(e.starts_with("t.toml:3:1: bogus: unknown field `bogus`"), "{e}");
+        assert!(e.starts_with("t.toml:3:1: smtp.bogus: unknown field `bogus`"), "{e}");
+    }
+
+    /// `FILE:LINE:COL: key` of each problem, in the order printed.
+    fn located(e: &ConfigError) -> Vec<String> {
+        e.problems.iter().map(|p| format!("{}:{}: {}", p.line, p.column, p.key)).collect()
+    }
+
+    #[test]
+    fn every_unknown_key_and_bad_value_is_reported_in_file_order() {
+        let text = format!(
+            "[endpoints.x]\nurl = \"ftp://x\"\nsecret = \"{SECRET}\"\nretry = [\"0s\", \"5x\"]\ntimeuot = \"1s\"\n\
+             [smtp]\nmax_recipents = 5\ncommand_timeout = 30\n{DOMAIN}\
+             [[routes]]\nmatch = \"a@a.test\"\naction = \"bounce\"\nendpoints = [\"x\"]\n[auth]\ndmarc_reject = \"bounce\"\n"
+        );
+        let e = load(&text).unwrap_err();
+        assert_eq!(
+            located(&e),
+            [
+                "2:7: endpoints.x.url",
+                "4:16: endpoints.x.retry",
+                "5:1: endpoints.x.timeuot",
+                "7:1: smtp.max_recipents",
+                "8:19: smtp.command_timeout",
+                "13:10: routes.action",
+                "16:16: auth.dmarc_reject",
+            ],
+            "{e}"
+        );
+        let retry = &e.problems[1].message;
+        assert_eq!(retry, "expected a duration like \"30s\", \"5m\", \"2h\", \"1d\", got `5x`");
+    }
+
+    #[test]
+    fn a_missing_required_key_is_reported_once_at_its_table() {
+        // `url` missing: reported at the header, and the empty stand-in adds no "must start with http://".
+        let e = load(&format!("[endpoints.x]\nsecret = \"{SECRET}\"\n")).unwrap_err();
+        assert_eq!(located(&e), ["1:1: endpoints.x.url"], "{e}");
+        assert_eq!(e.problems[0].message, "missing field `url`");
+        // `name` of the wrong type: one problem at the value, not a second one for the missing field.
+        let e = load("[[domains]]\nname = 5\n[[domains]]\nname = \"b.test\"\nendpoit = \"x\"\n").unwrap_err();
+        assert_eq!(located(&e), ["2:8: domains.name", "5:1: domains.endpoit"], "{e}");
+    }
+
+    #[test]
+    fn a_missing_secret_points_at_its_endpoint_section() {
+        let e = load("[smtp]\nhostname = \"x\"\n\n[endpoints.app]\nurl = \"http://x\"\n").unwrap_err();
+        assert_eq!(located(&e), ["4:1: endpoints.app"], "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_are_reported_one_per_line() {
+        let e = load("[smtp]\nhostname = x\nmax_recipients = = 5\n").unwrap_err();
+        let lines: Vec<usize> = e.problems.iter().map(|p| p.line).collect();
+        assert_eq!(lines, [2, 3], "{e}");
+    }
+
+    #[test]
+    fn a_missing_file_says_so_without_a_position() {
+        let e = Settings::load(Path::new("/nonexistent/gateway.toml")).unwrap_err().to_string();
+        assert_eq!(e, "/nonexistent/gateway.toml: no such file");
     }
 
     #[test]
@@ -953,6 +1039,37 @@ mod tests {
         let keys: Vec<_> = e.problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
         assert!(keys.contains(&("domains.endpoint", 3)), "{e}");
         assert!(keys.contains(&("endpoints.x.url", 5)), "{e}");
+    }
+
+    #[test]
+    fn relative_paths_are_taken_from_the_config_files_directory() {
+        let file = Path::new("/etc/mxhook/gateway.toml");
+        let s = Settings::from_str(file, "[storage]\ndata_dir = \"data\"\n").unwrap();
+        assert_eq!(s.data_dir, Path::new("/etc/mxhook/data"));
+        let s = Settings::from_str(file, "[storage]\ndata_dir = \"/srv/mx\"\n").unwrap();
+        assert_eq!(s.data_dir, Path::new("/srv/mx"));
+        // The file named without a directory (the README's quick start): `./data` beside it.
+        assert_eq!(load("").unwrap().data_dir, Path::new("./data"));
+    }
+
+    /// The .deb installs packaging/gateway.toml: the example's keys and values with an absolute data_dir
+    /// (a relative one would be taken from /etc/mxhook), and sender authentication on (the example has
+    /// it off so that trying mxhook out sends no DNS queries).
+    #[test]
+    fn packaged_config_is_the_example_with_an_absolute_data_dir() {
+        let packaged = include_str!("../packaging/gateway.toml");
+        let s = Settings::from_str(Path::new("/etc/mxhook/gateway.toml"), packaged).expect("packaged config");
+        assert_eq!(s.data_dir, Path::new("/var/lib/mxhook/data"));
+        assert!(s.auth.is_some(), "the installed gateway authenticates senders");
+        let settings = |text: &'static str| -> Vec<&'static str> {
+            let differ = ["data_dir = ", "enabled = "];
+            text.lines().filter(|l| !l.starts_with('#') && !differ.iter().any(|d| l.starts_with(d))).collect()
+        };
+        assert_eq!(
+            settings(packaged),
+            settings(include_str!("../gateway.example.toml")),
+            "packaging/gateway.toml must be gateway.example.toml but for data_dir, [auth] enabled and comments"
+        );
     }
 
     const DOMAIN: &str = "[[domains]]\nname = \"a.test\"\n";

@@ -3,6 +3,7 @@
 //! and returns.
 
 use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,18 +26,21 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // us by its default action after the listeners are announced.
     let stop_signal = shutdown_signal()?;
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    std::fs::create_dir_all(&settings.data_dir)
+    // Declared before the lock and the store, so that on an early return it is dropped after them.
+    let fresh = FreshDir::create(&settings.data_dir)
         .with_context(|| format!("creating data_dir {}", settings.data_dir.display()))?;
     // Two servers on one queue would each deliver everything: refuse the second.
     let lock_path = settings.data_dir.join("serve.lock");
     let lock = File::create(&lock_path).with_context(|| format!("creating {}", lock_path.display()))?;
-    lock.try_lock().map_err(|_| {
-        anyhow::anyhow!(
+    if lock.try_lock().is_err() {
+        // Another serve made the same data_dir at the same moment and holds it: it is theirs.
+        fresh.keep();
+        anyhow::bail!(
             "another `mxhook serve` is running on {} (lock: {})",
             settings.data_dir.display(),
             lock_path.display()
-        )
-    })?;
+        );
+    }
 
     let store = Arc::new(Store::open(&settings.data_dir)?);
     let resumed = store.release_in_flight()?;
@@ -99,6 +103,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     ));
     let deliver_task = tokio::spawn(deliver::run(deliverer.clone(), wake, stopped.clone()));
     let janitor_task = tokio::spawn(janitor(store.clone(), settings.retention, settings.keep_metadata, stopped));
+    fresh.keep();
     tracing::info!(config = %settings.file.display(), data_dir = %settings.data_dir.display(), "mxhook started");
 
     stop_signal.await;
@@ -111,6 +116,39 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tracing::info!("stopped");
     drop(lock);
     Ok(())
+}
+
+/// The directories `serve` made for data_dir: removed again if the start fails (a port already taken),
+/// so that a failed first start leaves nothing behind. A data_dir that was there before is never touched.
+struct FreshDir(Option<PathBuf>);
+
+impl FreshDir {
+    fn create(dir: &Path) -> std::io::Result<FreshDir> {
+        // The outermost ancestor that is missing is what create_dir_all makes.
+        let outermost = dir.ancestors().take_while(|a| !a.as_os_str().is_empty() && !a.exists()).last();
+        let fresh = FreshDir(outermost.map(Path::to_path_buf));
+        std::fs::create_dir_all(dir)?; // a failure half-way: `fresh` removes the half
+        Ok(fresh)
+    }
+
+    /// The start succeeded: whatever was made stays.
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for FreshDir {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Ok(()) => tracing::info!(dir = %dir.display(), "start failed: removed the data_dir it had created"),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "start failed: cannot remove the data_dir it created")
+                }
+            }
+        }
+    }
 }
 
 /// Applies retention at start and then hourly.

@@ -12,7 +12,7 @@ use crate::time::rfc3339;
 
 #[derive(Subcommand)]
 pub enum Cmd {
-    /// List deliveries, oldest first.
+    /// List deliveries, oldest first, with the last attempt's HTTP status or error.
     List {
         /// Only deliveries in this state.
         #[arg(long, value_parser = ["pending", "succeeded", "failed"])]
@@ -31,6 +31,7 @@ pub enum Cmd {
     },
     /// Attempt a delivery again now, with the same event id (the running server picks it up within a second).
     Retry {
+        /// Deliveries to attempt again (`dlv_…`, from `deliveries list`).
         ids: Vec<String>,
         /// Retry every delivery that ended `failed` (after an outage, say).
         #[arg(long, conflicts_with = "ids")]
@@ -47,20 +48,19 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
                 print_json(&list.iter().map(delivery_json).collect::<Vec<_>>())?;
             } else {
                 println!(
-                    "{:<30}  {:<9}  {:>8}  {:>4}  {:<14}  {:<24}  MESSAGE",
-                    "ID", "STATUS", "ATTEMPTS", "LAST", "ENDPOINT", "NEXT ATTEMPT"
+                    "{:<30}  {:<9}  {:>8}  {:<14}  {:<24}  {:<30}  LAST",
+                    "ID", "STATUS", "ATTEMPTS", "ENDPOINT", "NEXT ATTEMPT", "MESSAGE"
                 );
                 for d in &list {
-                    let last = d.last_status.map_or("-".to_string(), |s| s.to_string());
                     println!(
-                        "{:<30}  {:<9}  {:>8}  {:>4}  {:<14}  {:<24}  {}",
+                        "{:<30}  {:<9}  {:>8}  {:<14}  {:<24}  {:<30}  {}",
                         d.id,
                         d.status,
                         d.attempts,
-                        last,
                         d.endpoint,
                         time_or_dash(d.next_attempt_at),
-                        d.message_id
+                        d.message_id,
+                        last_outcome(d)
                     );
                 }
             }
@@ -102,12 +102,22 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Retry { ids, all_failed } => {
+            if ids.is_empty() && !all_failed {
+                eprintln!(
+                    "nothing to retry: name deliveries (dlv_…, from `mxhook deliveries list`) or use --all-failed"
+                );
+                return Ok(ExitCode::from(2));
+            }
             let mut code = ExitCode::SUCCESS;
-            let ids = if all_failed {
+            let ids: Vec<String> = if all_failed {
                 store.deliveries(Some("failed"), None)?.into_iter().map(|d| d.id).collect()
             } else {
                 ids
             };
+            if ids.is_empty() {
+                println!("nothing to retry: no delivery has failed");
+                return Ok(code);
+            }
             let mut progress = Progress::new("retry scheduled", ids.len());
             for id in ids {
                 if store.request_retry(&id)? {
@@ -123,6 +133,23 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
             Ok(code)
         }
     }
+}
+
+/// The last attempt for the table: its HTTP status, or, without one (no answer), its error cut short.
+fn last_outcome(d: &Delivery) -> String {
+    const WIDTH: usize = 40;
+    if let Some(status) = d.last_status {
+        return status.to_string();
+    }
+    let Some(error) = d.last_error.as_deref() else { return "-".to_string() };
+    // "connection failed: Connection refused (os error 111)" -> "Connection refused"
+    let error = error.strip_prefix("connection failed: ").unwrap_or(error);
+    let error = match error.rfind(" (os error ") {
+        Some(at) if error.ends_with(')') => &error[..at],
+        _ => error,
+    };
+    let error = error.replace('\n', " ");
+    if error.chars().count() <= WIDTH { error } else { error.chars().take(WIDTH - 1).chain(['…']).collect() }
 }
 
 pub fn delivery_json(d: &Delivery) -> Value {

@@ -1,22 +1,40 @@
 //! `mxhook doctor`: checks a live setup and says what is wrong in plain words. Each check is ok,
 //! warn or fail, with the fix. It reads DNS (MX, A/AAAA, PTR, SPF) like the rest of the internet
-//! will, so it can point at the record to change.
+//! will, so it can point at the record to change: from the name servers only, never /etc/hosts.
+//!
+//! The checks that wait on the network run at once, each under a deadline; their findings are
+//! printed in a fixed order, each as soon as it (and those before it) are in, so a name server that
+//! never answers costs a few seconds and says so, instead of a long silence.
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mail_auth::hickory_resolver::TokioResolver;
-use mail_auth::hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
+use mail_auth::hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
+use mail_auth::hickory_resolver::net::NetError;
 use mail_auth::hickory_resolver::net::runtime::TokioRuntimeProvider;
 use mail_auth::hickory_resolver::proto::rr::RData;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::task::JoinHandle;
 
 use crate::config::Settings;
 use crate::deliver::webhook;
 use crate::mail::SigningKey;
 
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+/// How long one DNS check may wait for its answer.
+const DNS_DEADLINE: Duration = Duration::from_secs(4);
+/// The fixes for a check that did not finish.
+const ASK: &str = "check the name servers (`--dns`, /etc/resolv.conf) and the network";
+const START: &str = "start the gateway: `systemctl start mxhook` (or `mxhook serve`)";
+
+/// The bound on the whole run: a check unfinished by then (an endpoint that never answers, say) is
+/// reported as such.
+const RUN_DEADLINE: Duration = Duration::from_secs(20);
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Level {
     Ok,
     Warn,
@@ -29,6 +47,7 @@ struct Finding {
     fix: Option<String>,
 }
 
+/// The findings of one check (or a few that belong together), in order.
 #[derive(Default)]
 struct Report(Vec<Finding>);
 
@@ -44,6 +63,39 @@ impl Report {
     }
 }
 
+/// Prints findings as they come (stdout is line-buffered, and flushed after each report) and counts
+/// them for the summary.
+#[derive(Default)]
+struct Printer {
+    checks: usize,
+    fails: usize,
+    warns: usize,
+}
+
+impl Printer {
+    fn print(&mut self, report: Report) {
+        use std::io::Write;
+        for f in report.0 {
+            let tag = match f.level {
+                Level::Ok => "ok  ",
+                Level::Warn => "WARN",
+                Level::Fail => "FAIL",
+            };
+            println!("{tag}  {}", f.what);
+            if let Some(fix) = &f.fix {
+                println!("      fix: {fix}");
+            }
+            self.checks += 1;
+            match f.level {
+                Level::Fail => self.fails += 1,
+                Level::Warn => self.warns += 1,
+                Level::Ok => {}
+            }
+        }
+        let _ = std::io::stdout().flush();
+    }
+}
+
 pub fn run(
     settings: &Settings,
     dns: &[SocketAddr],
@@ -51,27 +103,28 @@ pub fn run(
     skip_endpoints: bool,
 ) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let report = runtime.block_on(check_all(settings, dns, public_ip, skip_endpoints))?;
-    let mut worst = Level::Ok;
-    for f in &report.0 {
-        let tag = match f.level {
-            Level::Ok => "ok  ",
-            Level::Warn => "WARN",
-            Level::Fail => "FAIL",
-        };
-        println!("{tag}  {}", f.what);
-        if let Some(fix) = &f.fix {
-            println!("      fix: {fix}");
-        }
-        worst = worst.max(f.level);
-    }
-    let (fails, warns) = report.0.iter().fold((0, 0), |(f, w), x| match x.level {
-        Level::Fail => (f + 1, w),
-        Level::Warn => (f, w + 1),
-        Level::Ok => (f, w),
-    });
-    println!("\n{} checks: {fails} failed, {warns} warnings", report.0.len());
-    Ok(if worst == Level::Fail { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    let mut out = Printer::default();
+    let done = runtime.block_on(check_all(settings, dns, public_ip, skip_endpoints, &mut out));
+    // An endpoint test cut off by RUN_DEADLINE still holds a blocking thread: do not wait for it.
+    runtime.shutdown_background();
+    done?;
+    println!("\n{} checks: {} failed, {} warnings", out.checks, out.fails, out.warns);
+    Ok(if out.fails > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// A check running in the background, and what to say if it has not finished by RUN_DEADLINE.
+struct Pending {
+    task: JoinHandle<Report>,
+    what: String,
+    fix: &'static str,
+}
+
+fn pending(
+    what: impl Into<String>,
+    fix: &'static str,
+    check: impl Future<Output = Report> + Send + 'static,
+) -> Pending {
+    Pending { task: tokio::spawn(check), what: what.into(), fix }
 }
 
 async fn check_all(
@@ -79,33 +132,83 @@ async fn check_all(
     dns: &[SocketAddr],
     public_ip: Option<IpAddr>,
     skip_endpoints: bool,
-) -> anyhow::Result<Report> {
+    out: &mut Printer,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + RUN_DEADLINE;
     let mut r = Report::default();
     r.ok(format!("config {} is valid", s.file.display()));
+    if s.auth.is_none() {
+        r.warn(
+            "sender authentication is off ([auth] enabled = false): events carry no SPF, DKIM or DMARC verdict",
+            "set [auth] enabled = true (it asks DNS about each message's sender)",
+        );
+    }
     check_data_dir(s, &mut r);
-    check_ports(s, &mut r).await;
-    let resolver = resolver(dns)?;
-    let host_ips = check_hostname(&resolver, &s.smtp.hostname, &mut r).await;
-    let ips: Vec<IpAddr> = public_ip.map_or(host_ips, |ip| vec![ip]);
-    for ip in &ips {
-        check_ptr(&resolver, *ip, &s.smtp.hostname, &mut r).await;
-    }
+    out.print(r);
+
+    // Everything that waits on the network starts now, at once.
+    let dns = Arc::new(Dns::new(dns)?);
+    let host = &s.smtp.hostname;
+    let mut checks = vec![pending("the SMTP check", START, check_ports(s.listen.clone()))];
+    let (ips_tx, ips_rx) = tokio::sync::oneshot::channel();
+    let (d, h) = (dns.clone(), host.clone());
+    checks.push(pending(format!("the lookup of {host}"), ASK, async move {
+        let (r, ips) = check_hostname(d, h).await;
+        let _ = ips_tx.send(ips);
+        r
+    }));
+    let (d, h) = (dns.clone(), host.clone());
+    checks.push(pending("the PTR lookup", ASK, async move {
+        let ips = match public_ip {
+            Some(ip) => vec![ip],
+            None => ips_rx.await.unwrap_or_default(),
+        };
+        let lookups: Vec<_> = ips.into_iter().map(|ip| tokio::spawn(check_ptr(d.clone(), ip, h.clone()))).collect();
+        let mut r = Report::default();
+        for lookup in lookups {
+            r.0.extend(lookup.await.expect("the PTR check panicked").0);
+        }
+        r
+    }));
     for domain in s.domains.keys() {
-        check_mx(&resolver, domain, &s.smtp.hostname, &mut r).await;
-        check_spf(&resolver, domain, &mut r).await;
+        let mx = check_mx(dns.clone(), domain.clone(), host.clone());
+        checks.push(pending(format!("the MX lookup of {domain}"), ASK, mx));
+        checks.push(pending(format!("the SPF lookup of {domain}"), ASK, check_spf(dns.clone(), domain.clone())));
     }
-    check_tls(s, &mut r);
+    let mut tls = Report::default();
+    check_tls(s, &mut tls);
+    checks.push(pending("the certificate check", "check [smtp.tls]", async move { tls }));
     if !skip_endpoints {
         for ep in s.endpoints.values() {
+            let what = format!("endpoint {} ({})", ep.name, ep.url);
             let ep = ep.clone();
-            let found = tokio::task::spawn_blocking(move || test_endpoint(&ep)).await?;
-            match found {
-                Ok(msg) => r.ok(msg),
-                Err((msg, fix)) => r.fail(msg, fix),
+            let task = tokio::task::spawn_blocking(move || {
+                let mut r = Report::default();
+                match test_endpoint(&ep) {
+                    Ok(msg) => r.ok(msg),
+                    Err((msg, fix)) => r.fail(msg, fix),
+                }
+                r
+            });
+            checks.push(Pending { task, what, fix: "make it answer POSTed events within its timeout" });
+        }
+    }
+
+    // Printed in this order, each as soon as it is in.
+    for check in checks {
+        match tokio::time::timeout_at(deadline, check.task).await {
+            Ok(report) => out.print(report?),
+            Err(_) => {
+                let mut r = Report::default();
+                r.fail(
+                    format!("{}: not finished within doctor's {} s limit", check.what, RUN_DEADLINE.as_secs()),
+                    check.fix,
+                );
+                out.print(r);
             }
         }
     }
-    Ok(r)
+    Ok(())
 }
 
 fn check_data_dir(s: &Settings, r: &mut Report) {
@@ -146,8 +249,9 @@ fn free_bytes(dir: &std::path::Path) -> Option<u64> {
 }
 
 /// Are the configured SMTP addresses answered by a server (ours, running)?
-async fn check_ports(s: &Settings, r: &mut Report) {
-    for addr in &s.listen {
+async fn check_ports(listen: Vec<SocketAddr>) -> Report {
+    let mut r = Report::default();
+    for addr in &listen {
         let target =
             if addr.ip().is_unspecified() { SocketAddr::new([127, 0, 0, 1].into(), addr.port()) } else { *addr };
         let greeting = tokio::time::timeout(Duration::from_secs(3), async {
@@ -167,34 +271,63 @@ async fn check_ports(s: &Settings, r: &mut Report) {
                 format!("something else answers on {addr}: {}", l.trim()),
                 "stop the other mail server (e.g. `systemctl disable --now postfix exim4`) or change [smtp] listen",
             ),
-            _ => r.fail(
-                format!("nothing answers SMTP on {addr}"),
-                "start the gateway: `systemctl start mxhook` (or `mxhook serve`)",
-            ),
+            _ => r.fail(format!("nothing answers SMTP on {addr}"), START),
         }
     }
+    r
 }
 
-fn resolver(dns: &[SocketAddr]) -> anyhow::Result<TokioResolver> {
-    let mut opts = ResolverOpts::default();
-    opts.timeout = Duration::from_secs(3);
-    opts.attempts = 1;
-    let builder = if dns.is_empty() {
-        TokioResolver::builder_tokio()?
-    } else {
-        let servers = dns
-            .iter()
-            .map(|a| {
-                let mut ns = NameServerConfig::udp(a.ip());
-                for c in ns.connections.iter_mut() {
-                    c.port = a.port();
-                }
-                ns
-            })
-            .collect();
-        TokioResolver::builder_with_config(ResolverConfig::from_name_servers(servers), TokioRuntimeProvider::default())
-    };
-    Ok(builder.with_options(opts).build()?)
+/// The name servers doctor asks (`--dns`, else the system's), each question under DNS_DEADLINE.
+struct Dns {
+    resolver: TokioResolver,
+    /// Who is asked, for the findings: "127.0.0.1:53" or "the system's name servers".
+    servers: String,
+}
+
+impl Dns {
+    fn new(dns: &[SocketAddr]) -> anyhow::Result<Dns> {
+        let mut opts = ResolverOpts::default();
+        opts.timeout = DNS_DEADLINE;
+        opts.attempts = 1;
+        // What the internet sees: a PTR or an A record in /etc/hosts is no answer to them.
+        opts.use_hosts_file = ResolveHosts::Never;
+        let builder = if dns.is_empty() {
+            TokioResolver::builder_tokio()?
+        } else {
+            let servers = dns
+                .iter()
+                .map(|a| {
+                    let mut ns = NameServerConfig::udp(a.ip());
+                    for c in ns.connections.iter_mut() {
+                        c.port = a.port();
+                    }
+                    ns
+                })
+                .collect();
+            TokioResolver::builder_with_config(
+                ResolverConfig::from_name_servers(servers),
+                TokioRuntimeProvider::default(),
+            )
+        };
+        let servers = if dns.is_empty() {
+            "the system's name servers".to_string()
+        } else {
+            dns.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+        };
+        Ok(Dns { resolver: builder.with_options(opts).build()?, servers })
+    }
+
+    /// One lookup: Ok(Some) the answer, Ok(None) no such records, Err what went wrong, in words
+    /// (naming the deadline when there was no answer in time).
+    async fn ask<T>(&self, lookup: impl Future<Output = Result<T, NetError>>) -> Result<Option<T>, String> {
+        let no_answer = || format!("no answer from {} within {} s", self.servers, DNS_DEADLINE.as_secs());
+        match tokio::time::timeout(DNS_DEADLINE, lookup).await {
+            Ok(Ok(answer)) => Ok(Some(answer)),
+            Ok(Err(e)) if e.is_no_records_found() => Ok(None),
+            Ok(Err(NetError::Timeout)) | Err(_) => Err(no_answer()),
+            Ok(Err(e)) => Err(e.to_string()),
+        }
+    }
 }
 
 fn fqdn(name: &str) -> String {
@@ -205,34 +338,43 @@ fn same_name(a: &str, b: &str) -> bool {
     a.trim_end_matches('.').eq_ignore_ascii_case(b.trim_end_matches('.'))
 }
 
-async fn check_hostname(resolver: &TokioResolver, host: &str, r: &mut Report) -> Vec<IpAddr> {
-    match resolver.lookup_ip(fqdn(host)).await {
-        Ok(l) => {
+/// The hostname's A/AAAA records, and the addresses for the PTR check.
+async fn check_hostname(dns: Arc<Dns>, host: String) -> (Report, Vec<IpAddr>) {
+    let mut r = Report::default();
+    let ips = match dns.ask(dns.resolver.lookup_ip(fqdn(&host))).await {
+        Ok(Some(l)) => {
             let ips: Vec<IpAddr> = l.iter().collect();
             let shown: Vec<String> = ips.iter().map(|i| i.to_string()).collect();
             r.ok(format!("hostname {host} resolves to {}", shown.join(", ")));
             ips
         }
-        Err(e) if !e.is_no_records_found() => {
-            r.fail(
-                format!("cannot look up {host}: {e}"),
-                "check the name servers (`--dns`, /etc/resolv.conf) and the network",
-            );
+        Err(e) => {
+            r.fail(format!("cannot look up {host}: {e}"), ASK);
             Vec::new()
         }
-        Err(_) => {
+        Ok(None) => {
             r.fail(
                 format!("hostname {host} has no A/AAAA record"),
                 format!("add `{host}. A <your server's public IPv4>` (and AAAA for IPv6) at your DNS provider"),
             );
             Vec::new()
         }
-    }
+    };
+    (r, ips)
 }
 
-async fn check_ptr(resolver: &TokioResolver, ip: IpAddr, host: &str, r: &mut Report) {
-    let names: Vec<String> = match resolver.reverse_lookup(ip).await {
-        Ok(l) => l
+async fn check_ptr(dns: Arc<Dns>, ip: IpAddr, host: String) -> Report {
+    let mut r = Report::default();
+    if ip.is_loopback() || ip.is_unspecified() {
+        // Resolvers answer "localhost" for these themselves (RFC 6761): no name server is asked.
+        r.warn(
+            format!("{ip} is not a public address: senders cannot reach it, and it has no PTR to check"),
+            format!("name the server's public address with --public-ip, or fix the A/AAAA record of {host}"),
+        );
+        return r;
+    }
+    let names: Vec<String> = match dns.ask(dns.resolver.reverse_lookup(ip)).await {
+        Ok(Some(l)) => l
             .answers()
             .iter()
             .filter_map(|rec| match &rec.data {
@@ -240,9 +382,13 @@ async fn check_ptr(resolver: &TokioResolver, ip: IpAddr, host: &str, r: &mut Rep
                 _ => None,
             })
             .collect(),
-        Err(_) => Vec::new(),
+        Ok(None) => Vec::new(),
+        Err(e) => {
+            r.warn(format!("cannot look up the PTR of {ip}: {e}"), ASK);
+            return r;
+        }
     };
-    if names.iter().any(|n| same_name(n, host)) {
+    if names.iter().any(|n| same_name(n, &host)) {
         r.ok(format!("PTR of {ip} is {host}"));
     } else if names.is_empty() {
         r.warn(
@@ -258,14 +404,17 @@ async fn check_ptr(resolver: &TokioResolver, ip: IpAddr, host: &str, r: &mut Rep
             format!("set the reverse DNS of {ip} to {host}"),
         );
     }
+    r
 }
 
-async fn check_mx(resolver: &TokioResolver, domain: &str, host: &str, r: &mut Report) {
-    let exchanges: Vec<String> = match resolver.mx_lookup(fqdn(domain)).await {
-        Err(e) if !e.is_no_records_found() => {
-            return r.fail(format!("cannot look up the MX of {domain}: {e}"), "check the name servers and the network");
+async fn check_mx(dns: Arc<Dns>, domain: String, host: String) -> Report {
+    let mut r = Report::default();
+    let exchanges: Vec<String> = match dns.ask(dns.resolver.mx_lookup(fqdn(&domain))).await {
+        Err(e) => {
+            r.fail(format!("cannot look up the MX of {domain}: {e}"), ASK);
+            return r;
         }
-        Ok(l) => l
+        Ok(Some(l)) => l
             .answers()
             .iter()
             .filter_map(|rec| match &rec.data {
@@ -273,9 +422,9 @@ async fn check_mx(resolver: &TokioResolver, domain: &str, host: &str, r: &mut Re
                 _ => None,
             })
             .collect(),
-        Err(_) => Vec::new(),
+        Ok(None) => Vec::new(),
     };
-    if exchanges.iter().any(|x| same_name(x, host)) {
+    if exchanges.iter().any(|x| same_name(x, &host)) {
         r.ok(format!("MX of {domain} points at {host}"));
     } else if exchanges.is_empty() {
         r.fail(format!("{domain} has no MX record"), format!("add `{domain}. MX 10 {host}.` at your DNS provider"));
@@ -285,15 +434,17 @@ async fn check_mx(resolver: &TokioResolver, domain: &str, host: &str, r: &mut Re
             format!("change it to `{domain}. MX 10 {host}.` (or set [smtp] hostname to the name the MX points at)"),
         );
     }
+    r
 }
 
-async fn check_spf(resolver: &TokioResolver, domain: &str, r: &mut Report) {
-    let records: Vec<String> = match resolver.txt_lookup(fqdn(domain)).await {
-        Err(e) if !e.is_no_records_found() => {
-            return r
-                .warn(format!("cannot look up the SPF of {domain}: {e}"), "check the name servers and the network");
+async fn check_spf(dns: Arc<Dns>, domain: String) -> Report {
+    let mut r = Report::default();
+    let records: Vec<String> = match dns.ask(dns.resolver.txt_lookup(fqdn(&domain))).await {
+        Err(e) => {
+            r.warn(format!("cannot look up the SPF of {domain}: {e}"), ASK);
+            return r;
         }
-        Ok(l) => l
+        Ok(Some(l)) => l
             .answers()
             .iter()
             .filter_map(|rec| match &rec.data {
@@ -304,7 +455,7 @@ async fn check_spf(resolver: &TokioResolver, domain: &str, r: &mut Report) {
             })
             .filter(|t| t.to_ascii_lowercase().starts_with("v=spf1"))
             .collect(),
-        Err(_) => Vec::new(),
+        Ok(None) => Vec::new(),
     };
     match records.len() {
         1 => r.ok(format!("SPF of {domain}: {}", records[0])),
@@ -317,6 +468,7 @@ async fn check_spf(resolver: &TokioResolver, domain: &str, r: &mut Report) {
             "merge them into one (several make SPF permerror)",
         ),
     }
+    r
 }
 
 fn check_tls(s: &Settings, r: &mut Report) {

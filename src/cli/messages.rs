@@ -1,5 +1,6 @@
 //! `mxhook messages list | show | replay`.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -9,7 +10,7 @@ use serde_json::{Value, json};
 use super::deliveries::delivery_json;
 use super::{open_store, print_json};
 use crate::config::Settings;
-use crate::store::MessageRow;
+use crate::store::{Delivery, MessageRow};
 use crate::time::rfc3339;
 
 #[derive(Subcommand)]
@@ -50,21 +51,32 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
         Cmd::List { limit, json } => {
             let list = store.messages(limit)?;
+            let deliveries = match list.last() {
+                Some(oldest) => store.deliveries_since(oldest.received_at, &oldest.id)?,
+                None => Vec::new(),
+            };
+            let mut by_message: HashMap<&str, Vec<&Delivery>> = HashMap::new();
+            for d in &deliveries {
+                by_message.entry(&d.message_id).or_default().push(d);
+            }
+            let state = |m: &MessageRow| {
+                State::of(&m.disposition, by_message.get(m.id.as_str()).into_iter().flatten().copied())
+            };
             if json {
-                print_json(&list.iter().map(summary_json).collect::<Vec<_>>())?;
+                print_json(&list.iter().map(|m| summary_json(m, state(m))).collect::<Vec<_>>())?;
             } else {
                 println!(
-                    "{:<30}  {:<24}  {:>8}  {:<8}  {:<8}  {:<28}  SUBJECT",
+                    "{:<30}  {:<24}  {:>8}  {:<8}  {:<9}  {:<28}  SUBJECT",
                     "ID", "RECEIVED", "SIZE", "PARSED", "STATE", "FROM"
                 );
                 for m in &list {
                     println!(
-                        "{:<30}  {:<24}  {:>8}  {:<8}  {:<8}  {:<28}  {}",
+                        "{:<30}  {:<24}  {:>8}  {:<8}  {:<9}  {:<28}  {}",
                         m.id,
                         rfc3339(m.received_at),
                         m.size,
                         m.parsed_status,
-                        m.disposition,
+                        state(m).as_str(),
                         m.from_addr.as_deref().unwrap_or("-"),
                         m.subject.as_deref().unwrap_or("-")
                     );
@@ -86,8 +98,9 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let deliveries = store.deliveries(None, Some(&id))?;
+            let state = State::of(&m.disposition, deliveries.iter());
             if json {
-                let mut v = summary_json(&m);
+                let mut v = summary_json(&m, state);
                 // As sent: with the raw.base64 the store keeps apart.
                 let sent = crate::deliver::message_json(&store, m.clone())?;
                 v["event_message"] = serde_json::from_str(&sent)?;
@@ -102,7 +115,8 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
                 println!("subject    {}", m.subject.as_deref().unwrap_or("-"));
                 println!("size       {} bytes, sha256 {}", m.size, m.sha256);
                 println!("parsed     {}", m.parsed_status);
-                println!("state      {}", m.disposition);
+                println!("state      {}", state.as_str());
+                println!("disposition {}", m.disposition);
                 for d in &deliveries {
                     println!("delivery   {}  {}  {} attempt(s)  -> {}", d.id, d.status, d.attempts, d.endpoint);
                 }
@@ -156,7 +170,63 @@ fn parse_date(s: &str) -> Result<i64, String> {
     Ok(since.as_millis() as i64)
 }
 
-fn summary_json(m: &MessageRow) -> Value {
+/// What became of a message, for an operator at a glance. Its disposition is fixed at ingest (`queued`
+/// means "has deliveries", whatever became of them); this rolls its deliveries up, the one most in
+/// need of attention winning: a failed delivery, then one being retried, then one not yet attempted.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    /// Every delivery succeeded.
+    Delivered,
+    /// A delivery not attempted yet.
+    Pending,
+    /// A delivery whose attempts failed so far, with another scheduled.
+    Retrying,
+    /// A delivery gave up after its last attempt (`deliveries retry` sends it again).
+    Failed,
+    /// Kept, nothing sent (a `store` route).
+    Stored,
+    /// Recorded only (a `drop` route).
+    Dropped,
+    /// Queued, but its deliveries are gone (not left by mxhook itself).
+    Unknown,
+}
+
+impl State {
+    fn of<'a>(disposition: &str, deliveries: impl Iterator<Item = &'a Delivery>) -> State {
+        let worst = deliveries
+            .map(|d| match d.status.as_str() {
+                "succeeded" => State::Delivered,
+                "pending" if d.attempts == 0 => State::Pending,
+                "pending" => State::Retrying,
+                _ => State::Failed,
+            })
+            .max_by_key(|s| match s {
+                State::Failed => 3,
+                State::Retrying => 2,
+                State::Pending => 1,
+                _ => 0,
+            });
+        worst.unwrap_or(match disposition {
+            "stored" => State::Stored,
+            "dropped" => State::Dropped,
+            _ => State::Unknown,
+        })
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            State::Delivered => "delivered",
+            State::Pending => "pending",
+            State::Retrying => "retrying",
+            State::Failed => "failed",
+            State::Stored => "stored",
+            State::Dropped => "dropped",
+            State::Unknown => "unknown",
+        }
+    }
+}
+
+fn summary_json(m: &MessageRow, state: State) -> Value {
     json!({
         "id": m.id,
         "received_at": rfc3339(m.received_at),
@@ -169,6 +239,7 @@ fn summary_json(m: &MessageRow) -> Value {
         "size": m.size,
         "sha256": m.sha256,
         "parsed_status": m.parsed_status,
+        "state": state.as_str(),
         "disposition": m.disposition,
     })
 }

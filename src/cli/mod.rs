@@ -12,7 +12,7 @@ mod routes;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::Settings;
 use crate::store::Store;
@@ -68,6 +68,7 @@ enum Command {
     },
     /// A local receiver for development: verifies signatures and prints each event.
     Listen {
+        /// The port to listen on (127.0.0.1).
         #[arg(long, default_value_t = 9000)]
         port: u16,
         /// The endpoint's secret (`whsec_…`).
@@ -89,7 +90,7 @@ enum SecretCmd {
 }
 
 pub fn run() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
+    let cli = parse_args();
     let serving = matches!(cli.command, Command::Serve);
     init_logging(serving, cli.log_format);
     match cli.command {
@@ -132,6 +133,18 @@ pub fn run() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Parses the command line. `--config` is global so that it may come after the subcommand, which
+/// would also put it in the help of the commands that read no config. They get a hidden one of their
+/// own instead (a global arg is not copied into a command that has one by that name), so
+/// `--config` anywhere is still accepted.
+fn parse_args() -> Cli {
+    let hidden = || clap::Arg::new("config").long("config").hide(true).value_parser(clap::value_parser!(PathBuf));
+    let cmd = Cli::command()
+        .mut_subcommand("listen", |c| c.arg(hidden()))
+        .mut_subcommand("secret", |c| c.arg(hidden()).mut_subcommand("generate", |c| c.arg(hidden())));
+    Cli::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit())
 }
 
 fn load(file: &Path) -> anyhow::Result<Settings> {

@@ -649,6 +649,19 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The deliveries of the messages `messages` lists down to (and with) the one received at
+    /// `received_at` with id `id`, in one read: the CLI says from them what became of each message
+    /// (messages that arrived since add rows, never take any away).
+    pub fn deliveries_since(&self, received_at: i64, id: &str) -> anyhow::Result<Vec<Delivery>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {DELIVERY_COLS} FROM deliveries WHERE message_id IN
+             (SELECT id FROM messages WHERE (received_at, id) >= (?1, ?2)) ORDER BY created_at, id"
+        ))?;
+        let rows = stmt.query_map(params![received_at, id], delivery_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn delivery(&self, id: &str) -> anyhow::Result<Option<Delivery>> {
         let conn = self.conn();
         let sql = format!("SELECT {DELIVERY_COLS} FROM deliveries WHERE id = ?1");

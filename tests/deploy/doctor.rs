@@ -181,3 +181,124 @@ fn doctor_fails_without_a_server_and_records() {
     assert_eq!(h.rx.count(), 0);
     assert_eq!(d.out.code, Some(1), "{}", d.text());
 }
+
+/// A child process killed when the test ends early.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads what `out` holds now, without waiting for more.
+fn read_available(out: &mut std::process::ChildStdout) -> String {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let fd = out.as_raw_fd();
+    // SAFETY: fcntl on a pipe this process owns; the flags are restored before returning.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    assert!(flags >= 0 && unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } == 0);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match out.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("reading doctor's stdout: {e}"),
+        }
+    }
+    assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFL, flags) }, 0);
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[test]
+fn doctor_prints_as_it_goes_and_names_each_dns_check_that_got_no_answer() {
+    // A name server that never answers: it only takes the questions.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    silent.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    let server = silent.local_addr().unwrap().to_string();
+    let h = Harness::with(|c| c.hostname = HOST.into());
+    let config = h.config_path.to_str().unwrap();
+    let args = ["--config", config, "doctor", "--dns", &server, "--public-ip", PUBLIC_IP, "--skip-endpoints"];
+    let mut child = KillOnDrop(
+        std::process::Command::new(BIN)
+            .args(args)
+            .current_dir(h.dir.path())
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+
+    // Its first question means the checks before DNS are done: they are printed already.
+    let mut buf = [0u8; 512];
+    silent.recv_from(&mut buf).expect("doctor asks the given name server");
+    let mut stdout = child.0.stdout.take().unwrap();
+    let early = read_available(&mut stdout);
+    assert!(early.contains("ok    config "), "the config check is printed before DNS is asked:\n{early}");
+    assert!(early.contains("data_dir "), "the data_dir check is printed before DNS is asked:\n{early}");
+    child.0.stdout = Some(stdout);
+    let mut out = wait_cli(&mut child.0, &args);
+    out.stdout = [early.as_bytes(), &out.stdout].concat();
+    let text = out.describe();
+
+    let no_answer = format!("no answer from {server} within ");
+    for (level, what) in [
+        ("FAIL", format!("cannot look up {HOST}: ")),
+        ("WARN", format!("cannot look up the PTR of {PUBLIC_IP}: ")),
+        ("FAIL", "cannot look up the MX of example.test: ".to_string()),
+        ("WARN", "cannot look up the SPF of example.test: ".to_string()),
+    ] {
+        let line = format!("{level}  {what}{no_answer}");
+        assert!(out.stdout_str().lines().any(|l| l.starts_with(&line)), "expected `{line}…`:\n{text}");
+    }
+    assert!(out.stdout_str().lines().any(|l| l.contains(" checks: ") && l.ends_with(" warnings")), "{text}");
+    assert_eq!(out.code, Some(1), "{text}");
+}
+
+#[test]
+fn doctor_asks_the_name_server_for_the_ptr_and_calls_a_loopback_address_what_it_is() {
+    // The fixture's PTR names another host: doctor says so (the answer is the fixture's, not a local one).
+    let dns = DnsServer::start(vec![
+        (HOST, ip(PUBLIC_IP)),
+        ("10.2.0.192.in-addr.arpa", Rec::Ptr("vps-1234.hosting.test".into())),
+        ("1.0.0.127.in-addr.arpa", Rec::Ptr(HOST.into())),
+    ]);
+    let h = Harness::with(|c| c.hostname = HOST.into());
+    let d = run_doctor(&h, &h.config_path, &dns, &["--skip-endpoints"]);
+    let ptr = d.expect("WARN", &format!("PTR of {PUBLIC_IP} is vps-1234.hosting.test, not {HOST}"));
+    assert!(
+        ptr.fix.as_deref().is_some_and(|f| f.contains(&format!("reverse DNS of {PUBLIC_IP} to {HOST}"))),
+        "{ptr:?}"
+    );
+    assert!(dns.asked().iter().any(|(n, t)| n == "10.2.0.192.in-addr.arpa" && *t == 12), "{:?}", dns.asked());
+
+    // 127.0.0.1: /etc/hosts and the resolver's own RFC 6761 answer both say "localhost"; neither is
+    // what senders see, and no name server is asked.
+    let d = run_doctor(&h, &h.config_path, &dns, &["--skip-endpoints", "--public-ip", "127.0.0.1"]);
+    d.expect("WARN", "127.0.0.1 is not a public address");
+    assert!(d.findings.iter().all(|f| !f.what.starts_with("PTR of 127.0.0.1")), "{}", d.text());
+
+    // A name /etc/hosts knows (the machine's own, say) is looked up in DNS all the same.
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    let local =
+        hosts.lines().filter(|l| !l.trim_start().starts_with('#')).flat_map(|l| l.split_whitespace().skip(1)).find(
+            |n| {
+                !n.starts_with("localhost")
+                    && !n.starts_with("ip6-")
+                    && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+            },
+        );
+    if let Some(name) = local {
+        let h = Harness::with(|c| c.hostname = name.into());
+        let d = run_doctor(&h, &h.config_path, &dns, &["--skip-endpoints"]);
+        d.expect("FAIL", &format!("hostname {name} has no A/AAAA record"));
+    } else {
+        eprintln!("/etc/hosts names no host but localhost: the /etc/hosts part of this test did not run");
+    }
+}

@@ -13,6 +13,8 @@
 //!   carry on.
 //! - `listen`: `mxhook listen` prints events from a real gateway and answers 400 (REJECTED) to forged,
 //!   altered and stale requests.
+//! - `data_dir`: a relative data_dir is beside the config file, whatever directory `serve` and the CLI run
+//!   in; a `serve` that cannot bind removes the data_dir it made, never one that was there.
 //! - `doctor`: `mxhook doctor --dns` against a DNS server run by the test (`dns`): every ok line for a
 //!   right setup, FAIL/WARN with fixes and exit 1 for a wrong MX and no SPF.
 //!
@@ -26,6 +28,7 @@ mod helpers;
 #[allow(dead_code)]
 mod support;
 
+mod data_dir;
 mod doctor;
 mod limits;
 mod listen;

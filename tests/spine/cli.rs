@@ -131,6 +131,75 @@ fn check_config_names_file_line_and_key_of_an_unknown_key() {
     }
 }
 
+/// Five problems of four kinds, in one run, one line each, in file order: two unknown keys (found by
+/// serde one at a time), an endpoint without a secret (at its section's header), a URL that is not
+/// http(s), and a bad duration in a retry list (at the element).
+#[test]
+fn check_config_reports_every_problem_in_file_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("five.toml");
+    let text = format!(
+        r#"[smtp]
+listen = ["127.0.0.1:2525"]
+max_recipents = 5
+
+[storage]
+data_dir = "data"
+retension = "7d"
+
+[[domains]]
+name = "example.test"
+endpoint = "app"
+
+[endpoints.app]
+url = "http://127.0.0.1:9000/hooks/app"
+
+[endpoints.billing]
+url = "ftp://billing.example.test/hooks"
+secret = "{SECRET_A}"
+retry = ["0s", "1m", "5x"]
+"#
+    );
+    std::fs::write(&path, text).unwrap();
+    let out = run_cli(&["check-config", "--config", path.to_str().unwrap()], dir.path());
+    assert_eq!(out.code, Some(1), "{}", out.describe());
+    let f = path.display();
+    let expected = [
+        format!(
+            "{f}:3:1: smtp.max_recipents: unknown field `max_recipents`, expected one of `listen`, `hostname`, \
+             `max_message_size`, `max_recipients`, `max_sessions`, `max_sessions_per_ip`, \
+             `max_messages_per_minute_per_ip`, `max_errors`, `command_timeout`, `data_timeout`, `session_timeout`, `tls`"
+        ),
+        format!(
+            "{f}:7:1: storage.retension: unknown field `retension`, expected one of `data_dir`, `retention`, \
+             `keep_metadata`"
+        ),
+        format!(
+            "{f}:13:1: endpoints.app: set exactly one of `secret` or `secret_file` (make one with `mxhook secret generate`)"
+        ),
+        format!("{f}:17:7: endpoints.billing.url: must start with http:// or https://"),
+        format!(
+            "{f}:19:22: endpoints.billing.retry: expected a duration like \"30s\", \"5m\", \"2h\", \"1d\", got `5x`"
+        ),
+    ];
+    let stdout = out.stdout_str();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines, expected, "{}", out.describe());
+}
+
+#[test]
+fn check_config_on_a_missing_file_says_no_such_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nowhere.toml");
+    let out = run_cli(&["check-config", "--config", path.to_str().unwrap()], dir.path());
+    assert_eq!(out.code, Some(1), "{}", out.describe());
+    assert_eq!(out.stdout_str(), format!("{}: no such file\n", path.display()), "{}", out.describe());
+    // Every other command says the same (once, through anyhow).
+    let out = run_cli(&["messages", "list", "--config", path.to_str().unwrap()], dir.path());
+    assert_eq!(out.code, Some(1), "{}", out.describe());
+    assert!(out.stderr_str().contains(&format!("{}: no such file", path.display())), "{}", out.describe());
+}
+
 #[test]
 fn unknown_ids_exit_1_with_a_message() {
     let h = Harness::basic();
@@ -190,4 +259,155 @@ fn http_healthz_answers_200() {
     let _ = s.read_to_end(&mut resp);
     let resp = String::from_utf8_lossy(&resp);
     assert!(resp.starts_with("HTTP/1.1 200"), "GET /healthz: {resp}");
+}
+
+/// An address nothing listens on (bound, then let go): a connection there is refused.
+fn refused_url() -> String {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    format!("http://{addr}/hook")
+}
+
+/// The row of `id` in a CLI table, split on whitespace.
+#[track_caller]
+fn row<'a>(out: &'a CliOutput, id: &str) -> &'a str {
+    let text = std::str::from_utf8(&out.stdout).unwrap();
+    text.lines().find(|l| l.starts_with(id)).unwrap_or_else(|| panic!("no row for {id}:\n{}", out.describe()))
+}
+
+#[test]
+fn messages_say_what_became_of_them_and_deliveries_show_the_last_error() {
+    let h = Harness::new();
+    let mut cfg = Config::basic(&h.rx);
+    for (name, retry) in [("dead", &["0s"][..]), ("later", &["0s", "1h"])] {
+        cfg.endpoints.push(Endpoint {
+            name: name.into(),
+            url: refused_url(),
+            secret: SECRET_B.into(),
+            timeout: "5s".into(),
+            retry: strings(retry),
+            concurrency: None,
+        });
+        cfg.domains.push((format!("{name}.test"), name.into()));
+    }
+    h.write_config(&cfg);
+    let routes = "\n[[routes]]\nmatch = \"keep@example.test\"\naction = \"store\"\n\n\
+                  [[routes]]\nmatch = \"bin@example.test\"\naction = \"drop\"\n";
+    let text = std::fs::read_to_string(&h.config_path).unwrap() + routes;
+    std::fs::write(&h.config_path, text).unwrap();
+    let gw = h.start();
+    let mut c = SmtpClient::ready(gw.smtp);
+    let mut send = |rcpt: &str| c.send_mail("a@sender.test", &[rcpt], b"Subject: what became of me\r\n\r\nx\r\n");
+    let delivered = send("inbox@example.test");
+    let failed = send("x@dead.test");
+    let retrying = send("x@later.test");
+    let stored = send("keep@example.test");
+    let dropped = send("bin@example.test");
+    h.wait_delivery_status(&delivered, "succeeded", SHORT);
+    h.wait_delivery_status(&failed, "failed", SHORT);
+    h.wait_until(SHORT, "the first attempt to `later` to fail", || {
+        let d = h.deliveries(&["--message", &retrying]);
+        d.len() == 1 && d[0]["status"] == "pending" && d[0]["attempts"] == 1
+    });
+
+    // `messages list`: the STATE column is what became of each message, not its disposition.
+    let expected = [
+        (&delivered, "delivered", "queued"),
+        (&failed, "failed", "queued"),
+        (&retrying, "retrying", "queued"),
+        (&stored, "stored", "stored"),
+        (&dropped, "dropped", "dropped"),
+    ];
+    let list = h.cli(&["messages", "list"]);
+    list.assert_ok(&h.logs());
+    assert!(list.stdout_str().lines().next().is_some_and(|l| l.contains(" STATE ")), "{}", list.describe());
+    for (id, state, _) in expected {
+        let cols: Vec<&str> = row(&list, id).split_whitespace().collect();
+        assert_eq!(cols[4], state, "STATE of {id}:\n{}", list.describe());
+    }
+    let json = h.messages();
+    for (id, state, disposition) in expected {
+        let m = json.iter().find(|m| m["id"] == id.as_str()).unwrap_or_else(|| panic!("{id} in {json:?}"));
+        assert_eq!((m["state"].as_str(), m["disposition"].as_str()), (Some(state), Some(disposition)), "{m}");
+    }
+
+    // `messages show`: the state and, as its own field, the disposition.
+    let show = h.cli(&["messages", "show", &delivered]);
+    show.assert_ok("");
+    let text = show.stdout_str();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.contains(&"state      delivered"), "{}", show.describe());
+    assert!(lines.contains(&"disposition queued"), "{}", show.describe());
+    let v = h.cli_json(&["messages", "show", &failed, "--json"]);
+    assert_eq!((v["state"].as_str(), v["disposition"].as_str()), (Some("failed"), Some("queued")), "{v}");
+
+    // `deliveries list`: the last HTTP status, or the error when there was none.
+    let list = h.cli(&["deliveries", "list"]);
+    list.assert_ok("");
+    assert!(list.stdout_str().lines().next().is_some_and(|l| l.contains("LAST")), "{}", list.describe());
+    let by_message = |msg: &str| h.deliveries(&["--message", msg])[0]["id"].as_str().unwrap().to_string();
+    let ok_row = row(&list, &by_message(&delivered)).to_string();
+    assert!(ok_row.ends_with(" 200"), "{ok_row}\n{}", list.describe());
+    for msg in [&failed, &retrying] {
+        let r = row(&list, &by_message(msg)).to_string();
+        assert!(r.ends_with("  Connection refused"), "the refused connection in the table: {r}\n{}", list.describe());
+    }
+}
+
+#[test]
+fn deliveries_retry_says_what_it_did() {
+    let h = Harness::basic();
+    let gw = h.start();
+    let mut c = SmtpClient::ready(gw.smtp);
+    let msg = c.send_mail("a@sender.test", &["inbox@example.test"], b"Subject: x\r\n\r\ny\r\n");
+    h.wait_delivery_status(&msg, "succeeded", SHORT);
+
+    let out = h.cli(&["deliveries", "retry"]);
+    assert_eq!(out.code, Some(2), "no ids is a usage error: {}", out.describe());
+    assert!(out.stderr_str().contains("nothing to retry"), "{}", out.describe());
+    assert!(out.stderr_str().contains("--all-failed"), "it says how to name what to retry: {}", out.describe());
+
+    let out = h.cli(&["deliveries", "retry", "--all-failed"]);
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    assert_eq!(out.stdout_str().trim(), "nothing to retry: no delivery has failed", "{}", out.describe());
+    assert_eq!(h.rx.count(), 1, "nothing was sent again");
+}
+
+#[test]
+fn help_advertises_config_only_where_it_is_read_and_explains_retry_ids() {
+    let h = Harness::basic();
+    let help = |args: &[&str]| {
+        let out = run_cli(args, h.dir.path());
+        out.assert_ok("");
+        out.stdout_str()
+    };
+    for args in [&["listen", "--help"][..], &["secret", "generate", "--help"], &["secret", "--help"]] {
+        let text = help(args);
+        assert!(!text.contains("--config"), "`mxhook {}` reads no config:\n{text}", args.join(" "));
+    }
+    for args in [&["messages", "list", "--help"][..], &["doctor", "--help"], &["--help"]] {
+        let text = help(args);
+        assert!(text.contains("--config"), "`mxhook {}` reads the config:\n{text}", args.join(" "));
+    }
+    // Still accepted where it is not shown (scripts may pass it to every command).
+    let out = h.cli(&["secret", "generate", "--config", h.config_path.to_str().unwrap()]);
+    out.assert_ok("");
+
+    let text = help(&["deliveries", "retry", "--help"]);
+    let ids = text.lines().find(|l| l.trim_start().starts_with("[IDS]...")).unwrap_or_else(|| panic!("{text}"));
+    assert!(ids.trim_start().trim_start_matches("[IDS]...").trim().len() > 10, "[IDS]... needs help text:\n{text}");
+}
+
+#[test]
+fn the_example_config_has_sender_authentication_off_and_says_how_to_turn_it_on() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.example.toml");
+    let text = std::fs::read_to_string(example).unwrap();
+    let start = text.find("\n[auth]\n").expect("an [auth] section");
+    let section = &text[start + 1..];
+    let section = &section[..section[1..].find("\n[").map_or(section.len(), |e| e + 1)];
+    let enabled: Vec<&str> = section.lines().filter(|l| l.starts_with("enabled")).collect();
+    assert_eq!(enabled, ["enabled = false"], "no DNS queries from the Quick start:\n{section}");
+    assert!(
+        section.lines().any(|l| l.starts_with('#') && l.contains("enabled = true")),
+        "a comment says how to turn it on:\n{section}"
+    );
 }

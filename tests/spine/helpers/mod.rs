@@ -167,7 +167,12 @@ impl Harness {
     }
 
     pub fn write_config(&self, cfg: &Config) {
-        std::fs::write(&self.config_path, cfg.render(&self.data_dir())).unwrap();
+        self.write_config_with_data_dir(cfg, &self.data_dir());
+    }
+
+    /// `write_config` with another data_dir (e.g. a relative one).
+    pub fn write_config_with_data_dir(&self, cfg: &Config, data_dir: &Path) {
+        std::fs::write(&self.config_path, cfg.render(data_dir)).unwrap();
         let mut secrets = self.secrets.lock().unwrap();
         for e in &cfg.endpoints {
             if let Some(path) = e.url.strip_prefix(&format!("http://{}", self.rx.addr)) {
