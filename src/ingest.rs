@@ -11,11 +11,11 @@ use crate::auth::{Authenticator, SenderChecks};
 use crate::config::{Endpoint, Mode, WebhookConfig};
 use crate::deliver::Deliverer;
 use crate::http::links::UrlSigner;
-use crate::mail::{Destination, EventMessage};
+use crate::mail::{DeliveryStatus, Destination, EventMessage};
 use crate::mail::{Envelope, Reason, Reply};
 use crate::route::{Plan, Router};
 use crate::smtp::Sink;
-use crate::store::{NewAttachment, NewMessage, Store};
+use crate::store::{FirstAttempt, NewAttachment, NewMessage, Store};
 use crate::time::{now_ms, rfc3339};
 
 pub struct Ingest {
@@ -178,7 +178,7 @@ impl Ingest {
             let mut ok = true;
             for d in store.deliveries(None, Some(&mid))?.into_iter().filter(|d| wanted.contains(&d.endpoint)) {
                 deliverer.attempt_one(&d)?;
-                ok &= store.delivery(&d.id)?.is_some_and(|d| d.status == "succeeded");
+                ok &= store.delivery(&d.id)?.is_some_and(|d| d.status == DeliveryStatus::Succeeded);
             }
             anyhow::Ok(ok)
         });
@@ -221,7 +221,7 @@ fn first_attempts(
     endpoints: &BTreeMap<String, Endpoint>,
     forward_retry: &[std::time::Duration],
     received_at: i64,
-) -> Vec<(String, i64, bool)> {
+) -> Vec<FirstAttempt> {
     plan.endpoints
         .iter()
         .map(|(e, mode)| {
@@ -230,7 +230,7 @@ fn first_attempts(
                 Destination::Webhook(name) => endpoints.get(name).map_or(&[][..], |ep| &ep.retry[..]),
             };
             let first = schedule.first().map_or(0, |d| d.as_millis() as i64);
-            (e.clone(), received_at + first, *mode == Mode::Sync)
+            FirstAttempt { endpoint: e.clone(), due: received_at + first, sync: *mode == Mode::Sync }
         })
         .collect()
 }

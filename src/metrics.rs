@@ -10,7 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::mail::Reason;
+use crate::mail::{NextState, Reason};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -89,11 +89,11 @@ impl Metrics {
         self.rejected.get_or_create(&ReasonLabel { reason: reason.as_str().to_string() }).inc();
     }
 
-    pub fn attempt(&self, endpoint: &str, outcome: &str, seconds: f64) {
-        self.attempts.get_or_create(&Outcome { outcome: outcome.to_string() }).inc();
+    pub fn attempt(&self, endpoint: &str, next: NextState, seconds: f64) {
+        self.attempts.get_or_create(&Outcome { outcome: next.outcome().to_string() }).inc();
         self.attempt_seconds.observe(seconds);
         let failures = self.consecutive_failures.get_or_create(&EndpointLabel { endpoint: endpoint.to_string() });
-        if outcome == "succeeded" {
+        if next == NextState::Succeeded {
             failures.set(0);
         } else {
             failures.inc();

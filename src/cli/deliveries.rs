@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::{Progress, open_store, print_json, time_or_dash};
 use crate::config::Settings;
+use crate::mail::DeliveryStatus;
 use crate::store::{Attempt, Delivery};
 use crate::time::rfc3339;
 
@@ -43,7 +44,7 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
     let store = open_store(settings)?;
     match cmd {
         Cmd::List { status, message, json } => {
-            let list = store.deliveries(status.as_deref(), message.as_deref())?;
+            let list = store.deliveries(status.as_deref().and_then(DeliveryStatus::parse), message.as_deref())?;
             if json {
                 print_json(&list.iter().map(delivery_json).collect::<Vec<_>>())?;
             } else {
@@ -110,7 +111,7 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
             }
             let mut code = ExitCode::SUCCESS;
             let ids: Vec<String> = if all_failed {
-                store.deliveries(Some("failed"), None)?.into_iter().map(|d| d.id).collect()
+                store.deliveries(Some(DeliveryStatus::Failed), None)?.into_iter().map(|d| d.id).collect()
             } else {
                 ids
             };

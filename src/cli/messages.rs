@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::deliveries::delivery_json;
 use super::{open_store, print_json};
 use crate::config::Settings;
+use crate::mail::DeliveryStatus;
 use crate::store::{Delivery, MessageRow};
 use crate::time::rfc3339;
 
@@ -194,11 +195,11 @@ enum State {
 impl State {
     fn of<'a>(disposition: &str, deliveries: impl Iterator<Item = &'a Delivery>) -> State {
         let worst = deliveries
-            .map(|d| match d.status.as_str() {
-                "succeeded" => State::Delivered,
-                "pending" if d.attempts == 0 => State::Pending,
-                "pending" => State::Retrying,
-                _ => State::Failed,
+            .map(|d| match d.status {
+                DeliveryStatus::Succeeded => State::Delivered,
+                DeliveryStatus::Pending if d.attempts == 0 => State::Pending,
+                DeliveryStatus::Pending => State::Retrying,
+                DeliveryStatus::Failed => State::Failed,
             })
             .max_by_key(|s| match s {
                 State::Failed => 3,

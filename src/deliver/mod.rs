@@ -162,7 +162,7 @@ impl Deliverer {
         let next =
             if permanent { NextState::Failed { step: d.step + 1 } } else { next_state(d, success, schedule, now_ms()) };
         let outcome = next.outcome();
-        self.metrics.attempt(&d.endpoint, outcome, attempt.duration_ms as f64 / 1000.0);
+        self.metrics.attempt(&d.endpoint, next, attempt.duration_ms as f64 / 1000.0);
         tracing::info!(
             delivery = %d.id, message_id = %d.message_id, event = %d.event_id, endpoint = %d.endpoint,
             attempt = number, status = attempt.http_status.unwrap_or(0), ms = attempt.duration_ms,
@@ -453,7 +453,7 @@ mod tests {
             message_id: "msg_1".into(),
             event_id: "evt_1".into(),
             endpoint: "app".into(),
-            status: "pending".into(),
+            status: crate::mail::DeliveryStatus::Pending,
             attempts: step,
             step,
             retry_requested_at: manual.then_some(1),

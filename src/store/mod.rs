@@ -111,6 +111,15 @@ pub struct Store {
     db_path: PathBuf,
 }
 
+/// One delivery to create for a new message: its destination (`Destination::key`), when its first
+/// attempt is due, and whether the session makes that attempt itself (a `sync` route).
+#[derive(Debug, Clone)]
+pub struct FirstAttempt {
+    pub endpoint: String,
+    pub due: i64,
+    pub sync: bool,
+}
+
 /// What ingest hands the store: the message row and the endpoints to deliver it to.
 pub struct NewMessage<'a> {
     pub id: &'a str,
@@ -132,7 +141,7 @@ pub struct NewMessage<'a> {
     pub attachments: &'a [NewAttachment<'a>],
     /// Each endpoint to deliver to, with when its first attempt is due, and whether the
     /// session claims it for an attempt of its own (sync mode).
-    pub endpoints: &'a [(String, i64, bool)],
+    pub endpoints: &'a [FirstAttempt],
 }
 
 /// A message's rows as queued for the group commit (owned: another session's thread writes them).
@@ -206,12 +215,12 @@ impl From<&NewMessage<'_>> for Row {
             deliveries: m
                 .endpoints
                 .iter()
-                .map(|(endpoint, due, sync)| NewDelivery {
+                .map(|f| NewDelivery {
                     id: crate::ids::new_id("dlv"),
                     event_id: crate::ids::new_id("evt"),
-                    endpoint: endpoint.clone(),
-                    due: *due,
-                    sync: *sync,
+                    endpoint: f.endpoint.clone(),
+                    due: f.due,
+                    sync: f.sync,
                 })
                 .collect(),
         }
@@ -341,7 +350,7 @@ pub struct Delivery {
     pub message_id: String,
     pub event_id: String,
     pub endpoint: String,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i64,
     pub step: i64,
     /// Set when the CLI asked for this attempt (retry/replay); such an attempt uses no step of the schedule.
@@ -470,7 +479,7 @@ impl Store {
                 message_id: row.id.clone(),
                 event_id: d.event_id.clone(),
                 endpoint: d.endpoint.clone(),
-                status: "pending".into(),
+                status: DeliveryStatus::Pending,
                 attempts: 0,
                 step: 0,
                 retry_requested_at: None,
@@ -639,13 +648,17 @@ impl Store {
         Ok(n == 1)
     }
 
-    pub fn deliveries(&self, status: Option<&str>, message_id: Option<&str>) -> anyhow::Result<Vec<Delivery>> {
+    pub fn deliveries(
+        &self,
+        status: Option<DeliveryStatus>,
+        message_id: Option<&str>,
+    ) -> anyhow::Result<Vec<Delivery>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
             "SELECT {DELIVERY_COLS} FROM deliveries
              WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR message_id = ?2) ORDER BY created_at, id"
         ))?;
-        let rows = stmt.query_map(params![status, message_id], delivery_row)?;
+        let rows = stmt.query_map(params![status.map(DeliveryStatus::as_str), message_id], delivery_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -760,13 +773,25 @@ fn delete_message_rows(tx: &rusqlite::Transaction<'_>, message_id: &str) -> rusq
     Ok(())
 }
 
+/// A `deliveries.status` column (the schema's CHECK allows only these words).
+fn status_of(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<DeliveryStatus> {
+    let text: String = r.get(i)?;
+    DeliveryStatus::parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("delivery status `{text}`").into(),
+        )
+    })
+}
+
 fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
     Ok(Delivery {
         id: r.get(0)?,
         message_id: r.get(1)?,
         event_id: r.get(2)?,
         endpoint: r.get(3)?,
-        status: r.get(4)?,
+        status: status_of(r, 4)?,
         attempts: r.get(5)?,
         step: r.get(6)?,
         retry_requested_at: r.get(7)?,
@@ -803,12 +828,16 @@ pub(crate) mod tests {
 
     const RCPT: &[String] = &[];
 
-    /// A small message received at `received_at`, due to `endpoints` (name, due, sync).
+    pub(crate) fn due(endpoint: &str, due: i64, sync: bool) -> FirstAttempt {
+        FirstAttempt { endpoint: endpoint.to_string(), due, sync }
+    }
+
+    /// A small message received at `received_at`, due to `endpoints`.
     fn message<'a>(
         id: &'a str,
         received_at: i64,
         attachments: &'a [NewAttachment<'a>],
-        endpoints: &'a [(String, i64, bool)],
+        endpoints: &'a [FirstAttempt],
     ) -> NewMessage<'a> {
         NewMessage {
             id,
@@ -832,7 +861,7 @@ pub(crate) mod tests {
 
     /// Stores a small message with one attachment, received at `received_at`, due to `endpoints`.
     pub(crate) fn add(store: &Store, id: &str, received_at: i64, endpoints: &[&str]) {
-        let eps: Vec<(String, i64, bool)> = endpoints.iter().map(|e| (e.to_string(), received_at, false)).collect();
+        let eps: Vec<_> = endpoints.iter().map(|e| due(e, received_at, false)).collect();
         let att = [NewAttachment { filename: Some("a.txt"), content_type: "text/plain", sha256: "x", bytes: b"hi" }];
         let handed = store.ingest(&message(id, received_at, &att, &eps)).unwrap();
         // No scheduler here: the deliveries go back to the queue for these tests' claims.
@@ -843,8 +872,7 @@ pub(crate) mod tests {
     fn ingest_hands_over_the_deliveries_due_now_already_claimed() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let eps =
-            [("now".to_string(), 1_000, false), ("later".to_string(), 9_000, false), ("sync".to_string(), 1_000, true)];
+        let eps = [due("now", 1_000, false), due("later", 9_000, false), due("sync", 1_000, true)];
         let handed = store.ingest(&message("msg_1", 1_000, &[], &eps)).unwrap();
         assert_eq!(handed.iter().map(|d| d.endpoint.as_str()).collect::<Vec<_>>(), ["now"]);
         let stored = store.delivery(&handed[0].id).unwrap().expect("the handed delivery is a committed row");
@@ -883,7 +911,7 @@ pub(crate) mod tests {
     fn an_item_of_a_group_commit_that_fails_fails_alone() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let eps = [("e".to_string(), 1_000, false)];
+        let eps = [due("e", 1_000, false)];
         let record = |delivery_id: &str| AttemptRecord {
             delivery_id: delivery_id.into(),
             retry_requested_at: None,
