@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use crate::config::{Action, Mode, Policy, Route};
-use crate::mail::{Destination, Reason, Reply};
+use crate::mail::{Destination, Reason, Reply, printable};
 
 pub struct Router {
     /// Lower-case `local@domain` → route.
@@ -85,7 +85,7 @@ impl Router {
 
     /// The route for a recipient, or the reply that refuses it at RCPT.
     pub fn route(&self, address: &str) -> Result<Decision, Reply> {
-        let shown: String = address.chars().take(256).map(|c| if c.is_control() { '?' } else { c }).collect();
+        let shown = printable(address);
         let relay = || Reply::new(550, format!("5.7.1 <{shown}>: Relay access denied"), Reason::Relay);
         let (local, domain) = address.rsplit_once('@').ok_or_else(relay)?;
         // Source routes, percent hacks, bang paths and quoted `@` are relaying tricks, not mailboxes.

@@ -24,7 +24,7 @@ use mail_auth::{
 use tokio::time::Instant;
 
 use crate::config::{AuthSettings, DmarcReject, SpfMode};
-use crate::mail::{ArcVerdict, Auth, DkimVerdict, DmarcVerdict, Envelope, Reason, Reply, SpfVerdict};
+use crate::mail::{ArcVerdict, Auth, DkimVerdict, DmarcVerdict, Envelope, Reason, Reply, SpfVerdict, printable};
 
 pub use cache::Caches;
 
@@ -274,9 +274,4 @@ fn name_server(addr: &SocketAddr) -> NameServerConfig {
 
 fn out_of_time() -> Error {
     Error::Dns(DnsError::Resolver("DNS time budget for this message ran out".into()))
-}
-
-/// Client-supplied text made safe for logs and replies.
-fn printable(s: &str) -> String {
-    s.chars().take(256).map(|c| if c.is_control() { '?' } else { c }).collect()
 }

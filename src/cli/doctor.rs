@@ -534,9 +534,10 @@ fn check_tls(s: &Settings, r: &mut Report) {
 fn test_endpoint(ep: &crate::config::Endpoint) -> Result<String, (String, String)> {
     let key = SigningKey::parse(&ep.secret.0)
         .map_err(|e| (format!("endpoint {}: {e}", ep.name), "fix its secret".to_string()))?;
-    let now = crate::time::rfc3339(crate::time::now_ms());
+    let now_ms = crate::time::now_ms();
+    let now = crate::time::rfc3339(now_ms);
     let event_id = crate::ids::new_id("evt");
-    let message = super::endpoints::sample_message(&now).to_string();
+    let message = super::endpoints::sample_message(now_ms).map_err(|e| (e.to_string(), String::new()))?;
     let parts = webhook::EventParts {
         event_id: &event_id,
         created_at: &now,

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::print_json;
 use crate::config::Settings;
 use crate::deliver::webhook;
-use crate::mail::SigningKey;
+use crate::mail::{Envelope, SigningKey};
 use crate::time::{now_ms, rfc3339};
 
 #[derive(Subcommand)]
@@ -57,8 +57,8 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             };
             let key = SigningKey::parse(&ep.secret.0)?;
-            let now = rfc3339(now_ms());
-            let message = sample_message(&now);
+            let now_ms = now_ms();
+            let (now, message) = (rfc3339(now_ms), sample_message(now_ms)?);
             let event_id = crate::ids::new_id("evt");
             let parts = webhook::EventParts {
                 event_id: &event_id,
@@ -67,7 +67,7 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
                 endpoint: &name,
                 attempt: 1,
                 attempted_at: &now,
-                message_json: &message.to_string(),
+                message_json: &message,
             };
             let body = webhook::event_body(&parts)?;
             let r = webhook::post(&webhook::agent(ep), ep, &key, &event_id, &body);
@@ -83,19 +83,20 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
     }
 }
 
-pub(super) fn sample_message(now: &str) -> serde_json::Value {
-    json!({
-        "id": "msg_test", "received_at": now,
-        "smtp": { "client_ip": "192.0.2.1", "helo": "mail.example.com", "mail_from": "ada@example.com",
-                  "rcpt_to": ["support@example.test"], "tls": null },
-        "from": { "address": "ada@example.com", "name": "Ada Lovelace" },
-        "to": [{ "address": "support@example.test", "name": null }], "cc": [], "reply_to": [],
-        "subject": "Test event from mxhook", "date": now,
-        "message_id": "test@mxhook", "in_reply_to": null, "references": [], "thread_id": "test@mxhook",
-        "headers": [["Subject", "Test event from mxhook"]],
-        "text": "This is a test event sent by `mxhook endpoints test`.\n", "html": null, "omitted": [],
-        "attachments": [], "raw": { "size": 0, "sha256": "", "url": null, "base64": null },
-        "parsed": { "status": "complete", "error": null }, "auth": null,
-        "spam": { "verdict": null, "score": null, "engine": null }
-    })
+/// The `message` object of a test event: a small message run through the real parse, so that the
+/// sample has every field, and only the fields, a real event has.
+pub(super) fn sample_message(received_at_ms: i64) -> anyhow::Result<String> {
+    const RAW: &[u8] = b"From: Ada Lovelace <ada@example.com>\r\nTo: support@example.test\r\n\
+Subject: Test event from mxhook\r\nMessage-ID: <test@mxhook>\r\nMIME-Version: 1.0\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\r\nThis is a test event sent by `mxhook endpoints test`.\r\n";
+    let envelope = Envelope {
+        client_ip: [192, 0, 2, 1].into(),
+        helo: "mail.example.com".into(),
+        mail_from: "ada@example.com".into(),
+        rcpt_to: vec!["support@example.test".into()],
+        tls: None,
+        tls_cipher: None,
+    };
+    let mut event = crate::parse::parse("msg_test", rfc3339(received_at_ms), &envelope, RAW).event;
+    Ok(event.to_json(u64::MAX)?.full)
 }

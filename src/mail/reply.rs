@@ -39,6 +39,12 @@ pub enum Reason {
     SyncEndpoint,
 }
 
+/// Client-supplied text made safe for logs and replies: control characters become `?`, and it is
+/// cut at 256 characters.
+pub fn printable(s: &str) -> String {
+    s.chars().take(256).map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
 impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {

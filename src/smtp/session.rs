@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 
 use super::{Limits, Sink};
-use crate::mail::{Envelope, Reason};
+use crate::mail::{Envelope, Reason, printable};
 use crate::metrics::Metrics;
 
 /// Longest command line we take (RFC 5321 says 512; smtp-proto and Postfix allow more for extensions).
@@ -178,7 +178,7 @@ impl<S: Sink> Session<S> {
                 self.reply(221, "2.0.0 Bye").await?;
                 return Ok(Next::Quit);
             }
-            // Not advertised: STARTTLS (later), AUTH (we are an MX, not a submission server), BDAT, ETRN...
+            // Not advertised: AUTH (we are an MX, not a submission server), BDAT, ETRN...
             _ => self.error(502, "5.5.1 Error: command not implemented").await?,
         }
         Ok(Next::Continue)
@@ -491,9 +491,4 @@ fn source_routed(line: &[u8]) -> bool {
     line.iter()
         .position(|&b| b == b'<')
         .is_some_and(|i| line[i + 1..].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'@'))
-}
-
-/// Client-supplied text made safe for logs and replies.
-fn printable(s: &str) -> String {
-    s.chars().take(256).map(|c| if c.is_control() { '?' } else { c }).collect()
 }
