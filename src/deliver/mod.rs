@@ -280,13 +280,18 @@ pub fn next_state(d: &Delivery, success: bool, schedule: &[Duration], now: i64) 
     }
 }
 
-/// An attempt in flight: its endpoint, whether it already gave its endpoint slot back (`sent`),
-/// and, when its outcome could not be recorded, the delivery to put back in the queue.
-type Running = (String, bool, Option<String>);
+/// What an attempt that ran on a blocking thread tells the loop when it ends.
+struct Ended {
+    endpoint: String,
+    /// It already gave its endpoint slot back (on `sent`, when the endpoint answered).
+    sent: bool,
+    /// Its outcome could not be recorded: the delivery to put back in the queue.
+    unrecorded: Option<String>,
+}
 
 /// The scheduler loop: runs until `shutdown`, then lets attempts in flight finish.
 pub async fn run(deliverer: Arc<Deliverer>, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
-    let mut in_flight: JoinSet<Running> = JoinSet::new();
+    let mut in_flight: JoinSet<Ended> = JoinSet::new();
     // Requests in flight per endpoint: an attempt holds its endpoint's slot until the endpoint
     // has answered, not while its outcome is recorded (that is the store's wait, not the endpoint's).
     let mut busy: BTreeMap<String, usize> = BTreeMap::new();
@@ -343,11 +348,11 @@ pub async fn run(deliverer: Arc<Deliverer>, wake: Arc<Notify>, mut shutdown: wat
                 // (a query of the queue) refills them all rather than one per turn of the loop.
                 let mut done = Some(done);
                 while let Some(ended) = done {
-                    if let Ok((endpoint, sent, failed)) = ended {
-                        if !sent {
-                            free_slot(&mut busy, &endpoint);
+                    if let Ok(ended) = ended {
+                        if !ended.sent {
+                            free_slot(&mut busy, &ended.endpoint);
                         }
-                        unrecorded.extend(failed);
+                        unrecorded.extend(ended.unrecorded);
                     }
                     done = in_flight.try_join_next();
                 }
@@ -406,7 +411,7 @@ async fn claim(
 /// Starts one attempt on a blocking thread; it reports on `sent` when its endpoint has answered.
 fn start(
     deliverer: &Arc<Deliverer>,
-    in_flight: &mut JoinSet<Running>,
+    in_flight: &mut JoinSet<Ended>,
     busy: &mut BTreeMap<String, usize>,
     sent: &tokio::sync::mpsc::UnboundedSender<String>,
     d: Delivery,
@@ -420,17 +425,17 @@ fn start(
             reported = sent.send(d.endpoint.clone()).is_ok();
         });
         match recorded {
-            Ok(()) => (d.endpoint, reported, None),
+            Ok(()) => Ended { endpoint: d.endpoint, sent: reported, unrecorded: None },
             Err(e) => {
                 tracing::error!(delivery = %d.id, error = %format!("{e:#}"), "cannot record a delivery attempt; it will be made again");
-                (d.endpoint, reported, Some(d.id))
+                Ended { endpoint: d.endpoint, sent: reported, unrecorded: Some(d.id) }
             }
         }
     });
 }
 
 /// A stored message's event `message` JSON as it is sent: with the `raw.base64` the store left
-/// out (see `parse::EventJson`) put back from the raw bytes. Once retention has removed the bytes
+/// out (see `mail::EventJson`) put back from the raw bytes. Once retention has removed the bytes
 /// it goes as stored, `raw.base64` null.
 pub fn message_json(store: &Store, m: crate::store::MessageRow) -> anyhow::Result<String> {
     if !m.raw_inline {

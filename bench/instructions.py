@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Instructions per message: the gateway under `valgrind --tool=callgrind` takes a fixed batch of
+messages end to end (SMTP in, fsync'd 250, webhook out, verified arrival), and the instruction count
+is divided by the batch. Machine noise does not move it; compare builds with it.
+
+    python3 bench/instructions.py BINARY [BINARY ...] [--messages 300] [--size 5120] [--sessions 4]
+
+Prints, for each binary, instructions per message in all and by stage (inclusive counts of the
+stage's entry points, from callgrind_annotate). Needs valgrind."""
+import argparse
+import http.server
+import os
+import re
+import signal
+import smtplib
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+STAGES = [  # (label, symbol pattern of the stage's entry point, inclusive)
+    ("smtp session (incl. ingest)", r"mxhook::smtp::session::Session<S>::command::\{\{closure\}\}"),
+    ("ingest (auth+parse+route+store)", r"mxhook::ingest::.*accept"),
+    ("parse", r"mxhook::parse::parse_bounded"),
+    ("store ingest", r"mxhook::store::.*ingest"),
+    ("event json", r"EventMessage::to_json \["),
+    ("deliver attempt", r"mxhook::deliver::Deliverer::attempt \["),
+]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def message(i, size):
+    head = f"From: Ada <ada@sender.test>\r\nTo: inbox@example.test\r\nSubject: mxb-{i}\r\nMessage-ID: <{i}@sender.test>\r\n\r\n"
+    line = "The quick brown fox jumps over the lazy dog, again and again and again.\r\n"
+    return (head + line * (size // len(line) + 1))[:size].encode()
+
+
+def measure(binary, n, size, sessions):
+    got, cond = [0], threading.Condition()
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["content-length"]))
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+            with cond:
+                got[0] += 1
+                cond.notify_all()
+
+        def log_message(self, *args):
+            pass
+
+    rx = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=rx.serve_forever, daemon=True).start()
+    smtp, web = free_port(), free_port()
+    with tempfile.TemporaryDirectory() as d:
+        config = os.path.join(d, "gateway.toml")
+        with open(config, "w") as f:
+            f.write(f"""[smtp]\nlisten = ["127.0.0.1:{smtp}"]\nmax_messages_per_minute_per_ip = 0\nmax_sessions_per_ip = 200
+[storage]\ndata_dir = "{d}/data"\n[http]\nlisten = "127.0.0.1:{web}"\n[auth]\nenabled = false
+[[domains]]\nname = "example.test"\nendpoint = "app"
+[endpoints.app]\nurl = "http://127.0.0.1:{rx.server_port}/hook"\nsecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"\n""")
+        out = os.environ.get("CALLGRIND_OUT") or os.path.join(d, "callgrind.out")
+        gw = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", binary, "serve", "--config", config],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", smtp), timeout=0.5).close()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise SystemExit("the gateway did not start")
+                time.sleep(0.2)
+
+        def send(k):
+            with smtplib.SMTP("127.0.0.1", smtp, timeout=120) as c:
+                for i in range(k, n, sessions):
+                    c.sendmail("ada@sender.test", ["inbox@example.test"], message(i, size))
+
+        threads = [threading.Thread(target=send, args=(k,)) for k in range(sessions)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with cond:
+            if not cond.wait_for(lambda: got[0] >= n, timeout=300):
+                raise SystemExit(f"only {got[0]} of {n} webhooks arrived")
+        gw.send_signal(signal.SIGTERM)
+        gw.wait()
+        rx.shutdown()
+        total = None
+        for line in open(out):
+            if line.startswith("totals:") or line.startswith("summary:"):
+                total = int(line.split()[1])
+        annotate = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", out],
+                                  capture_output=True, text=True).stdout
+        stages = {}
+        for label, pattern in STAGES:
+            best = 0
+            for line in annotate.splitlines():
+                m = re.match(r"\s*([\d,]+) ", line)
+                if m and re.search(pattern, line):
+                    best = max(best, int(m.group(1).replace(",", "")))
+            stages[label] = best
+        return total, stages
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("binaries", nargs="+")
+    p.add_argument("--messages", type=int, default=300)
+    p.add_argument("--size", type=int, default=5120)
+    p.add_argument("--sessions", type=int, default=4)
+    a = p.parse_args()
+    for b in a.binaries:
+        total, stages = measure(b, a.messages, a.size, a.sessions)
+        print(f"{b}: {total / a.messages:,.0f} instructions per message ({a.messages} x {a.size} B, {a.sessions} sessions; start-up included)")
+        for label, n in stages.items():
+            print(f"    {label:34} {n / a.messages:>12,.0f}")
+
+
+if __name__ == "__main__":
+    main()
