@@ -960,7 +960,7 @@ mod tests {
 
     #[test]
     fn example_file_is_valid() {
-        let s = load(include_str!("../gateway.example.toml")).expect("example config");
+        let s = load(include_str!("../../gateway.example.toml")).expect("example config");
         assert_eq!(s.smtp.max_message_size, 25_000_000);
         assert_eq!(s.endpoints["app"].retry, default_retry());
         assert_eq!(s.domains["example.test"].as_deref(), Some("app"));
@@ -1057,7 +1057,7 @@ mod tests {
     /// it off so that trying mxhook out sends no DNS queries).
     #[test]
     fn packaged_config_is_the_example_with_an_absolute_data_dir() {
-        let packaged = include_str!("../packaging/gateway.toml");
+        let packaged = include_str!("../../packaging/gateway.toml");
         let s = Settings::from_str(Path::new("/etc/mxhook/gateway.toml"), packaged).expect("packaged config");
         assert_eq!(s.data_dir, Path::new("/var/lib/mxhook/data"));
         assert!(s.auth.is_some(), "the installed gateway authenticates senders");
@@ -1067,7 +1067,7 @@ mod tests {
         };
         assert_eq!(
             settings(packaged),
-            settings(include_str!("../gateway.example.toml")),
+            settings(include_str!("../../gateway.example.toml")),
             "packaging/gateway.toml must be gateway.example.toml but for data_dir, [auth] enabled and comments"
         );
     }
