@@ -1,5 +1,6 @@
 //! The TOML file model: one serde struct per section, unknown keys refused (`deny_unknown_fields`),
-//! each default next to its field. What is read here is checked in `settings`.
+//! each default next to its field. What is read here is checked in `settings`; `[smtp]` and `[webhook]`
+//! need no conversion, so `Settings` carries `SmtpConfig` and `WebhookConfig` as read.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,7 +15,7 @@ use crate::route::{Action, Mode, Policy};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub(super) struct Config {
     #[serde(default)]
     pub smtp: SmtpConfig,
     #[serde(default)]
@@ -94,7 +95,7 @@ impl Default for SmtpConfig {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct StorageConfig {
+pub(super) struct StorageConfig {
     pub data_dir: PathBuf,
     /// Raw messages and attachments are deleted this long after arrival (their links then answer 410).
     #[serde(deserialize_with = "duration")]
@@ -116,7 +117,7 @@ impl Default for StorageConfig {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
+pub(super) struct HttpConfig {
     pub listen: String,
     pub public_url: String,
     /// How long attachment and raw links work after the message arrived (default: `[storage] retention`).
@@ -157,7 +158,7 @@ impl Default for WebhookConfig {
 /// One `[[routes]]` entry: which recipients (`match`) get which treatment.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RouteConfig {
+pub(super) struct RouteConfig {
     /// `user@domain` (also takes `user+tag@domain`) or `*@domain`.
     #[serde(rename = "match")]
     pub pattern: Spanned<String>,
@@ -185,7 +186,7 @@ fn default_sync_timeout() -> Duration {
 /// `[spam]`: at most one engine; without one, messages carry no verdict.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct SpamConfig {
+pub(super) struct SpamConfig {
     /// rspamd's HTTP API base, e.g. `http://127.0.0.1:11333` (we POST to its `/checkv2`).
     pub rspamd: Option<Spanned<String>>,
     /// SpamAssassin's spamd, `host:port` (e.g. `127.0.0.1:783`).
@@ -208,7 +209,7 @@ impl Default for SpamConfig {
 /// `[forward]`: the relay that `action = "forward"` routes send through.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ForwardConfig {
+pub(super) struct ForwardConfig {
     /// `smtp://host:port` (port 25 when left out).
     pub relay: Spanned<String>,
     /// Require STARTTLS (the relay's certificate is checked against the Mozilla roots).
@@ -232,7 +233,7 @@ fn default_forward_timeout() -> Duration {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DomainConfig {
+pub(super) struct DomainConfig {
     pub name: Spanned<String>,
     /// The domain's catch-all endpoint: every recipient at this domain is delivered there.
     pub endpoint: Option<Spanned<String>>,
@@ -240,7 +241,7 @@ pub struct DomainConfig {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EndpointConfig {
+pub(super) struct EndpointConfig {
     pub url: Spanned<String>,
     pub secret: Option<Spanned<Secret>>,
     pub secret_file: Option<Spanned<PathBuf>>,
@@ -269,7 +270,7 @@ pub fn default_retry() -> Vec<Duration> {
 /// `[auth]`: sender authentication (SPF, DKIM, DMARC, ARC) before a message is accepted.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
+pub(super) struct AuthConfig {
     /// Off: `message.auth` is null and nothing is looked up.
     pub enabled: bool,
     /// Name servers as "ip:port" (port 53 if left out); empty means the system resolver (/etc/resolv.conf).

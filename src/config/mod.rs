@@ -15,7 +15,7 @@ mod problems;
 mod settings;
 mod values;
 
-pub use file::{SmtpConfig, TlsConfig, WebhookConfig, default_retry};
+pub use file::{SmtpConfig, WebhookConfig, default_retry};
 pub use problems::{ConfigError, Problem};
 pub use settings::{Endpoint, Forward, Settings, Spam, SpamEngine};
 pub use values::Secret;
