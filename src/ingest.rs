@@ -8,12 +8,12 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::auth::{Authenticator, SenderChecks};
-use crate::config::{Endpoint, Mode, WebhookConfig};
+use crate::config::{Endpoint, WebhookConfig};
 use crate::deliver::Deliverer;
 use crate::http::links::UrlSigner;
 use crate::mail::{DeliveryStatus, Destination, EventMessage};
 use crate::mail::{Envelope, Reason, Reply};
-use crate::route::{Plan, Router};
+use crate::route::{Mode, Plan, Router};
 use crate::smtp::Sink;
 use crate::store::{FirstAttempt, NewAttachment, NewMessage, Store};
 use crate::time::{now_ms, rfc3339};

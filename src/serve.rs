@@ -68,7 +68,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         None => None,
     };
     let deliverer =
-        Arc::new(Deliverer::new(store.clone(), &settings.endpoints, metrics.clone())?.with_forwarder(forwarder));
+        Arc::new(Deliverer::new(store.clone(), &settings.endpoints, metrics.clone()).with_forwarder(forwarder));
     let ingest = Arc::new(Ingest {
         router: Router::new(settings.domains.clone(), &settings.routes),
         store: store.clone(),

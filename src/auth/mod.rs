@@ -8,6 +8,7 @@
 
 mod cache;
 mod health;
+mod settings;
 mod verdict;
 
 use std::net::{IpAddr, SocketAddr};
@@ -23,10 +24,10 @@ use mail_auth::{
 };
 use tokio::time::Instant;
 
-use crate::config::{AuthSettings, DmarcReject, SpfMode};
 use crate::mail::{ArcVerdict, Auth, DkimVerdict, DmarcVerdict, Envelope, Reason, Reply, SpfVerdict, printable};
 
 pub use cache::Caches;
+pub use settings::{AuthSettings, DmarcReject, SpfMode};
 
 pub struct Authenticator {
     /// mail-auth over hickory; hickory also keeps a response cache (with negative answers).

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::print_json;
 use crate::config::Settings;
 use crate::deliver::webhook;
-use crate::mail::{Envelope, SigningKey};
+use crate::mail::Envelope;
 use crate::time::{now_ms, rfc3339};
 
 #[derive(Subcommand)]
@@ -56,7 +56,6 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
                 eprintln!("no endpoint named `{name}` in {}", settings.file.display());
                 return Ok(ExitCode::FAILURE);
             };
-            let key = SigningKey::parse(&ep.secret.0)?;
             let now_ms = now_ms();
             let (now, message) = (rfc3339(now_ms), sample_message(now_ms)?);
             let event_id = crate::ids::new_id("evt");
@@ -70,7 +69,7 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
                 message_json: &message,
             };
             let body = webhook::event_body(&parts)?;
-            let r = webhook::post(&webhook::agent(ep), ep, &key, &event_id, &body);
+            let r = webhook::post(&webhook::agent(ep), ep, &event_id, &body);
             match r.status {
                 Some(s) => println!("{name}: HTTP {s} in {} ms", r.duration_ms),
                 None => println!("{name}: {}", r.error.as_deref().unwrap_or("no answer")),

@@ -6,7 +6,8 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::print_json;
-use crate::config::{Action, Settings};
+use crate::config::Settings;
+use crate::route::Action;
 use crate::route::Router;
 
 #[derive(Subcommand)]

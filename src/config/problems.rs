@@ -1,16 +1,62 @@
+//! The diagnostics: each `Problem` with its line, column and dotted key, and the `ConfigError` that
+//! prints them all (`mxhook check-config`).
+//!
 //! Reading a config file so that every problem is found in one run. serde stops at the first unknown
 //! key or bad value, so the file is parsed once into a tree that keeps every span; each entry serde
 //! refuses is reported under its dotted key and taken out (the default applies), and serde tries again.
-//! config.rs then runs its semantic checks on what is left and locates them with `Doc::at`.
+//! `settings` then runs its semantic checks on what is left and locates them with `Doc::at`.
 
 use std::borrow::Cow;
+use std::fmt;
 use std::ops::Range;
+use std::path::PathBuf;
 
 use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::{Problem, problem};
+/// One problem found in a config file, located for a human.
+#[derive(Debug)]
+pub struct Problem {
+    /// 1-based; 0: the file as a whole (it cannot be read).
+    pub line: usize,
+    pub column: usize,
+    pub key: String,
+    pub message: String,
+}
+
+/// Every problem in one file, in file order, printed one per line as `FILE:LINE:COL: key: message`
+/// (`FILE: message` for the file as a whole).
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            match p.line {
+                0 => write!(f, "{}: {}", self.file.display(), p.message)?,
+                _ => write!(f, "{}:{}:{}: {}: {}", self.file.display(), p.line, p.column, p.key, p.message)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A problem at `span` of `text`, located by line and column.
+pub(super) fn problem(text: &str, span: Range<usize>, key: &str, message: &str) -> Problem {
+    let before = text.get(..span.start).unwrap_or("");
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Problem { line, column, key: key.into(), message: message.into() }
+}
 
 /// A file this broken needs reading, not a longer list.
 const MAX_PROBLEMS: usize = 100;

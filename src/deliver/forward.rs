@@ -11,7 +11,8 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{Address, SmtpTransport, Transport};
 
-use crate::config::{Action, Forward, Route};
+use crate::config::Forward;
+use crate::route::{Action, Route};
 
 pub struct Forwarder {
     transport: SmtpTransport,

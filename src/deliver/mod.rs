@@ -22,7 +22,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::config::Endpoint;
-use crate::mail::{Destination, NextState, SigningKey};
+use crate::mail::{Destination, NextState};
 use crate::metrics::Metrics;
 use crate::store::{Attempt, Delivery, Store};
 use crate::time::{now_ms, rfc3339};
@@ -36,7 +36,6 @@ const HANDOFF_MAX: usize = 1024;
 
 struct Target {
     endpoint: Endpoint,
-    key: SigningKey,
     /// One agent per endpoint keeps its connections alive between attempts.
     agent: ureq::Agent,
 }
@@ -61,24 +60,19 @@ struct Outcome {
 }
 
 impl Deliverer {
-    pub fn new(
-        store: Arc<Store>,
-        endpoints: &BTreeMap<String, Endpoint>,
-        metrics: Arc<Metrics>,
-    ) -> anyhow::Result<Self> {
+    pub fn new(store: Arc<Store>, endpoints: &BTreeMap<String, Endpoint>, metrics: Arc<Metrics>) -> Self {
         let mut targets = BTreeMap::new();
         for (name, ep) in endpoints {
-            let key = SigningKey::parse(&ep.secret.0)?;
-            targets.insert(name.clone(), Target { endpoint: ep.clone(), key, agent: webhook::agent(ep) });
+            targets.insert(name.clone(), Target { endpoint: ep.clone(), agent: webhook::agent(ep) });
         }
-        Ok(Self {
+        Self {
             store,
             targets,
             metrics,
             forwarder: None,
             fresh: Mutex::new(VecDeque::new()),
             fresh_ready: Notify::new(),
-        })
+        }
     }
 
     /// The forward relay's retry schedule (empty without one).
@@ -204,7 +198,7 @@ impl Deliverer {
                     message_json: &message_json,
                 };
                 let body = webhook::event_body(&parts)?;
-                Ok(webhook::post(&t.agent, &t.endpoint, &t.key, &d.event_id, &body))
+                Ok(webhook::post(&t.agent, &t.endpoint, &d.event_id, &body))
             }
         };
         Ok(match response {

@@ -9,7 +9,6 @@ use serde::Serialize;
 
 use super::resolve::CachingResolver;
 use crate::config::Endpoint;
-use crate::mail::SigningKey;
 
 /// The event schema version receivers can branch on.
 pub const EVENT_VERSION: &str = "2026-11-22";
@@ -104,9 +103,9 @@ pub fn agent(ep: &Endpoint) -> ureq::Agent {
 }
 
 /// Signs and POSTs `body`; never fails: every outcome is a `Response` to record.
-pub fn post(agent: &ureq::Agent, ep: &Endpoint, key: &SigningKey, event_id: &str, body: &[u8]) -> Response {
+pub fn post(agent: &ureq::Agent, ep: &Endpoint, event_id: &str, body: &[u8]) -> Response {
     let timestamp = crate::time::now_ms() / 1000;
-    let signature = key.sign(event_id, timestamp, body);
+    let signature = ep.key.sign(event_id, timestamp, body);
     let started = Instant::now();
     let result = agent
         .post(&ep.url)

@@ -17,6 +17,13 @@ pub enum KeyError {
 
 pub struct SigningKey(hmac::Key);
 
+/// Never shows the key.
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(…)")
+    }
+}
+
 impl SigningKey {
     pub fn parse(secret: &str) -> Result<Self, KeyError> {
         let b64 = secret.strip_prefix("whsec_").ok_or(KeyError::Format)?;

@@ -7,8 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use crate::config::{Action, Mode, Policy, Route};
 use crate::mail::{Destination, Reason, Reply, printable};
+
+mod settings;
+pub use settings::{Action, Mode, Policy, Route};
 
 pub struct Router {
     /// Lower-case `local@domain` → route.

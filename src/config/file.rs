@@ -1,0 +1,295 @@
+//! The TOML file model: one serde struct per section, unknown keys refused (`deny_unknown_fields`),
+//! each default next to its field. What is read here is checked in `settings`; `[smtp]` and `[webhook]`
+//! need no conversion, so `Settings` carries `SmtpConfig` and `WebhookConfig` as read.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::values::{Secret, duration, durations, opt_duration, size};
+use crate::auth::{DmarcReject, SpfMode};
+use crate::route::{Action, Mode, Policy};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Config {
+    #[serde(default)]
+    pub smtp: SmtpConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub webhook: WebhookConfig,
+    #[serde(default)]
+    pub domains: Vec<DomainConfig>,
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, EndpointConfig>,
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    #[serde(default)]
+    pub spam: SpamConfig,
+    pub forward: Option<ForwardConfig>,
+    #[serde(default)]
+    pub auth: AuthConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    pub listen: Vec<String>,
+    pub hostname: String,
+    #[serde(deserialize_with = "size")]
+    pub max_message_size: u64,
+    pub max_recipients: usize,
+    pub max_sessions: usize,
+    /// Concurrent sessions from one IP address (more get 421).
+    pub max_sessions_per_ip: usize,
+    /// Messages per minute from one IP address (more get 450 at MAIL FROM); 0 = no limit.
+    pub max_messages_per_minute_per_ip: u32,
+    /// Errors in one session before it is closed with 421 (Postfix's hard error limit).
+    pub max_errors: u32,
+    #[serde(deserialize_with = "duration")]
+    pub command_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub data_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub session_timeout: Duration,
+    /// STARTTLS; without it STARTTLS is not offered.
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, and its private key (relative paths: from the config file's directory).
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Refuse MAIL until the client has started TLS (for submission-like setups, not a public MX).
+    #[serde(default)]
+    pub require: bool,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec!["127.0.0.1:2525".into()],
+            hostname: "mx.example.test".into(),
+            max_message_size: 25_000_000,
+            max_recipients: 100,
+            max_sessions: 100,
+            max_sessions_per_ip: 20,
+            max_messages_per_minute_per_ip: 300,
+            max_errors: 20,
+            // RFC 5321 4.5.3.2 minimums: 5 minutes per command, 10 for the data block.
+            command_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(600),
+            session_timeout: Duration::from_secs(1800),
+            tls: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct StorageConfig {
+    pub data_dir: PathBuf,
+    /// Raw messages and attachments are deleted this long after arrival (their links then answer 410).
+    #[serde(deserialize_with = "duration")]
+    pub retention: Duration,
+    /// Message, delivery and attempt records are deleted this long after arrival.
+    #[serde(deserialize_with = "duration")]
+    pub keep_metadata: Duration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            retention: Duration::from_secs(7 * 86400),
+            keep_metadata: Duration::from_secs(90 * 86400),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct HttpConfig {
+    pub listen: String,
+    pub public_url: String,
+    /// How long attachment and raw links work after the message arrived (default: `[storage] retention`).
+    #[serde(deserialize_with = "opt_duration")]
+    pub link_ttl: Option<Duration>,
+    /// The key that signs links; by default `data_dir/url.key`, made on first start.
+    pub url_secret_file: Option<PathBuf>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8025".into(),
+            public_url: "http://127.0.0.1:8025".into(),
+            link_ttl: None,
+            url_secret_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// Raw messages up to this size are inlined in the event as `raw.base64`.
+    #[serde(deserialize_with = "size")]
+    pub inline_raw_max: u64,
+    /// Largest event body: over it, `html`, then `text` (then `raw.base64`, `headers`) are left out.
+    #[serde(deserialize_with = "size")]
+    pub max_payload: u64,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self { inline_raw_max: 256 * 1024, max_payload: 1024 * 1024 }
+    }
+}
+
+/// One `[[routes]]` entry: which recipients (`match`) get which treatment.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RouteConfig {
+    /// `user@domain` (also takes `user+tag@domain`) or `*@domain`.
+    #[serde(rename = "match")]
+    pub pattern: Spanned<String>,
+    #[serde(default)]
+    pub action: Action,
+    #[serde(default)]
+    pub endpoints: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub on_spam: Policy,
+    #[serde(default)]
+    pub on_dmarc_fail: Policy,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default = "default_sync_timeout", deserialize_with = "duration")]
+    pub sync_timeout: Duration,
+    /// For `action = "forward"`: the addresses the message is re-sent to through `[forward] relay`.
+    #[serde(default)]
+    pub destination: Vec<Spanned<String>>,
+}
+
+fn default_sync_timeout() -> Duration {
+    Duration::from_secs(20)
+}
+
+/// `[spam]`: at most one engine; without one, messages carry no verdict.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct SpamConfig {
+    /// rspamd's HTTP API base, e.g. `http://127.0.0.1:11333` (we POST to its `/checkv2`).
+    pub rspamd: Option<Spanned<String>>,
+    /// SpamAssassin's spamd, `host:port` (e.g. `127.0.0.1:783`).
+    pub spamd: Option<Spanned<String>>,
+    /// How long one check may take; a slower or absent engine means verdict null, never a lost message.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Larger messages are not checked (verdict null): scanning them costs much and finds little
+    /// (spamc's own default is 500 KB).
+    #[serde(deserialize_with = "size")]
+    pub max_size: u64,
+}
+
+impl Default for SpamConfig {
+    fn default() -> Self {
+        Self { rspamd: None, spamd: None, timeout: Duration::from_secs(5), max_size: 2_000_000 }
+    }
+}
+
+/// `[forward]`: the relay that `action = "forward"` routes send through.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ForwardConfig {
+    /// `smtp://host:port` (port 25 when left out).
+    pub relay: Spanned<String>,
+    /// Require STARTTLS (the relay's certificate is checked against the Mozilla roots).
+    #[serde(default)]
+    pub starttls: bool,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub password_file: Option<Spanned<PathBuf>>,
+    /// Envelope sender of forwarded copies (default: the original sender, `<>` stays `<>`).
+    pub mail_from: Option<Spanned<String>>,
+    /// How long the relay may take to answer one command.
+    #[serde(default = "default_forward_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    #[serde(default = "default_retry", deserialize_with = "durations")]
+    pub retry: Vec<Duration>,
+}
+
+fn default_forward_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DomainConfig {
+    pub name: Spanned<String>,
+    /// The domain's catch-all endpoint: every recipient at this domain is delivered there.
+    pub endpoint: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EndpointConfig {
+    pub url: Spanned<String>,
+    pub secret: Option<Spanned<Secret>>,
+    pub secret_file: Option<Spanned<PathBuf>>,
+    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    #[serde(default = "default_retry", deserialize_with = "durations")]
+    pub retry: Vec<Duration>,
+    /// Attempts in flight at once to this endpoint: a slow or dead endpoint cannot take every slot.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+fn default_concurrency() -> usize {
+    8
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// Delay before each attempt, counted from the previous one: immediately, +60 s, +5 min, +30 min, +2 h, +8 h.
+pub fn default_retry() -> Vec<Duration> {
+    [0, 60, 300, 1800, 7200, 28800].into_iter().map(Duration::from_secs).collect()
+}
+
+/// `[auth]`: sender authentication (SPF, DKIM, DMARC, ARC) before a message is accepted.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct AuthConfig {
+    /// Off: `message.auth` is null and nothing is looked up.
+    pub enabled: bool,
+    /// Name servers as "ip:port" (port 53 if left out); empty means the system resolver (/etc/resolv.conf).
+    pub dns: Vec<Spanned<String>>,
+    /// The whole DNS budget of one message: past it, unanswered checks are `temperror`.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+    pub dmarc_reject: DmarcReject,
+    pub spf: SpfMode,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dns: Vec::new(),
+            timeout: Duration::from_secs(5),
+            dmarc_reject: DmarcReject::Accept,
+            spf: SpfMode::Relaxed,
+        }
+    }
+}

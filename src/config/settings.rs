@@ -1,0 +1,425 @@
+//! The validated settings the program runs on, and the semantic checks that make them from the file
+//! model: every problem is collected (with its line, see `problems`), none stops the others.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::file::{AuthConfig, Config, ForwardConfig, RouteConfig, SmtpConfig, SpamConfig, WebhookConfig};
+use super::problems::{Doc, Problem, problem};
+use super::values::{self, Secret};
+use crate::auth::AuthSettings;
+use crate::mail::SigningKey;
+use crate::route::{Action, Mode, Route};
+
+/// A validated configuration with secrets resolved: what the rest of the program uses.
+#[derive(Debug)]
+pub struct Settings {
+    pub file: PathBuf,
+    pub smtp: SmtpConfig,
+    pub listen: Vec<SocketAddr>,
+    pub data_dir: PathBuf,
+    pub retention: Duration,
+    pub keep_metadata: Duration,
+    pub http_listen: SocketAddr,
+    pub public_url: String,
+    pub link_ttl: Duration,
+    pub url_secret_file: Option<PathBuf>,
+    pub webhook: WebhookConfig,
+    /// Lower-case domain name -> its catch-all endpoint name (None: the domain accepts nothing yet).
+    pub domains: BTreeMap<String, Option<String>>,
+    pub endpoints: BTreeMap<String, Endpoint>,
+    pub routes: Vec<Route>,
+    pub spam: Option<Spam>,
+    pub forward: Option<Forward>,
+    /// None: `[auth] enabled = false`.
+    pub auth: Option<AuthSettings>,
+}
+
+/// A configured spam engine and how long a check may take.
+#[derive(Debug, Clone)]
+pub struct Spam {
+    pub engine: SpamEngine,
+    pub timeout: Duration,
+    pub max_size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SpamEngine {
+    /// Base URL of rspamd's HTTP API.
+    Rspamd(String),
+    /// `host:port` of spamd.
+    Spamd(String),
+}
+
+/// The validated `[forward]` relay.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    pub host: String,
+    pub port: u16,
+    pub starttls: bool,
+    pub credentials: Option<(String, Secret)>,
+    pub mail_from: Option<String>,
+    pub timeout: Duration,
+    pub retry: Vec<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub name: String,
+    pub url: String,
+    /// The signing key, parsed once from `secret` (or `secret_file`) when the file is read.
+    pub key: Arc<SigningKey>,
+    pub timeout: Duration,
+    pub retry: Vec<Duration>,
+    pub concurrency: usize,
+}
+
+impl Settings {
+    /// The semantic checks, on a file serde has read: problems go to `problems`, and the result is
+    /// only used when there are none.
+    pub(super) fn check(file: &Path, doc: &Doc, mut raw: Config, problems: &mut Vec<Problem>) -> Settings {
+        let text = doc.text;
+        // Every relative path in the file is taken from the file's own directory.
+        let base = file.parent().unwrap_or(Path::new("."));
+
+        let listen = raw
+            .smtp
+            .listen
+            .iter()
+            .filter_map(|a| match a.parse::<SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    problems.push(doc.at("smtp.listen", format!("`{a}` is not host:port (e.g. 0.0.0.0:25)")));
+                    None
+                }
+            })
+            .collect::<Vec<_>>();
+        if let Some(t) = &raw.smtp.tls {
+            for (k, p) in [("cert", &t.cert), ("key", &t.key)] {
+                if !base.join(p).is_file() {
+                    problems.push(doc.at(&format!("smtp.tls.{k}"), format!("cannot read {}", base.join(p).display())));
+                }
+            }
+        }
+        if raw.smtp.listen.is_empty() {
+            problems.push(doc.at("smtp.listen", "needs at least one address"));
+        }
+        if !values::http_url(&raw.http.public_url) {
+            problems.push(doc.at("http.public_url", "must start with http:// or https://"));
+        }
+        if raw.storage.keep_metadata < raw.storage.retention {
+            problems.push(doc.at("storage.keep_metadata", "must be at least `retention`"));
+        }
+        if raw.smtp.max_recipients == 0 || raw.smtp.max_sessions == 0 {
+            problems.push(doc.at("smtp", "max_recipients and max_sessions must be at least 1"));
+        }
+        let http_listen = raw.http.listen.parse::<SocketAddr>().unwrap_or_else(|_| {
+            problems.push(doc.at("http.listen", format!("`{}` is not host:port", raw.http.listen)));
+            SocketAddr::from(([127, 0, 0, 1], 8025))
+        });
+
+        let mut endpoints = BTreeMap::new();
+        for (name, ep) in &raw.endpoints {
+            let url = ep.url.get_ref();
+            if !values::http_url(url) {
+                problems.push(problem(
+                    text,
+                    ep.url.span(),
+                    &format!("endpoints.{name}.url"),
+                    "must start with http:// or https://",
+                ));
+            }
+            if ep.retry.is_empty() {
+                problems.push(doc.at(&format!("endpoints.{name}.retry"), "needs at least one delay (e.g. [\"0s\"])"));
+            }
+            let secret = match (&ep.secret, &ep.secret_file) {
+                (Some(s), None) => Some((s.get_ref().clone(), s.span())),
+                (None, Some(f)) => {
+                    let path = base.join(f.get_ref());
+                    match std::fs::read_to_string(&path) {
+                        Ok(s) => Some((Secret(s.trim().to_string()), f.span())),
+                        Err(e) => {
+                            let msg = format!("cannot read {}: {e}", path.display());
+                            problems.push(problem(text, f.span(), &format!("endpoints.{name}.secret_file"), &msg));
+                            None
+                        }
+                    }
+                }
+                _ => {
+                    let msg = "set exactly one of `secret` or `secret_file` (make one with `mxhook secret generate`)";
+                    problems.push(doc.at(&format!("endpoints.{name}"), msg));
+                    None
+                }
+            };
+            if let Some((secret, span)) = secret {
+                let key = match SigningKey::parse(&secret.0) {
+                    Ok(key) => Arc::new(key),
+                    Err(e) => {
+                        problems.push(problem(text, span, &format!("endpoints.{name}.secret"), &e.to_string()));
+                        continue;
+                    }
+                };
+                endpoints.insert(
+                    name.clone(),
+                    Endpoint {
+                        name: name.clone(),
+                        url: url.clone(),
+                        key,
+                        timeout: ep.timeout,
+                        retry: ep.retry.clone(),
+                        concurrency: ep.concurrency.max(1),
+                    },
+                );
+            }
+        }
+
+        let mut domains = BTreeMap::new();
+        for d in &raw.domains {
+            let name = d.name.get_ref().trim().trim_end_matches('.').to_ascii_lowercase();
+            if name.is_empty() || name.contains('@') || name.contains(char::is_whitespace) {
+                problems.push(problem(text, d.name.span(), "domains.name", "not a domain name"));
+            }
+            if domains.contains_key(&name) {
+                problems.push(problem(text, d.name.span(), "domains.name", "listed twice"));
+            }
+            if let Some(ep) = &d.endpoint
+                && !raw.endpoints.contains_key(ep.get_ref())
+            {
+                let msg = format!("no [endpoints.{}] section", ep.get_ref());
+                problems.push(problem(text, ep.span(), "domains.endpoint", &msg));
+            }
+            domains.insert(name, d.endpoint.as_ref().map(|e| e.get_ref().clone()));
+        }
+
+        let mut routes: Vec<Route> = Vec::new();
+        for r in &raw.routes {
+            let pattern = r.pattern.get_ref().trim().to_ascii_lowercase();
+            let mut bad = |m: &str| problems.push(problem(text, r.pattern.span(), "routes.match", m));
+            match pattern.rsplit_once('@') {
+                Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
+                    if !domains.contains_key(domain) {
+                        bad(&format!("`{domain}` is not in [[domains]]: mail for it is refused before routes apply"));
+                    } else if local.contains('*') && local != "*" {
+                        bad("use an exact address or `*@domain`");
+                    } else if local.contains(['@', '%', '!', ' ']) {
+                        bad("not an address");
+                    }
+                }
+                _ => bad("use an exact address (`support@example.com`) or a catch-all (`*@example.com`)"),
+            }
+            if routes.iter().any(|x| x.pattern == pattern) {
+                problems.push(problem(
+                    text,
+                    r.pattern.span(),
+                    "routes.match",
+                    "another route has the same match: which one applies would be a guess",
+                ));
+            }
+            let webhook_like = r.action == Action::Webhook;
+            if webhook_like && r.endpoints.is_empty() {
+                problems.push(problem(
+                    text,
+                    r.pattern.span(),
+                    "routes.endpoints",
+                    "a webhook route needs `endpoints = [\"name\", ...]`",
+                ));
+            }
+            if !webhook_like && !r.endpoints.is_empty() {
+                problems.push(problem(
+                    text,
+                    r.endpoints[0].span(),
+                    "routes.endpoints",
+                    "only a webhook route sends to endpoints",
+                ));
+            }
+            for e in &r.endpoints {
+                if !raw.endpoints.contains_key(e.get_ref()) {
+                    problems.push(problem(
+                        text,
+                        e.span(),
+                        "routes.endpoints",
+                        &format!("no [endpoints.{}] section", e.get_ref()),
+                    ));
+                }
+            }
+            if r.mode == Mode::Sync && !webhook_like {
+                problems.push(problem(text, r.pattern.span(), "routes.mode", "sync mode needs a webhook route"));
+            }
+            check_destination(r, raw.forward.is_some(), text, problems);
+            routes.push(Route {
+                pattern,
+                action: r.action,
+                endpoints: r.endpoints.iter().map(|e| e.get_ref().clone()).collect(),
+                on_spam: r.on_spam,
+                on_dmarc_fail: r.on_dmarc_fail,
+                mode: r.mode,
+                sync_timeout: r.sync_timeout,
+                destination: r.destination.iter().map(|d| d.get_ref().trim().to_string()).collect(),
+            });
+        }
+        let spam = spam_settings(&raw.spam, text, problems);
+        let forward = raw.forward.as_ref().and_then(|f| forward_settings(f, base, doc, problems));
+        let auth = auth_settings(doc, &raw.auth, problems);
+
+        if let Some(t) = raw.smtp.tls.as_mut() {
+            t.cert = base.join(&t.cert);
+            t.key = base.join(&t.key);
+        }
+        Settings {
+            file: file.to_path_buf(),
+            smtp: raw.smtp,
+            listen,
+            data_dir: base.join(raw.storage.data_dir),
+            retention: raw.storage.retention,
+            keep_metadata: raw.storage.keep_metadata,
+            http_listen,
+            public_url: raw.http.public_url.trim_end_matches('/').to_string(),
+            link_ttl: raw.http.link_ttl.unwrap_or(raw.storage.retention),
+            url_secret_file: raw.http.url_secret_file.map(|f| base.join(f)),
+            webhook: raw.webhook,
+            domains,
+            endpoints,
+            routes,
+            spam,
+            forward,
+            auth,
+        }
+    }
+}
+
+/// A forward route needs addresses and a relay; other routes take no `destination`.
+fn check_destination(r: &RouteConfig, relay: bool, text: &str, problems: &mut Vec<Problem>) {
+    let span = r.pattern.span();
+    if r.action != Action::Forward {
+        if let Some(d) = r.destination.first() {
+            problems.push(problem(text, d.span(), "routes.destination", "only a forward route has a destination"));
+        }
+        return;
+    }
+    if r.destination.is_empty() {
+        problems.push(problem(
+            text,
+            span.clone(),
+            "routes.destination",
+            "a forward route needs `destination = [\"a@b.example\"]`",
+        ));
+    }
+    if !relay {
+        problems.push(problem(
+            text,
+            span,
+            "routes.action",
+            "forwarding needs a `[forward] relay = \"smtp://host:port\"`",
+        ));
+    }
+    for d in &r.destination {
+        if !values::mail_address(d.get_ref().trim()) {
+            problems.push(problem(text, d.span(), "routes.destination", "not an address like `a@b.example`"));
+        }
+    }
+}
+
+fn spam_settings(c: &SpamConfig, text: &str, problems: &mut Vec<Problem>) -> Option<Spam> {
+    let engine = match (&c.rspamd, &c.spamd) {
+        (None, None) => return None,
+        (Some(_), Some(s)) => {
+            problems.push(problem(text, s.span(), "spam.spamd", "set one engine: `rspamd` or `spamd`, not both"));
+            return None;
+        }
+        (Some(url), None) => {
+            let u = url.get_ref().trim().trim_end_matches('/');
+            if !values::http_url(u) {
+                problems.push(problem(text, url.span(), "spam.rspamd", "must be an http:// URL (rspamd's port 11333)"));
+            }
+            SpamEngine::Rspamd(u.to_string())
+        }
+        (None, Some(addr)) => {
+            let a = addr.get_ref().trim();
+            if !values::host_port(a) {
+                problems.push(problem(text, addr.span(), "spam.spamd", "must be host:port (spamd listens on 783)"));
+            }
+            SpamEngine::Spamd(a.to_string())
+        }
+    };
+    Some(Spam { engine, timeout: c.timeout, max_size: c.max_size })
+}
+
+fn forward_settings(f: &ForwardConfig, base: &Path, doc: &Doc, problems: &mut Vec<Problem>) -> Option<Forward> {
+    let text = doc.text;
+    let mut ok = true;
+    let mut bad = |span: Range<usize>, key: &str, msg: &str| {
+        problems.push(problem(text, span, key, msg));
+        ok = false;
+    };
+    let relay = values::smtp_relay(f.relay.get_ref());
+    if relay.is_none() {
+        bad(f.relay.span(), "forward.relay", "must be smtp://host:port (use `starttls = true` for TLS)");
+    }
+    let password = match (&f.password, &f.password_file) {
+        (Some(p), None) => Some(p.clone()),
+        (None, Some(file)) => match std::fs::read_to_string(base.join(file.get_ref())) {
+            Ok(p) => Some(Secret(p.trim_end_matches(['\r', '\n']).to_string())),
+            Err(e) => {
+                let msg = format!("cannot read {}: {e}", base.join(file.get_ref()).display());
+                bad(file.span(), "forward.password_file", &msg);
+                None
+            }
+        },
+        (Some(_), Some(file)) => {
+            bad(file.span(), "forward.password_file", "set `password` or `password_file`, not both");
+            None
+        }
+        (None, None) => None,
+    };
+    let credentials = match (&f.username, password) {
+        (Some(u), Some(p)) => Some((u.clone(), p)),
+        (None, None) => None,
+        _ => {
+            bad(f.relay.span(), "forward.username", "`username` and a password go together");
+            None
+        }
+    };
+    if let Some(m) = &f.mail_from
+        && !m.get_ref().trim().is_empty()
+        && !values::mail_address(m.get_ref().trim())
+    {
+        bad(m.span(), "forward.mail_from", "not an address (use \"\" for the null sender)");
+    }
+    if f.retry.is_empty() {
+        problems.push(doc.at("forward.retry", "needs at least one delay (e.g. [\"0s\"])"));
+        ok = false;
+    }
+    let (host, port) = relay.unwrap_or_default();
+    ok.then(|| Forward {
+        host,
+        port,
+        starttls: f.starttls,
+        credentials,
+        mail_from: f.mail_from.as_ref().map(|m| m.get_ref().trim().to_string()),
+        timeout: f.timeout,
+        retry: f.retry.clone(),
+    })
+}
+
+fn auth_settings(doc: &Doc, raw: &AuthConfig, problems: &mut Vec<Problem>) -> Option<AuthSettings> {
+    let text = doc.text;
+    let mut dns = Vec::new();
+    for server in &raw.dns {
+        let s = server.get_ref().trim();
+        match values::dns_server(s) {
+            Some(addr) => dns.push(addr),
+            None => {
+                let msg = format!("`{s}` is not ip:port (e.g. \"127.0.0.1:53\"; names are not resolved here)");
+                problems.push(problem(text, server.span(), "auth.dns", &msg));
+            }
+        }
+    }
+    if raw.timeout.is_zero() {
+        problems.push(doc.at("auth.timeout", "must be more than 0 (e.g. \"5s\")"));
+    }
+    raw.enabled.then_some(AuthSettings { dns, timeout: raw.timeout, dmarc_reject: raw.dmarc_reject, spf: raw.spf })
+}
