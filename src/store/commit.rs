@@ -8,7 +8,10 @@ use std::sync::mpsc;
 
 use anyhow::Context;
 
-use super::{AttemptRecord, Row, Store, insert_rows, record_attempt, spool};
+use super::attempts::{AttemptRecord, record_attempt};
+use super::contents::Placement;
+use super::ingest::{Row, insert_rows};
+use super::{Store, spool};
 
 /// What one caller needs committed.
 pub(super) enum Work {
@@ -37,8 +40,7 @@ impl Store {
         let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
         // Large messages' files were fsync'd by their sessions; their names in the spool directory
         // are made durable here, once for the batch, before the rows that point at them.
-        let spooled =
-            batch.iter().any(|q| matches!(&q.work, Work::Message(r) if r.keep_files && r.contents.is_empty()));
+        let spooled = batch.iter().any(|q| matches!(&q.work, Work::Message(r) if r.placement == Placement::Spooled));
         let outcome =
             if spooled { spool::sync_dir(&self.spool_dir).context("syncing the spool directory") } else { Ok(()) };
         let outcome = outcome.and_then(|()| write_batch(&mut conn, batch.iter().map(|q| &q.work)));
@@ -105,5 +107,57 @@ fn write(tx: &rusqlite::Connection, work: &Work) -> anyhow::Result<()> {
     match work {
         Work::Message(row) => insert_rows(tx, row),
         Work::Attempt(a) => record_attempt(tx, a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Work, write_batch};
+    use crate::mail::NextState;
+    use crate::store::attempts::AttemptRecord;
+    use crate::store::ingest::Row;
+    use crate::store::tests::{due, message};
+    use crate::store::{Attempt, Store};
+
+    #[test]
+    fn an_item_of_a_group_commit_that_fails_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let eps = [due("e", 1_000, false)];
+        let record = |delivery_id: &str| AttemptRecord {
+            delivery_id: delivery_id.into(),
+            retry_requested_at: None,
+            step: 0,
+            attempt: Attempt {
+                attempt: 1,
+                started_at: 1,
+                duration_ms: 1,
+                http_status: Some(200),
+                error: None,
+                response_body: None,
+            },
+            next: NextState::Succeeded,
+        };
+        let batch = [
+            Work::Message(Row::from(&message("msg_a", 1_000, &[], &eps))),
+            Work::Attempt(record("dlv_gone")),
+            Work::Message(Row::from(&message("msg_b", 1_000, &[], &eps))),
+        ];
+        let each = write_batch(&mut store.conn(), batch.iter()).unwrap();
+        assert!(each[0].is_ok() && each[2].is_ok(), "{each:?}");
+        assert!(each[1].as_ref().is_err_and(|e| e.contains("FOREIGN KEY")), "{each:?}");
+        for id in ["msg_a", "msg_b"] {
+            assert!(store.message(id).unwrap().is_some(), "{id} was committed");
+            assert_eq!(store.deliveries(None, Some(id)).unwrap().len(), 1);
+        }
+        assert!(store.attempts("dlv_gone").unwrap().is_empty());
+
+        // A batch of attempts only is committed without waiting for the disk, then FULL is back.
+        let d = &store.deliveries(None, Some("msg_a")).unwrap()[0];
+        let each = write_batch(&mut store.conn(), [Work::Attempt(record(&d.id))].iter()).unwrap();
+        assert!(each[0].is_ok(), "{each:?}");
+        assert_eq!(store.attempts(&d.id).unwrap().len(), 1);
+        let sync: i64 = store.conn().query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+        assert_eq!(sync, 2, "synchronous is FULL again");
     }
 }

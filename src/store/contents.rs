@@ -12,7 +12,33 @@ use rusqlite::{OptionalExtension, params};
 use super::{Store, spool};
 
 /// The largest raw message kept in the database.
-pub const INLINE_MAX: usize = 1 << 20;
+const INLINE_MAX: usize = 1 << 20;
+
+/// Where a new message's bytes go. Decided here only, by `Placement::of`: ingest writes a
+/// `Spooled` message's files before its transaction, its row carries `Inline` bytes, and the
+/// group commit syncs the spool directory for `Spooled` ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Placement {
+    /// Nothing is kept (every route dropped the message): the record only.
+    RecordOnly,
+    /// In the `contents` table, in the message's own transaction (up to `INLINE_MAX`).
+    Inline,
+    /// Files in `spool/` and `attachments/`, fsync'd before the message's transaction.
+    Spooled,
+}
+
+impl Placement {
+    /// `keep_files`: false when only the record is kept; `size`: the raw message's length.
+    pub(super) fn of(keep_files: bool, size: usize) -> Placement {
+        if !keep_files {
+            Placement::RecordOnly
+        } else if size <= INLINE_MAX {
+            Placement::Inline
+        } else {
+            Placement::Spooled
+        }
+    }
+}
 
 /// The `contents.part` of the raw message; attachments use their index.
 const RAW: i64 = -1;
@@ -84,5 +110,19 @@ impl Store {
                 Ok(Some(bytes))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{INLINE_MAX, Placement};
+
+    #[test]
+    fn up_to_inline_max_in_the_database_larger_in_the_spool_nothing_when_not_kept() {
+        assert_eq!(Placement::of(true, 0), Placement::Inline);
+        assert_eq!(Placement::of(true, INLINE_MAX), Placement::Inline);
+        assert_eq!(Placement::of(true, INLINE_MAX + 1), Placement::Spooled);
+        assert_eq!(Placement::of(false, INLINE_MAX + 1), Placement::RecordOnly);
+        assert_eq!(Placement::of(false, 10), Placement::RecordOnly);
     }
 }

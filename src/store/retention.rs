@@ -78,7 +78,7 @@ impl Store {
                 return Ok(total);
             }
             for id in &ids {
-                super::delete_message_rows(&tx, id)?;
+                super::ingest::delete_message_rows(&tx, id)?;
             }
             tx.commit()?;
             total += ids.len();

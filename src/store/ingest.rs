@@ -1,0 +1,281 @@
+//! The ingest writes: a new message as ingest hands it over (NewMessage), the rows queued for the
+//! group commit (Row), and their INSERTs; where its bytes go is `Placement::of` (contents.rs).
+//! Also the way back: a message withdrawn before it was acknowledged.
+
+use anyhow::Context;
+use rusqlite::params;
+
+use super::commit::Work;
+use super::contents::{self, Placement};
+use super::reads::MESSAGE_COLS;
+use super::{Delivery, Store, spool};
+use crate::mail::DeliveryStatus;
+
+/// One delivery to create for a new message: its destination (`Destination::key`), when its first
+/// attempt is due, and whether the session makes that attempt itself (a `sync` route).
+#[derive(Debug, Clone)]
+pub struct FirstAttempt {
+    pub endpoint: String,
+    pub due: i64,
+    pub sync: bool,
+}
+
+/// What ingest hands the store: the message row and the endpoints to deliver it to.
+pub struct NewMessage<'a> {
+    pub id: &'a str,
+    pub received_at: i64,
+    pub client_ip: &'a str,
+    pub helo: &'a str,
+    pub mail_from: &'a str,
+    pub rcpt_to: &'a [String],
+    pub sha256: &'a str,
+    pub subject: Option<&'a str>,
+    pub from_addr: Option<&'a str>,
+    pub parsed_status: &'a str,
+    pub event_message: &'a str,
+    /// `event_message` is stored without the `raw.base64` the event has.
+    pub raw_inline: bool,
+    pub raw: &'a [u8],
+    /// False when every route dropped the message: only the record is kept.
+    pub keep_files: bool,
+    pub attachments: &'a [NewAttachment<'a>],
+    /// Each endpoint to deliver to, with when its first attempt is due, and whether the
+    /// session claims it for an attempt of its own (sync mode).
+    pub endpoints: &'a [FirstAttempt],
+}
+
+pub struct NewAttachment<'a> {
+    pub filename: Option<&'a str>,
+    pub content_type: &'a str,
+    pub sha256: &'a str,
+    pub bytes: &'a [u8],
+}
+
+/// A message's rows as queued for the group commit (owned: another session's thread writes them).
+pub(super) struct Row {
+    id: String,
+    received_at: i64,
+    client_ip: String,
+    helo: String,
+    mail_from: String,
+    rcpt_to: String,
+    size: i64,
+    sha256: String,
+    subject: Option<String>,
+    from_addr: Option<String>,
+    parsed_status: String,
+    event_message: String,
+    raw_inline: bool,
+    /// Where its bytes go (the group commit syncs the spool directory for `Spooled` ones).
+    pub(super) placement: Placement,
+    /// The bytes of a small message, kept in its transaction (contents.rs); empty when its files
+    /// are in the spool, or when nothing is kept.
+    contents: Vec<(i64, Vec<u8>)>,
+    /// (filename, content_type, size, sha256)
+    attachments: Vec<(Option<String>, String, i64, String)>,
+    deliveries: Vec<NewDelivery>,
+}
+
+/// A delivery row to insert, its ids made before the commit so they can be handed on.
+struct NewDelivery {
+    id: String,
+    event_id: String,
+    endpoint: String,
+    due: i64,
+    /// A session's own sync attempt (`in_flight` set in the row).
+    sync: bool,
+}
+
+impl From<&NewMessage<'_>> for Row {
+    fn from(m: &NewMessage<'_>) -> Self {
+        let placement = Placement::of(m.keep_files, m.raw.len());
+        Row {
+            id: m.id.to_string(),
+            received_at: m.received_at,
+            client_ip: m.client_ip.to_string(),
+            helo: m.helo.to_string(),
+            mail_from: m.mail_from.to_string(),
+            rcpt_to: serde_json::to_string(m.rcpt_to).unwrap_or_else(|_| "[]".into()),
+            size: m.raw.len() as i64,
+            sha256: m.sha256.to_string(),
+            subject: m.subject.map(str::to_string),
+            from_addr: m.from_addr.map(str::to_string),
+            parsed_status: m.parsed_status.to_string(),
+            event_message: m.event_message.to_string(),
+            raw_inline: m.raw_inline,
+            placement,
+            contents: if placement == Placement::Inline {
+                contents::rows(m.raw, m.attachments.iter().map(|a| a.bytes))
+            } else {
+                Vec::new()
+            },
+            attachments: m
+                .attachments
+                .iter()
+                .map(|a| {
+                    (
+                        a.filename.map(str::to_string),
+                        a.content_type.to_string(),
+                        a.bytes.len() as i64,
+                        a.sha256.to_string(),
+                    )
+                })
+                .collect(),
+            deliveries: m
+                .endpoints
+                .iter()
+                .map(|f| NewDelivery {
+                    id: crate::ids::new_id("dlv"),
+                    event_id: crate::ids::new_id("evt"),
+                    endpoint: f.endpoint.clone(),
+                    due: f.due,
+                    sync: f.sync,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The message, its attachments and one delivery per endpoint (each with its own event id).
+pub(super) fn insert_rows(tx: &rusqlite::Connection, m: &Row) -> anyhow::Result<()> {
+    let keep_files = m.placement != Placement::RecordOnly;
+    let disposition = match (m.deliveries.is_empty(), keep_files) {
+        (false, _) => "queued",
+        (true, true) => "stored",
+        (true, false) => "dropped",
+    };
+    tx.prepare_cached(&format!(
+        "INSERT INTO messages ({MESSAGE_COLS}, disposition, files_removed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+    ))?
+    .execute(params![
+        m.id,
+        m.received_at,
+        m.client_ip,
+        m.helo,
+        m.mail_from,
+        m.rcpt_to,
+        m.size,
+        m.sha256,
+        m.subject,
+        m.from_addr,
+        m.parsed_status,
+        m.event_message,
+        m.raw_inline,
+        disposition,
+        (!keep_files).then_some(m.received_at)
+    ])?;
+    for (idx, (filename, content_type, size, sha256)) in m.attachments.iter().enumerate() {
+        tx.prepare_cached(
+            "INSERT INTO attachments (message_id, idx, filename, content_type, size, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![m.id, idx as i64, filename, content_type, size, sha256])?;
+    }
+    contents::insert(tx, &m.id, &m.contents)?;
+    for d in &m.deliveries {
+        tx.prepare_cached(
+            "INSERT INTO deliveries (id, message_id, event_id, endpoint, status, next_attempt_at, in_flight, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?7)",
+        )?
+        .execute(params![d.id, m.id, d.event_id, d.endpoint, d.due, d.sync, m.received_at])?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// The durable hand-off: one transaction with the message, its bytes (or, for a large one, after
+    /// its files are fsync'd) and its deliveries (each with its own event id). Returns only once
+    /// all of it is on disk, with the deliveries due at once (not a session's sync ones) already
+    /// claimed for the caller: it attempts them (see `deliver::Deliverer::hand_off`) or gives them
+    /// back with `unclaim`. That spares the scheduler a query of the queue for every new message.
+    pub fn ingest(&self, m: &NewMessage<'_>) -> anyhow::Result<Vec<Delivery>> {
+        if Placement::of(m.keep_files, m.raw.len()) != Placement::Spooled {
+            return self.insert_message(m);
+        }
+        spool::write_synced(&self.spool_dir, m.id, m.raw).context("writing the raw message to the spool")?;
+        let bytes: Vec<&[u8]> = m.attachments.iter().map(|a| a.bytes).collect();
+        let result = spool::write_attachments(&self.attachment_dir, m.id, &bytes)
+            .context("writing attachments")
+            .and_then(|()| self.insert_message(m));
+        if result.is_err() {
+            spool::discard(&self.spool_dir, &self.attachment_dir, m.id);
+        }
+        result
+    }
+
+    fn insert_message(&self, m: &NewMessage<'_>) -> anyhow::Result<Vec<Delivery>> {
+        let row = Row::from(m);
+        let now: Vec<Delivery> = row
+            .deliveries
+            .iter()
+            .filter(|d| !d.sync && d.due <= m.received_at)
+            .map(|d| Delivery {
+                id: d.id.clone(),
+                message_id: row.id.clone(),
+                event_id: d.event_id.clone(),
+                endpoint: d.endpoint.clone(),
+                status: DeliveryStatus::Pending,
+                attempts: 0,
+                step: 0,
+                retry_requested_at: None,
+                next_attempt_at: Some(d.due),
+                last_status: None,
+                last_error: None,
+                created_at: m.received_at,
+            })
+            .collect();
+        // Claimed before the rows exist, so no claim of the queue ever sees them unclaimed.
+        self.claimed().extend(now.iter().map(|d| d.id.clone()));
+        let committed = self.commit(Work::Message(row)).context("storing the message");
+        if committed.is_err() {
+            self.unclaim(&now);
+        }
+        committed.map(|()| now)
+    }
+
+    /// Removes a message that was stored but never acknowledged (a sync delivery failed).
+    pub fn withdraw(&self, message_id: &str) -> anyhow::Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        delete_message_rows(&tx, message_id)?;
+        tx.commit()?;
+        spool::discard(&self.spool_dir, &self.attachment_dir, message_id);
+        Ok(())
+    }
+}
+
+/// Every row of one message: attempts, deliveries, attachments, its bytes, the message.
+pub(super) fn delete_message_rows(tx: &rusqlite::Transaction<'_>, message_id: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE message_id = ?1)",
+        [message_id],
+    )?;
+    tx.execute("DELETE FROM deliveries WHERE message_id = ?1", [message_id])?;
+    tx.execute("DELETE FROM attachments WHERE message_id = ?1", [message_id])?;
+    tx.execute("DELETE FROM contents WHERE message_id = ?1", [message_id])?;
+    tx.execute("DELETE FROM messages WHERE id = ?1", [message_id])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::Store;
+    use crate::store::tests::{due, message};
+
+    #[test]
+    fn ingest_hands_over_the_deliveries_due_now_already_claimed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let eps = [due("now", 1_000, false), due("later", 9_000, false), due("sync", 1_000, true)];
+        let handed = store.ingest(&message("msg_1", 1_000, &[], &eps)).unwrap();
+        assert_eq!(handed.iter().map(|d| d.endpoint.as_str()).collect::<Vec<_>>(), ["now"]);
+        let stored = store.delivery(&handed[0].id).unwrap().expect("the handed delivery is a committed row");
+        assert_eq!((stored.event_id.as_str(), stored.status.as_str()), (handed[0].event_id.as_str(), "pending"));
+
+        let any = |_: &str| 10;
+        assert!(store.claim_due(10_000, 10, &any).unwrap().iter().all(|d| d.endpoint == "later"), "handed is claimed");
+        store.unclaim(&handed);
+        let again = store.claim_due(10_000, 10, &any).unwrap();
+        assert_eq!(again.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), [handed[0].id.as_str()]);
+    }
+}
