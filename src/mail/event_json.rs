@@ -36,6 +36,10 @@ pub fn with_raw_base64(stored: &str, raw: &[u8]) -> Option<String> {
     Some(json)
 }
 
+/// A part of the event that can be left out to fit the cap: its name in `omitted`, and how to take it
+/// out (false: it was not there).
+type Omission = (&'static str, fn(&mut EventMessage) -> bool);
+
 /// The event around `message` (ids, type, delivery) is small and bounded.
 const ENVELOPE: u64 = 1024;
 
@@ -56,7 +60,7 @@ impl EventMessage {
             let mut n = ByteCount(0);
             serde_json::to_writer(&mut n, e).map_or(u64::MAX, |()| n.0) + ENVELOPE + e.withheld_text.unwrap_or(0)
         };
-        let steps: [(&str, fn(&mut Self) -> bool); 5] = [
+        let steps: [Omission; 5] = [
             ("html", |e| e.html.take().is_some()),
             ("text", |e| e.text.take().is_some() | e.withheld_text.take().is_some()),
             ("raw.base64", |e| e.raw.base64.take().is_some()),

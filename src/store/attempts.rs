@@ -27,7 +27,7 @@ impl Store {
             retry_requested_at: d.retry_requested_at,
             step: d.step,
             attempt: a.clone(),
-            next: next.clone(),
+            next: *next,
         };
         self.commit(Work::Attempt(record)).context("recording a delivery attempt")?;
         // Only now may a claim see it again (see claim_due).

@@ -47,7 +47,7 @@ pub struct MessageRow {
     pub from_addr: Option<String>,
     pub parsed_status: String,
     pub event_message: String,
-    /// The event has `raw.base64`, which `event_message` leaves out (see `parse::EventJson`).
+    /// The event has `raw.base64`, which `event_message` leaves out (see `mail::EventJson`).
     pub raw_inline: bool,
     /// `queued` (has deliveries), `stored` (kept, nothing sent) or `dropped` (record only).
     pub disposition: String,
