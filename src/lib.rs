@@ -10,7 +10,11 @@
 //! - `store`   — SQLite + spool: the durable queue between ingest and delivery
 //! - `deliver` — the scheduler, Standard Webhooks signing and the POST; forwarded copies via the relay
 //!
+//! Under them all, `mail`: the nouns every stage shares (envelope, reply, the event and its JSON form,
+//! verdicts, delivery states, the signing key); it imports no stage.
+//!
 //! Beside them: `http` (axum), `cli` (clap commands over the same store), `config`, `serve` (wiring).
+//! docs/architecture.md has the map.
 
 pub mod auth;
 pub mod cli;
