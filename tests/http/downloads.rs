@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::*;
+use crate::common::*;
 use crate::support::*;
 
 /// Headers every served file must carry, whatever it is.
@@ -195,7 +195,7 @@ fn own_attachments_download_byte_for_byte() {
     );
     let mut c = SmtpClient::ready(gw.smtp);
     let id = c.send_mail("ada@sender.test", &["inbox@example.test"], &body);
-    let (_, ev) = event_for(&h, &id);
+    let (_, ev) = h.event_for(&id);
     let atts = ev["message"]["attachments"].as_array().expect("attachments").clone();
     assert_eq!(atts.len(), 2, "{}", ev["message"]["attachments"]);
     let agent = agent();

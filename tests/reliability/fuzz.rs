@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::helpers::*;
+use crate::common::*;
 use crate::support::*;
 
 /// Stacked random mutations of `input` (1 to 8 of them), the result at most `max` bytes.
@@ -471,7 +471,7 @@ fn fuzz_smtp_chunk(seed: u64, range: std::ops::Range<usize>, threads: usize, tes
     let _tmpfs = tmpfs(&h.data_dir(), "4g").inspect_err(|e| eprintln!("{test}: store on disk ({e})")).ok();
     let gw = h.start();
     let probe = still_serving(&h, &gw, "start");
-    let rss0 = rss_kib(&gw);
+    let rss0 = gw.rss_kib();
     let seeds: Arc<Vec<Vec<u8>>> = Arc::new(SMTP_SEEDS.iter().map(|s| s.to_vec()).collect());
     let next = Arc::new(AtomicUsize::new(range.start));
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -535,7 +535,7 @@ fn fuzz_smtp_chunk(seed: u64, range: std::ops::Range<usize>, threads: usize, tes
         broken[..broken.len().min(20)].join("\n"),
         log_tail(&h)
     );
-    assert!(alive(&gw), "the gateway died under the SMTP fuzzer (seed {seed})\n{}", log_tail(&h));
+    assert!(gw.alive(), "the gateway died under the SMTP fuzzer (seed {seed})\n{}", log_tail(&h));
 
     // What was acknowledged is what is stored, and only for our domain.
     let acked: BTreeSet<String> = acked.lock().unwrap().iter().cloned().collect();

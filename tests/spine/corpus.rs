@@ -6,23 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::*;
-
-pub fn corpus() -> Vec<(String, Vec<u8>)> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|p| {
-            (p.file_name().unwrap().to_string_lossy().into_owned(), as_sent(&to_crlf(&std::fs::read(&p).unwrap())))
-        })
-        .collect()
-}
+use crate::common::*;
 
 fn addresses(v: &Value) -> Vec<String> {
     v.as_array()

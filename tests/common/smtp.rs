@@ -1,9 +1,11 @@
-//! A small line-based SMTP client over a real TcpStream: send a command, read the whole (multi-line)
-//! reply, return code and text, so tests can assert exact reply codes. DATA is dot-stuffed here.
+//! The SMTP client of every test binary, line-based over a real TcpStream: send a command, read the
+//! whole (multi-line) reply, return code and text, so tests can assert exact reply codes. DATA is
+//! dot-stuffed here. It can connect from a chosen loopback address (127.0.0.2 is "another IP"), and
+//! `Wire` is the same client with a face that never panics. STARTTLS sessions: `super::starttls`.
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 /// How long any single reply may take before the test fails (a hung server must not hang the suite).
@@ -57,23 +59,58 @@ pub struct SmtpClient {
 }
 
 impl SmtpClient {
+    fn over(stream: TcpStream, timeout: Duration) -> io::Result<SmtpClient> {
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        Ok(SmtpClient { reader: BufReader::new(stream.try_clone()?), writer: stream })
+    }
+
     /// Connects and reads the greeting (whatever it is).
     pub fn connect(addr: SocketAddr) -> (SmtpClient, Reply) {
         let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to SMTP {addr}: {e}"));
-        stream.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
-        stream.set_write_timeout(Some(REPLY_TIMEOUT)).unwrap();
-        let mut c = SmtpClient { reader: BufReader::new(stream.try_clone().unwrap()), writer: stream };
+        let mut c = SmtpClient::over(stream, REPLY_TIMEOUT).unwrap();
+        let greeting = c.read_reply();
+        (c, greeting)
+    }
+
+    /// Connects from the local address `from` (any of 127.0.0.0/8 on Linux: another client) and
+    /// reads the greeting.
+    #[track_caller]
+    pub fn connect_from(from: IpAddr, addr: SocketAddr) -> (SmtpClient, Reply) {
+        let mut c = SmtpClient::over(socket_from(from, addr), REPLY_TIMEOUT).unwrap();
         let greeting = c.read_reply();
         (c, greeting)
     }
 
     /// Connects, expects the 220 greeting and says EHLO `client.test`.
     pub fn ready(addr: SocketAddr) -> SmtpClient {
-        let (mut c, greeting) = SmtpClient::connect(addr);
-        assert_eq!(greeting.code, 220, "greeting: {greeting}");
-        let ehlo = c.cmd("EHLO client.test");
+        SmtpClient::ready_as(addr, "client.test")
+    }
+
+    /// Connects, expects the 220 greeting and says EHLO `helo`.
+    pub fn ready_as(addr: SocketAddr, helo: &str) -> SmtpClient {
+        let (c, greeting) = SmtpClient::connect(addr);
+        c.hello(greeting, helo, "")
+    }
+
+    /// Connects from `from`, expects 220 and says EHLO `client.test`.
+    #[track_caller]
+    pub fn ready_from(from: IpAddr, addr: SocketAddr) -> SmtpClient {
+        let (c, greeting) = SmtpClient::connect_from(from, addr);
+        c.hello(greeting, "client.test", &format!(" to a client from {from}"))
+    }
+
+    #[track_caller]
+    fn hello(mut self, greeting: Reply, helo: &str, whose: &str) -> SmtpClient {
+        assert_eq!(greeting.code, 220, "greeting{whose}: {greeting}");
+        let ehlo = self.cmd(&format!("EHLO {helo}"));
         assert_eq!(ehlo.code, 250, "EHLO: {ehlo}");
-        c
+        self
+    }
+
+    /// The connection (e.g. to write from another thread).
+    pub fn stream(&self) -> &TcpStream {
+        &self.writer
     }
 
     pub fn try_read_reply(&mut self) -> io::Result<Reply> {
@@ -143,6 +180,18 @@ impl SmtpClient {
         self.data(body).queued_id()
     }
 
+    /// Reads until the server closes the connection (EOF or reset) and returns what came; panics if it
+    /// stays open past the read timeout.
+    #[track_caller]
+    pub fn read_to_close(&mut self) -> Vec<u8> {
+        let mut rest = Vec::new();
+        match self.reader.read_to_end(&mut rest) {
+            Ok(_) => rest,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => rest,
+            Err(e) => panic!("the connection was not closed ({e}); got {rest:?}"),
+        }
+    }
+
     /// True if the server has closed the connection (EOF within the reply timeout).
     pub fn is_closed(&mut self) -> bool {
         let mut b = [0u8; 1];
@@ -152,6 +201,85 @@ impl SmtpClient {
             Err(e) => matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted),
         }
     }
+}
+
+/// The client with a face that never panics and waits as long as it is told: for gateways that are
+/// killed under it, and for answers that may take longer than 15 s. A reply is (code, its last line).
+pub struct Wire(SmtpClient);
+
+impl Wire {
+    pub fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Wire> {
+        SmtpClient::over(TcpStream::connect(addr)?, timeout).map(Wire)
+    }
+
+    /// A connection from the local address `from` (any of 127.0.0.0/8 on Linux): another client.
+    #[track_caller]
+    pub fn connect_from(from: &str, addr: SocketAddr) -> Wire {
+        Wire(SmtpClient::over(socket_from(from.parse().unwrap(), addr), REPLY_TIMEOUT).unwrap())
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        self.0.stream()
+    }
+
+    /// One (possibly multi-line) reply: (code, last line without CRLF).
+    pub fn reply(&mut self) -> io::Result<(u16, String)> {
+        let r = self.0.try_read_reply()?;
+        let last = format!("{} {}", r.code, r.lines.last().map_or("", |l| l.as_str()));
+        Ok((r.code, last.trim_end().to_string()))
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.0.writer.write_all(bytes)
+    }
+
+    /// `line` + CRLF, then its reply.
+    pub fn cmd(&mut self, line: &str) -> io::Result<(u16, String)> {
+        self.send(format!("{line}\r\n").as_bytes())?;
+        self.reply()
+    }
+
+    /// The greeting and EHLO; true when both were positive.
+    pub fn hello(&mut self) -> bool {
+        matches!(self.reply(), Ok((220, _))) && matches!(self.cmd("EHLO wire.test"), Ok((250, _)))
+    }
+
+    /// MAIL, RCPT, DATA and the dot-stuffed message; the reply to the data, or the first refusal.
+    pub fn mail(&mut self, rcpt: &str, raw: &[u8]) -> io::Result<(u16, String)> {
+        for line in ["MAIL FROM:<wire@sender.test>".to_string(), format!("RCPT TO:<{rcpt}>")] {
+            let r = self.cmd(&line)?;
+            if r.0 != 250 {
+                return Ok(r);
+            }
+        }
+        self.data(raw)
+    }
+
+    /// DATA and the dot-stuffed message: the reply to the data (or the refusal of DATA).
+    pub fn data(&mut self, raw: &[u8]) -> io::Result<(u16, String)> {
+        let r = self.cmd("DATA")?;
+        if r.0 != 354 {
+            return Ok(r);
+        }
+        self.send(&data_stream(raw))?;
+        self.reply()
+    }
+}
+
+/// A TCP connection to `addr` from the local address `from` (any port).
+#[track_caller]
+pub fn socket_from(from: IpAddr, addr: SocketAddr) -> TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let stream = rt
+        .block_on(async {
+            let s = if from.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+            s.bind(SocketAddr::new(from, 0))?;
+            s.connect(addr).await
+        })
+        .unwrap_or_else(|e| panic!("connect from {from} to {addr}: {e}"));
+    let stream = stream.into_std().unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream
 }
 
 /// The bytes sent after `354`: dot-stuffed body (a CRLF added if missing) plus `.` CRLF.
