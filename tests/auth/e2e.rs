@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::common::SmtpClient;
+use crate::common::{Session, SmtpClient};
 use crate::helpers::mail::message;
 use crate::helpers::{Algo, DnsServer, Signer, auth_of, harness, with_dns};
 

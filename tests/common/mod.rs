@@ -33,7 +33,7 @@ pub use gateway::{Gateway, alive, vm_rss_kib};
 pub use harness::Harness;
 pub use http::{Got, agent, get, healthz, http_status, scrape, status_of};
 pub use receiver::{Receiver, Request};
-pub use smtp::{Reply, SmtpClient, Wire, as_sent, data_stream, socket_from, to_crlf};
+pub use smtp::{Reply, Session, SmtpClient, Wire, as_sent, data_stream, socket_from, to_crlf};
 pub use wait::{poll, wait_for};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mxhook");

@@ -141,45 +141,6 @@ impl SmtpClient {
         }
     }
 
-    #[track_caller]
-    pub fn read_reply(&mut self) -> Reply {
-        self.try_read_reply().unwrap_or_else(|e| panic!("reading SMTP reply: {e}"))
-    }
-
-    pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).unwrap_or_else(|e| panic!("SMTP write: {e}"));
-        self.writer.flush().unwrap();
-    }
-
-    /// Sends `line` + CRLF and reads the reply.
-    #[track_caller]
-    pub fn cmd(&mut self, line: &str) -> Reply {
-        let mut bytes = line.as_bytes().to_vec();
-        bytes.extend_from_slice(b"\r\n");
-        self.send_raw(&bytes);
-        self.read_reply()
-    }
-
-    /// DATA, then the dot-stuffed body and the terminator; returns the reply after the final dot.
-    /// `body` must use CRLF line endings; a CRLF is added if it doesn't end with one.
-    #[track_caller]
-    pub fn data(&mut self, body: &[u8]) -> Reply {
-        let r = self.cmd("DATA");
-        assert_eq!(r.code, 354, "DATA: expected 354, got `{r}`");
-        self.send_raw(&data_stream(body));
-        self.read_reply()
-    }
-
-    /// A whole transaction that must succeed; returns the queued message id.
-    #[track_caller]
-    pub fn send_mail(&mut self, from: &str, rcpts: &[&str], body: &[u8]) -> String {
-        self.cmd(&format!("MAIL FROM:<{from}>")).expect(250, "2.1.0");
-        for r in rcpts {
-            self.cmd(&format!("RCPT TO:<{r}>")).expect(250, "2.1.5");
-        }
-        self.data(body).queued_id()
-    }
-
     /// Reads until the server closes the connection (EOF or reset) and returns what came; panics if it
     /// stays open past the read timeout.
     #[track_caller]
@@ -200,6 +161,73 @@ impl SmtpClient {
             Ok(_) => false,
             Err(e) => matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted),
         }
+    }
+}
+
+/// An SMTP conversation, over plain TCP (`SmtpClient`) or TLS (`starttls::TlsSession`): the commands,
+/// DATA and whole transactions, built on sending bytes and reading a reply.
+pub trait Session {
+    fn send_raw(&mut self, bytes: &[u8]);
+
+    /// The next whole (multi-line) reply; panics when none comes in time.
+    fn read_reply(&mut self) -> Reply;
+
+    /// Sends `line` + CRLF and reads the reply.
+    #[track_caller]
+    fn cmd(&mut self, line: &str) -> Reply {
+        let mut bytes = line.as_bytes().to_vec();
+        bytes.extend_from_slice(b"\r\n");
+        self.send_raw(&bytes);
+        self.read_reply()
+    }
+
+    /// DATA, then the dot-stuffed body and the terminator; returns the reply after the final dot.
+    /// `body` must use CRLF line endings; a CRLF is added if it doesn't end with one.
+    #[track_caller]
+    fn data(&mut self, body: &[u8]) -> Reply {
+        let r = self.cmd("DATA");
+        assert_eq!(r.code, 354, "DATA: expected 354, got `{r}`");
+        self.send_raw(&data_stream(body));
+        self.read_reply()
+    }
+
+    /// A whole transaction that must succeed; returns the queued message id.
+    #[track_caller]
+    fn send_mail(&mut self, from: &str, rcpts: &[&str], body: &[u8]) -> String {
+        self.cmd(&format!("MAIL FROM:<{from}>")).expect(250, "2.1.0");
+        for r in rcpts {
+            self.cmd(&format!("RCPT TO:<{r}>")).expect(250, "2.1.5");
+        }
+        self.data(body).queued_id()
+    }
+
+    /// Sends each `(name, message)` in this one session, RSET after each transaction, then QUIT;
+    /// returns `(name, message, queued id)` in order.
+    #[track_caller]
+    fn send_each<'a>(mut self, files: &'a [(String, Vec<u8>)]) -> Vec<(&'a String, &'a Vec<u8>, String)>
+    where
+        Self: Sized,
+    {
+        let mut sent = Vec::new();
+        for (name, bytes) in files {
+            let id = self.send_mail("corpus@sender.test", &["inbox@example.test"], bytes);
+            self.cmd("RSET").expect(250, "2.0.0");
+            sent.push((name, bytes, id));
+        }
+        self.cmd("QUIT").expect(221, "2.0.0");
+        sent
+    }
+}
+
+impl Session for SmtpClient {
+    fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap_or_else(|e| panic!("SMTP write: {e}"));
+        self.writer.flush().unwrap();
+    }
+
+    #[track_caller]
+    fn read_reply(&mut self) -> Reply {
+        self.try_read_reply().unwrap_or_else(|e| panic!("reading SMTP reply: {e}"))
     }
 }
 

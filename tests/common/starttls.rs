@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::config::Config;
 use super::gateway::drain;
-use super::smtp::{Reply, data_stream};
+use super::smtp::{Reply, Session};
 
 pub const OPENSSL: &str = "openssl";
 /// How long a TLS handshake or reply may take.
@@ -175,9 +175,21 @@ impl TlsSession {
         }
     }
 
+    /// QUIT, expecting `221`.
+    #[track_caller]
+    pub fn quit(&mut self) {
+        self.cmd("QUIT").expect(221, "2.0.0");
+    }
+}
+
+impl Session for TlsSession {
+    fn send_raw(&mut self, bytes: &[u8]) {
+        self.send(bytes);
+    }
+
     /// The next whole reply from the server (multi-line replies joined), within `WAIT`.
     #[track_caller]
-    pub fn read_reply(&mut self) -> Reply {
+    fn read_reply(&mut self) -> Reply {
         let deadline = Instant::now() + WAIT;
         loop {
             let out = self.proc.stdout();
@@ -204,26 +216,6 @@ impl TlsSession {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-    }
-
-    #[track_caller]
-    pub fn cmd(&mut self, line: &str) -> Reply {
-        self.send(format!("{line}\r\n").as_bytes());
-        self.read_reply()
-    }
-
-    #[track_caller]
-    pub fn data(&mut self, body: &[u8]) -> Reply {
-        let r = self.cmd("DATA");
-        assert_eq!(r.code, 354, "DATA over TLS: {r}");
-        self.send(&data_stream(body));
-        self.read_reply()
-    }
-
-    /// QUIT, expecting `221`.
-    #[track_caller]
-    pub fn quit(&mut self) {
-        self.cmd("QUIT").expect(221, "2.0.0");
     }
 }
 

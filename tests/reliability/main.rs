@@ -24,6 +24,7 @@ mod support;
 mod crash;
 mod disk_full;
 mod fuzz;
+mod fuzz_smtp;
 mod hostile_mime;
 mod hostile_smtp;
 mod mime_props;

@@ -3,8 +3,7 @@
 
 use serde_json::json;
 
-use crate::common::SECRET_C;
-use crate::common::{SECRET_B, SHORT};
+use crate::common::{SECRET_B, SECRET_C, SHORT, Session};
 use crate::support::{harness, mail, routes, send};
 
 /// The catch-all comes first in the file and still loses to the more specific routes.

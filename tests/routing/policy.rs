@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::common::{SECRET_B, SHORT, SmtpClient};
+use crate::common::{SECRET_B, SHORT, Session, SmtpClient};
 use crate::engines::Engine;
 use crate::support::{deliveries, gtube, harness, listed, mail, raw_kept, routes, send, shown};
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{Gateway, Harness, SHORT, SmtpClient};
+use crate::common::{Gateway, Harness, SHORT, Session, SmtpClient};
 use crate::engines::{Engine, free_port};
 use crate::support::{gtube, harness, mail, send};
 

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::common::{Config, Gateway, Harness, SmtpClient};
+use crate::common::{Config, Gateway, Harness, Session, SmtpClient};
 
 /// SpamAssassin's and rspamd's built-in test pattern: any message containing it is spam.
 pub const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";

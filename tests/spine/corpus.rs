@@ -22,14 +22,7 @@ fn whole_corpus_arrives_as_events_matching_mail_parser() {
     let gw = h.start();
 
     // One session for the whole corpus, with RSET between transactions.
-    let mut c = SmtpClient::ready(gw.smtp);
-    let mut sent = Vec::new();
-    for (name, bytes) in &files {
-        let id = c.send_mail("corpus@sender.test", &["inbox@example.test"], bytes);
-        c.cmd("RSET").expect(250, "2.0.0");
-        sent.push((name, bytes, id));
-    }
-    c.cmd("QUIT").expect(221, "2.0.0");
+    let sent = SmtpClient::ready(gw.smtp).send_each(&files);
 
     h.wait_requests(files.len(), Duration::from_secs(60));
     let requests = h.rx.requests();
