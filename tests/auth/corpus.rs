@@ -7,8 +7,9 @@
 
 use serde_json::json;
 
+use crate::common::to_crlf;
 use crate::fixture::{World, envelope};
-use crate::helpers::{corpus_file, smtp::to_crlf};
+use crate::helpers::corpus_file;
 
 async fn dkim_of(world: &World, file: &str) -> Option<serde_json::Value> {
     let Some(raw) = corpus_file(file) else {

@@ -5,7 +5,7 @@
 use std::net::TcpListener;
 use std::path::Path;
 
-use crate::helpers::*;
+use crate::common::*;
 
 #[test]
 fn a_relative_data_dir_is_beside_the_config_file_whatever_the_working_directory() {

@@ -4,8 +4,8 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
+use crate::common::*;
 use crate::dns::{DnsServer, Rec};
-use crate::helpers::*;
 use crate::support::*;
 
 const HOST: &str = "mx.example.test";
@@ -134,7 +134,7 @@ fn doctor_fails_a_wrong_mx_and_warns_about_spf_ptr_and_the_certificate() {
     let cert = make_cert(h.dir.path(), "live", "other.test", &["other.test"], 5);
     let mut cfg = Config::basic(&h.rx);
     cfg.hostname = HOST.into();
-    cfg.smtp_extra.extend(tls_lines(&cert, false));
+    cfg.tls_cert(&cert, false);
     h.write_config(&cfg);
     let gw = h.start();
     let config = doctor_config(&h, gw.smtp);

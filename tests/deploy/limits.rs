@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::smtp_client::Reply;
-use crate::helpers::*;
+use crate::common::smtp::Reply;
+use crate::common::*;
 use crate::support::*;
 
 const BODY: &[u8] = b"Subject: limits\r\n\r\nhi\r\n";
@@ -20,7 +20,7 @@ fn max_sessions_refuses_the_next_connection() {
     greeting.expect(421, "4.7.0");
     assert!(third.is_closed(), "the refused connection must be closed");
     // The limit is global: another address is refused too, with the same reason.
-    let (_, greeting) = Smtp::connect_from(other_ip(), gw.smtp);
+    let (_, greeting) = SmtpClient::connect_from(other_ip(), gw.smtp);
     greeting.expect(421, "4.7.0");
     expect_rejected(&h, &gw, "too_many_sessions", 2.0);
     assert_eq!(rejected(&gw, "too_many_sessions_per_ip"), 0.0, "{:?}", rejections(&gw));
@@ -47,21 +47,21 @@ fn max_sessions_refuses_the_next_connection() {
 fn max_sessions_per_ip_refuses_that_address_only() {
     let h = Harness::with(|c| c.smtp_extra.push("max_sessions_per_ip = 2".into()));
     let gw = h.start();
-    let mut a = Smtp::ready_from(local_ip(), gw.smtp);
-    let _b = Smtp::ready_from(local_ip(), gw.smtp);
+    let mut a = SmtpClient::ready_from(local_ip(), gw.smtp);
+    let _b = SmtpClient::ready_from(local_ip(), gw.smtp);
 
-    let (_, greeting) = Smtp::connect_from(local_ip(), gw.smtp);
+    let (_, greeting) = SmtpClient::connect_from(local_ip(), gw.smtp);
     greeting.expect(421, "4.7.0");
     assert!(greeting.text().contains("from your address"), "{greeting}");
     expect_rejected(&h, &gw, "too_many_sessions_per_ip", 1.0);
     assert_eq!(rejected(&gw, "too_many_sessions"), 0.0, "{:?}", rejections(&gw));
 
     // Another address gets in and sends mail; so does a session already open.
-    let mut other = Smtp::ready_from(other_ip(), gw.smtp);
-    let _other2 = Smtp::ready_from(other_ip(), gw.smtp);
-    let id = other.send_mail("bob@sender.test", "inbox@example.test", BODY);
-    assert_eq!(event_for(&h, &id)["message"]["smtp"]["client_ip"], "127.0.0.2");
-    a.send_mail("ada@sender.test", "inbox@example.test", BODY);
+    let mut other = SmtpClient::ready_from(other_ip(), gw.smtp);
+    let _other2 = SmtpClient::ready_from(other_ip(), gw.smtp);
+    let id = other.send_mail("bob@sender.test", &["inbox@example.test"], BODY);
+    assert_eq!(h.event_for(&id).1["message"]["smtp"]["client_ip"], "127.0.0.2");
+    a.send_mail("ada@sender.test", &["inbox@example.test"], BODY);
     h.wait_requests(2, WAIT);
     assert_eq!(rejected(&gw, "too_many_sessions_per_ip"), 1.0);
 }
@@ -83,9 +83,9 @@ fn max_messages_per_minute_per_ip_answers_450_at_mail_from() {
     expect_rejected(&h, &gw, "rate_limited", 2.0);
 
     // Another address has its own budget.
-    let mut other = Smtp::ready_from(other_ip(), gw.smtp);
-    other.send_mail("bob@sender.test", "inbox@example.test", BODY);
-    other.send_mail("bob@sender.test", "inbox@example.test", BODY);
+    let mut other = SmtpClient::ready_from(other_ip(), gw.smtp);
+    other.send_mail("bob@sender.test", &["inbox@example.test"], BODY);
+    other.send_mail("bob@sender.test", &["inbox@example.test"], BODY);
     other.cmd("MAIL FROM:<bob@sender.test>").expect(450, "4.7.1");
     expect_rejected(&h, &gw, "rate_limited", 3.0);
     h.wait_requests(4, WAIT);

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::process::Command;
 
-use crate::helpers::*;
+use crate::common::*;
 use crate::support::*;
 
 struct Listen {

@@ -20,11 +20,11 @@
 //!
 //! Needs the `openssl` command (Debian package `openssl`, in .ci/apt-packages).
 
+#[path = "../common/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod common;
 #[allow(dead_code)]
 mod dns;
-#[path = "../spine/helpers/mod.rs"]
-#[allow(dead_code, unused_imports)]
-mod helpers;
 #[allow(dead_code)]
 mod support;
 

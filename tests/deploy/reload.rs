@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::helpers::*;
+use crate::common::*;
 use crate::support::*;
 
 /// Replaces `live.crt`/`live.key` with a fresh certificate `CN=cn`, each by an atomic rename.
@@ -44,10 +44,10 @@ fn sighup_swaps_the_certificate_without_dropping_sessions() {
     early.cmd("RCPT TO:<inbox@example.test>").expect(250, "2.1.5");
     let id = early.data(b"Subject: across the reload\r\n\r\nhi\r\n").queued_id();
     early.quit();
-    assert_eq!(event_for(&h, &id)["message"]["smtp"]["tls"], "TLSv1.3");
+    assert_eq!(h.event_for(&id).1["message"]["smtp"]["tls"], "TLSv1.3");
     // So does the plaintext one.
     let id = plain.send_mail("ada@sender.test", &["inbox@example.test"], b"Subject: plain across\r\n\r\nhi\r\n");
-    event_for(&h, &id);
+    h.event_for(&id);
     assert!(alive(gw.pid()), "the gateway died:\n{}", gw.log());
 }
 
@@ -89,7 +89,7 @@ fn a_broken_certificate_on_sighup_keeps_the_old_one() {
     tls.cmd("RCPT TO:<inbox@example.test>").expect(250, "2.1.5");
     let id = tls.data(b"Subject: after repair\r\n\r\nhi\r\n").queued_id();
     tls.quit();
-    event_for(&h, &id);
+    h.event_for(&id);
 }
 
 #[test]
@@ -103,7 +103,7 @@ fn sighup_without_tls_is_harmless() {
     }
     assert!(alive(gw.pid()), "SIGHUP killed the gateway:\n{}", gw.log());
     let id = before.send_mail("ada@sender.test", &["inbox@example.test"], b"Subject: after hup\r\n\r\nhi\r\n");
-    event_for(&h, &id);
+    h.event_for(&id);
     let mut after = SmtpClient::ready(gw.smtp);
     after.cmd("QUIT").expect(221, "2.0.0");
 }

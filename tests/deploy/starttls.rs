@@ -3,8 +3,8 @@
 
 use tokio::io::AsyncWriteExt;
 
-use crate::helpers::smtp_client::Reply;
-use crate::helpers::*;
+use crate::common::smtp::Reply;
+use crate::common::*;
 use crate::support::*;
 
 /// The cipher suite name without its protocol prefix: rustls says `TLS13_AES_256_GCM_SHA384`, OpenSSL
@@ -42,7 +42,7 @@ fn mail_over_starttls_records_version_and_cipher() {
     let id = tls.data(b"Subject: over TLS\r\nFrom: ada@sender.test\r\n\r\nsecret stuff\r\n").queued_id();
     tls.quit();
 
-    let event = event_for(&h, &id);
+    let event = h.event_for(&id).1;
     let smtp = &event["message"]["smtp"];
     assert_eq!(smtp["tls"], "TLSv1.3", "message.smtp: {smtp}");
     let cipher = smtp["tls_cipher"].as_str().unwrap_or_else(|| panic!("no tls_cipher in message.smtp: {smtp}"));
@@ -75,7 +75,7 @@ fn version_and_cipher_follow_the_session() {
         tls.cmd("RCPT TO:<inbox@example.test>").expect(250, "2.1.5");
         let id = tls.data(format!("Subject: {version}\r\n\r\nhi\r\n").as_bytes()).queued_id();
         tls.quit();
-        let event = event_for(&h, &id);
+        let event = h.event_for(&id).1;
         let smtp = &event["message"]["smtp"];
         assert_eq!(smtp["tls"], version, "s_client {args:?}: message.smtp {smtp}");
         assert_eq!(smtp["tls_cipher"], cipher, "s_client {args:?}: message.smtp {smtp}");
@@ -92,7 +92,7 @@ fn without_a_certificate_starttls_is_not_offered() {
     c.cmd("STARTTLS").expect(502, "5.5.1");
     // The session is still plain SMTP and works.
     let id = c.send_mail("ada@sender.test", &["inbox@example.test"], b"Subject: plain\r\n\r\nhi\r\n");
-    let event = event_for(&h, &id);
+    let event = h.event_for(&id).1;
     assert_eq!(event["message"]["smtp"]["tls"], serde_json::Value::Null, "{}", event["message"]["smtp"]);
     assert_eq!(event["message"]["smtp"]["tls_cipher"], serde_json::Value::Null, "{}", event["message"]["smtp"]);
 }
@@ -115,7 +115,7 @@ fn require_refuses_mail_until_starttls() {
     tls.cmd("RCPT TO:<inbox@example.test>").expect(250, "2.1.5");
     let id = tls.data(b"Subject: required\r\n\r\nhi\r\n").queued_id();
     tls.quit();
-    assert_eq!(event_for(&h, &id)["message"]["smtp"]["tls"], "TLSv1.3");
+    assert_eq!(h.event_for(&id).1["message"]["smtp"]["tls"], "TLSv1.3");
     assert_eq!(h.messages().len(), 1, "only the TLS message is stored");
 }
 
@@ -152,7 +152,7 @@ fn commands_pipelined_before_tls_are_discarded() {
         tls.write_all(b"Subject: pinned\r\n\r\nhi\r\n.\r\n").await.unwrap();
         lines.reply(&mut tls).await.queued_id()
     });
-    let event = event_for(&h, &id);
+    let event = h.event_for(&id).1;
     assert_eq!(event["message"]["smtp"]["mail_from"], "ada@sender.test");
     assert_eq!(event["message"]["smtp"]["tls"], "TLSv1.3");
     assert_eq!(h.messages().len(), 1);
@@ -163,7 +163,7 @@ fn commands_pipelined_before_tls_are_discarded() {
 fn a_failed_handshake_ends_only_that_session() {
     let (h, _cert) = tls_harness("mx-a.test", false, |_| {});
     let gw = h.start();
-    let mut c = Smtp::ready_from(local_ip(), gw.smtp);
+    let mut c = SmtpClient::ready_from(local_ip(), gw.smtp);
     c.cmd("STARTTLS").expect(220, "2.0.0");
     c.send_raw(b"this is not a TLS ClientHello\r\n\r\n");
     // The server may answer with a TLS alert record; then it must close.
@@ -219,7 +219,7 @@ mod rustls_client {
     use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
     use tokio_rustls::rustls::{ClientConfig, DigitallySignedStruct, Error, SignatureScheme};
 
-    use crate::helpers::smtp_client::Reply;
+    use crate::common::smtp::Reply;
     use crate::support::Cert;
 
     /// Accepts exactly one certificate (the test's), and checks the handshake signatures with it.

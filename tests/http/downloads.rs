@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::*;
+use crate::common::*;
 use crate::support::*;
 
 /// Headers every served file must carry, whatever it is.
@@ -115,14 +115,7 @@ fn every_corpus_attachment_and_raw_message_downloads_by_its_link() {
     let h = setup(|cfg| cfg.endpoint("app").retry = strings(&["0s", "200ms"]), &[], &[]);
     let gw = h.start();
 
-    let mut c = SmtpClient::ready(gw.smtp);
-    let mut sent = Vec::new();
-    for (name, bytes) in &files {
-        let id = c.send_mail("corpus@sender.test", &["inbox@example.test"], bytes);
-        c.cmd("RSET").expect(250, "2.0.0");
-        sent.push((name, bytes, id));
-    }
-    c.cmd("QUIT").expect(221, "2.0.0");
+    let sent = SmtpClient::ready(gw.smtp).send_each(&files);
     h.wait_requests(files.len(), Duration::from_secs(30));
 
     let agent = agent();
@@ -195,7 +188,7 @@ fn own_attachments_download_byte_for_byte() {
     );
     let mut c = SmtpClient::ready(gw.smtp);
     let id = c.send_mail("ada@sender.test", &["inbox@example.test"], &body);
-    let (_, ev) = event_for(&h, &id);
+    let (_, ev) = h.event_for(&id);
     let atts = ev["message"]["attachments"].as_array().expect("attachments").clone();
     assert_eq!(atts.len(), 2, "{}", ev["message"]["attachments"]);
     let agent = agent();

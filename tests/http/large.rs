@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::helpers::*;
+use crate::common::*;
 use crate::support::*;
 
 const SIZE: usize = 50_000_000;
@@ -73,7 +73,7 @@ fn a_50_mb_attachment_streams_with_flat_memory() {
     let (ingest_peak, _) = ingest_sampler.stop();
     let sent_at = started.elapsed();
 
-    let (_, ev) = event_for(&h, &id);
+    let (_, ev) = h.event_for(&id);
     let a = &ev["message"]["attachments"][0];
     assert_eq!(a["size"], SIZE, "event attachment: {a}");
     assert_eq!(a["sha256"], sha.as_str(), "event attachment: {a}");

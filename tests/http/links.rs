@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::*;
+use crate::common::*;
 use crate::support::*;
 
 const B64URL: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -21,7 +21,7 @@ fn two_attachments(h: &Harness) -> (Gateway, String, String, String, String) {
     );
     let mut c = SmtpClient::ready(gw.smtp);
     let id = c.send_mail("ada@sender.test", &["inbox@example.test"], &body);
-    let (_, ev) = event_for(h, &id);
+    let (_, ev) = h.event_for(&id);
     let m = &ev["message"];
     let link = |v: &serde_json::Value| v.as_str().unwrap_or_else(|| panic!("no link in {m}")).to_string();
     let (a0, a1, raw) = (link(&m["attachments"][0]["url"]), link(&m["attachments"][1]["url"]), link(&m["raw"]["url"]));

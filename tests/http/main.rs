@@ -2,7 +2,7 @@
 //! real SMTP, events caught by a real webhook receiver, and every link, /metrics and /healthz fetched over
 //! real sockets.
 //!
-//! - `support`: config keys beyond the spine's, HTTP clients (ureq and a raw one), link signing, /metrics.
+//! - `support`: a `public_url` links are checked against, a raw HTTP client, link signing, MIME builders.
 //! - `downloads`: every corpus attachment and raw message by its event link: bytes, headers, HEAD, Range.
 //! - `links`: tampering with any part of a link → 403; unknown → 404; expiry → 410.
 //! - `traversal`: `..` and encoded variants never reach a file; hostile attachment file names.
@@ -10,9 +10,9 @@
 //! - `payload`: `[webhook] max_payload` and `inline_raw_max`.
 //! - `observe`: /metrics counters as mail flows; /healthz flips while the store cannot be written.
 
-#[path = "../spine/helpers/mod.rs"]
-#[allow(dead_code)]
-mod helpers;
+#[path = "../common/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod common;
 #[allow(dead_code)]
 mod support;
 

@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::*;
+use crate::common::*;
 use crate::support::*;
 
 fn metric(m: &std::collections::BTreeMap<String, f64>, key: &str) -> f64 {
@@ -25,8 +25,7 @@ fn metric(m: &std::collections::BTreeMap<String, f64>, key: &str) -> f64 {
 fn metrics_move_as_mail_flows() {
     let h = setup(|cfg| cfg.endpoint("app").retry = strings(&["0s", "100ms", "1m"]), &[], &[]);
     let gw = h.start();
-    let agent = agent();
-    let m = scrape(&agent, &gw);
+    let m = scrape(&gw);
     assert_eq!(metric(&m, "mxhook_messages_accepted_total"), 0.0, "before any mail");
     assert_eq!(metric(&m, "mxhook_deliveries_pending"), 0.0);
 
@@ -38,9 +37,9 @@ fn metrics_move_as_mail_flows() {
     let first = c.data(b"Subject: counted\r\n\r\nhello\r\n").queued_id();
     h.wait_delivery_status(&first, "succeeded", SHORT);
 
-    let mut m = scrape(&agent, &gw);
+    let mut m = scrape(&gw);
     h.wait_until(SHORT, "attempts{succeeded} to reach 1", || {
-        m = scrape(&agent, &gw);
+        m = scrape(&gw);
         m.get("mxhook_delivery_attempts_total{outcome=\"succeeded\"}").is_some_and(|v| *v >= 1.0)
     });
     assert_eq!(metric(&m, "mxhook_messages_accepted_total"), 1.0);
@@ -56,7 +55,7 @@ fn metrics_move_as_mail_flows() {
     c.cmd("RSET").expect(250, "2.0.0");
     let second = c.send_mail("ada@sender.test", &["inbox@example.test"], b"Subject: failing\r\n\r\nhello\r\n");
     h.wait_until(SHORT, "two failed attempts in a row on endpoint app", || {
-        m = scrape(&agent, &gw);
+        m = scrape(&gw);
         m.get("mxhook_endpoint_consecutive_failures{endpoint=\"app\"}").is_some_and(|v| *v >= 2.0)
     });
     assert_eq!(metric(&m, "mxhook_endpoint_consecutive_failures{endpoint=\"app\"}"), 2.0);
@@ -65,7 +64,7 @@ fn metrics_move_as_mail_flows() {
     assert_eq!(metric(&m, "mxhook_messages_accepted_total"), 2.0);
     assert_eq!(metric(&m, "mxhook_delivery_attempt_duration_seconds_count"), 3.0);
     h.wait_until(SHORT, "the oldest pending delivery to have an age", || {
-        m = scrape(&agent, &gw);
+        m = scrape(&gw);
         m.get("mxhook_oldest_pending_delivery_age_seconds").is_some_and(|v| *v > 0.0)
     });
 
@@ -75,7 +74,7 @@ fn metrics_move_as_mail_flows() {
     h.cli(&["deliveries", "retry", &dlv]).assert_ok(&h.logs());
     h.wait_delivery_status(&second, "succeeded", SHORT);
     h.wait_until(SHORT, "the failure streak to reset after a success", || {
-        m = scrape(&agent, &gw);
+        m = scrape(&gw);
         m.get("mxhook_endpoint_consecutive_failures{endpoint=\"app\"}") == Some(&0.0)
     });
     assert_eq!(metric(&m, "mxhook_delivery_attempts_total{outcome=\"succeeded\"}"), 2.0);
@@ -113,7 +112,7 @@ fn healthz_is_503_while_the_store_cannot_be_written() {
     // And the store really works again: a message is accepted and delivered.
     let mut c = SmtpClient::ready(gw.smtp);
     let id = c.send_mail("ada@sender.test", &["inbox@example.test"], b"Subject: after\r\n\r\nhi\r\n");
-    event_for(&h, &id);
+    h.event_for(&id);
 }
 
 /// Unmounts (lazily) what the test mounted, after the gateway using it is gone.

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::*;
+use crate::common::*;
 use crate::support::*;
 
 /// `64KB` as the config reads it (decimal kilobytes).
@@ -79,7 +79,7 @@ fn max_payload_drops_html_then_text_and_inline_raw_max_is_exact() {
     }
     let mut events = Vec::new();
     for id in &ids {
-        let (req, ev) = event_for(&h, id);
+        let (req, ev) = h.event_for(id);
         req.assert_signed(SECRET_A);
         assert!(req.body.len() <= CAP, "event for {id} is {} bytes, over max_payload {CAP}", req.body.len());
         events.push(ev);
@@ -123,7 +123,7 @@ fn max_payload_also_drops_the_inlined_raw_message_when_needed() {
     let mut c = SmtpClient::ready(gw.smtp);
     let a = alternative("fifty and fifty", 50_000, 50_000);
     let id = c.send_mail("ada@sender.test", &["inbox@example.test"], &a);
-    let (req, ev) = event_for(&h, &id);
+    let (req, ev) = h.event_for(&id);
     assert!(req.body.len() <= CAP, "event is {} bytes, over max_payload {CAP}", req.body.len());
     let m = &ev["message"];
     let o = omitted(m);
@@ -138,7 +138,7 @@ fn max_payload_also_drops_the_inlined_raw_message_when_needed() {
     c.cmd("RSET").expect(250, "2.0.0");
     let small = b"From: ada@sender.test\r\nSubject: small\r\nContent-Type: text/html\r\n\r\n<p>hi</p>\r\n";
     let id = c.send_mail("ada@sender.test", &["inbox@example.test"], small);
-    let (_, ev) = event_for(&h, &id);
+    let (_, ev) = h.event_for(&id);
     assert_eq!(omitted(&ev["message"]), Vec::<String>::new());
     assert!(ev["message"]["html"].is_string() && ev["message"]["raw"]["base64"].is_string(), "{}", ev["message"]);
 }

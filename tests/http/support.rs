@@ -1,49 +1,31 @@
-//! What the HTTP tests add to the spine harness: config keys the spine's `Config` does not render
-//! ([http] link_ttl, [webhook] …), a distinctive `public_url` that links are checked against and then
-//! pointed at the gateway's real port, an HTTP client (ureq) that returns every status, a raw HTTP/1.1
-//! client for requests no well-behaved client would send, the link signature recomputed from the key in
-//! data_dir, a /metrics parser, VmRSS, and MIME builders.
+//! What the HTTP tests add to the common harness: a distinctive `public_url` that links are checked
+//! against and then pointed at the gateway's real port, a raw HTTP/1.1 client for requests no
+//! well-behaved client would send, the link signature recomputed from the key in data_dir, and MIME
+//! builders.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use serde_json::Value;
 
-use crate::helpers::*;
+use crate::common::*;
 
 /// The `[http] public_url` of every gateway here: links must start with it (a reverse proxy's name);
 /// the tests then send them to the gateway's actual port.
 pub const PUBLIC: &str = "https://mx.files.test";
 
-/// A harness on `Config::basic` adjusted by `tweak`, plus extra lines for `[http]` and `[webhook]`.
+/// A harness on `Config::basic` adjusted by `tweak`, `public_url = PUBLIC`, and extra lines for
+/// `[http]` and `[webhook]`; the config must pass `check-config`.
 pub fn setup(tweak: impl FnOnce(&mut Config), http: &[&str], webhook: &[&str]) -> Harness {
-    let h = Harness::new();
-    let mut cfg = Config::basic(&h.rx);
-    tweak(&mut cfg);
-    h.write_config(&cfg); // records the endpoint secrets the harness verifies every request with on drop
-    let text = cfg.render(&h.data_dir());
-    let old = "public_url = \"http://127.0.0.1:8025\"";
-    assert!(text.contains(old), "the spine's config renderer changed; patch setup():\n{text}");
-    let mut new = format!("public_url = \"{PUBLIC}\"");
-    for l in http {
-        new.push('\n');
-        new.push_str(l);
-    }
-    let mut text = text.replace(old, &new);
-    if !webhook.is_empty() {
-        text.push_str("\n[webhook]\n");
-        for l in webhook {
-            text.push_str(l);
-            text.push('\n');
-        }
-    }
-    std::fs::write(&h.config_path, &text).unwrap();
+    let h = Harness::with(|cfg| {
+        tweak(cfg);
+        cfg.public_url = PUBLIC.into();
+        cfg.http(http).webhook(webhook);
+    });
     let check = h.cli(&["check-config"]);
+    let text = std::fs::read_to_string(&h.config_path).unwrap();
     assert_eq!(check.code, Some(0), "test config refused:\n{text}\n{}", check.describe());
     h
 }
@@ -64,53 +46,6 @@ pub fn parts(link: &str) -> (String, String, String) {
     let exp = e.strip_prefix("exp=").unwrap_or_else(|| panic!("link `{link}`: first parameter is not exp"));
     let sig = s.strip_prefix("sig=").unwrap_or_else(|| panic!("link `{link}`: second parameter is not sig"));
     (path.to_string(), exp.to_string(), sig.to_string())
-}
-
-/// An HTTP client that returns 4xx/5xx as responses, follows nothing and uses no proxy.
-pub fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
-
-/// A response read whole (up to 200 MB).
-pub struct Got {
-    pub status: u16,
-    pub headers: ureq::http::HeaderMap,
-    pub body: Vec<u8>,
-}
-
-impl Got {
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-    }
-}
-
-#[track_caller]
-pub fn get(agent: &ureq::Agent, url: &str, headers: &[(&str, &str)]) -> Got {
-    let mut req = agent.get(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let mut resp = req.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp
-        .body_mut()
-        .with_config()
-        .limit(200_000_000)
-        .read_to_vec()
-        .unwrap_or_else(|e| panic!("GET {url}: reading the body: {e}"));
-    Got { status, headers, body }
-}
-
-#[track_caller]
-pub fn status_of(agent: &ureq::Agent, url: &str) -> u16 {
-    get(agent, url, &[]).status
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -203,10 +138,6 @@ pub fn sign(key: &[u8], path: &str, exp: i64) -> String {
     URL_SAFE_NO_PAD.encode(ring::hmac::sign(&k, format!("{path}?exp={exp}").as_bytes()).as_ref())
 }
 
-pub fn now_secs() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
-}
-
 /// Percent-decodes once (as the router does for each path segment); invalid escapes stay as they are.
 pub fn pct_decode(s: &str) -> String {
     let b = s.as_bytes();
@@ -269,73 +200,6 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
     }
     out.truncate(len);
     out
-}
-
-/// The single webhook event for `msg_id` (waits for it).
-#[track_caller]
-pub fn event_for(h: &Harness, msg_id: &str) -> (Request, Value) {
-    h.wait_until(SHORT, &format!("the event for {msg_id}"), || !h.rx.requests_for_message(msg_id).is_empty());
-    let r = h.rx.requests_for_message(msg_id).remove(0);
-    let v = r.json();
-    (r, v)
-}
-
-/// `/metrics` as a map from `name{labels}` to value (comments and `# EOF` left out).
-#[track_caller]
-pub fn scrape(agent: &ureq::Agent, gw: &Gateway) -> BTreeMap<String, f64> {
-    let got = get(agent, &format!("http://{}/metrics", gw.http), &[]);
-    assert_eq!(got.status, 200, "GET /metrics: {}", String::from_utf8_lossy(&got.body));
-    let text = String::from_utf8(got.body).expect("/metrics is UTF-8");
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| {
-            let (k, v) = l.rsplit_once(' ').unwrap_or_else(|| panic!("metrics line without a value: {l:?}"));
-            (k.to_string(), v.parse::<f64>().unwrap_or_else(|e| panic!("metrics value in {l:?}: {e}")))
-        })
-        .collect()
-}
-
-/// The process's resident set size in KiB (`VmRSS` of /proc/PID/status).
-pub fn vm_rss_kib(pid: i32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
-    let line = s.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS line");
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-/// Every file under `dir`, as paths relative to it ('/'-separated).
-pub fn files_under(dir: &Path) -> Vec<String> {
-    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let e = e.unwrap();
-            let p = e.path();
-            if e.file_type().unwrap().is_dir() {
-                walk(base, &p, out);
-            } else {
-                out.push(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
-    out.sort();
-    out
-}
-
-/// Every message in tests/corpus, CRLF line endings, as the SMTP client sends it.
-pub fn corpus() -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|p| {
-            (p.file_name().unwrap().to_string_lossy().into_owned(), as_sent(&to_crlf(&std::fs::read(&p).unwrap())))
-        })
-        .collect()
 }
 
 /// A multipart/mixed message: a short text part, then each (extra part headers, body) as an attachment.

@@ -4,7 +4,7 @@
 //! try to be paths, carry NUL and control characters or a right-to-left override: the files on disk are
 //! named by index, and Content-Disposition carries none of it.
 
-use crate::helpers::*;
+use crate::common::*;
 use crate::support::*;
 
 const MARKER: &str = "traversal-marker-5b1e";
@@ -19,7 +19,7 @@ fn traversal_attempts_never_reach_a_file() {
     );
     let mut c = SmtpClient::ready(gw.smtp);
     let id = c.send_mail("ada@sender.test", &["inbox@example.test"], &body);
-    let (_, ev) = event_for(&h, &id);
+    let (_, ev) = h.event_for(&id);
     let (_, rexp, rsig) = parts(ev["message"]["raw"]["url"].as_str().unwrap());
     let key = url_key(&h);
     let db = std::fs::read(h.data_dir().join("mxhook.db")).unwrap();
@@ -133,7 +133,7 @@ fn hostile_attachment_names_neither_name_files_nor_reach_headers() {
     // A small message's bytes stay in the database: no file can be named after anything.
     let mut c = SmtpClient::ready(gw.smtp);
     let small = c.send_mail("ada@sender.test", &["inbox@example.test"], &multipart("small", &hostile_parts()));
-    event_for(&h, &small);
+    h.event_for(&small);
     let on_disk = files_under(&h.data_dir());
     assert!(
         !on_disk.iter().any(|f| f.starts_with("spool/") || f.starts_with("attachments/")),
@@ -145,7 +145,7 @@ fn hostile_attachment_names_neither_name_files_nor_reach_headers() {
     parts.push(attachment_part("application/octet-stream", "attachment; filename=\"../../big.bin\"", &filler));
     let body = multipart("hostile names", &parts);
     let id = c.send_mail("ada@sender.test", &["inbox@example.test"], &body);
-    let (_, ev) = event_for(&h, &id);
+    let (_, ev) = h.event_for(&id);
     let atts = ev["message"]["attachments"].as_array().expect("attachments").clone();
     assert_eq!(atts.len(), parts.len(), "attachments in the event: {}", ev["message"]["attachments"]);
     let names: Vec<String> = atts.iter().map(|a| a["filename"].as_str().unwrap_or("").to_string()).collect();

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::helpers::*;
+use crate::common::*;
 use crate::support::*;
 
 /// What one attempted message came to, from the client's side.

@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use crate::helpers::*;
+use crate::common::*;
 use crate::support::*;
 
 /// Writes `path` until the file system says ENOSPC, down to single bytes. Returns the bytes written.
@@ -83,7 +83,7 @@ fn a_full_disk_gets_451_and_the_gateway_recovers_when_space_returns() {
     h.wait_until(SHORT, "the scheduler to report it cannot use the queue", || {
         !log_lines(&h, "disk is full").is_empty()
     });
-    assert!(alive(&gw), "the gateway died on a full disk\n{}", h.logs());
+    assert!(gw.alive(), "the gateway died on a full disk\n{}", h.logs());
 
     // Space returns: no restart, mail is accepted again, the acknowledged message is delivered.
     std::fs::remove_file(&filler).unwrap();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 
-use crate::helpers::*;
+use crate::common::*;
 use crate::support::*;
 
 fn b64(bytes: &[u8]) -> String {
@@ -181,7 +181,7 @@ fn hostile_mime_is_stored_or_refused_never_a_crash_nothing_outside_data_dir() {
         files_under(h.dir.path()).into_iter().filter(|f| !f.starts_with("data/")).collect()
     };
     let before_cwd = outside(&h);
-    let rss0 = rss_kib(&gw);
+    let rss0 = gw.rss_kib();
 
     let mut cases: Vec<(String, Vec<u8>)> = corpus_malformed();
     let big = long();

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::*;
+use crate::common::*;
 use crate::support::*;
 
 /// Sends `bytes` from a thread (so replies can be read meanwhile); joined by the caller.
@@ -188,7 +188,7 @@ fn over_long_lines_and_a_stream_without_newline_keep_memory_flat() {
     let h = harness(&["max_message_size = \"4MB\""], |_| {});
     let gw = h.start();
     still_serving(&h, &gw, "start");
-    let rss0 = rss_kib(&gw);
+    let rss0 = gw.rss_kib();
     let mut c = SmtpClient::ready(gw.smtp);
     for len in [4097, 65_536, 1 << 20] {
         c.cmd(&format!("NOOP {}", "x".repeat(len))).expect(500, "5.5.2");
@@ -202,7 +202,7 @@ fn over_long_lines_and_a_stream_without_newline_keep_memory_flat() {
     assert!(w.hello());
     let chunk = vec![b'A'; 1 << 20];
     let writer = {
-        let mut s = w.w.try_clone().unwrap();
+        let mut s = w.stream().try_clone().unwrap();
         std::thread::spawn(move || {
             for _ in 0..(n >> 20) {
                 s.write_all(&chunk)?;
@@ -218,12 +218,12 @@ fn over_long_lines_and_a_stream_without_newline_keep_memory_flat() {
     assert_flat(&gw, rss0, 16, &format!("a {} MiB command line", n >> 20));
 
     // The same inside DATA: read to the end and refused (552), bounded by max_message_size (4 MB).
-    let rss1 = rss_kib(&gw);
+    let rss1 = gw.rss_kib();
     assert_eq!(w.cmd("MAIL FROM:<a@sender.test>").unwrap().0, 250);
     assert_eq!(w.cmd("RCPT TO:<inbox@example.test>").unwrap().0, 250);
     assert_eq!(w.cmd("DATA").unwrap().0, 354);
     let writer = {
-        let mut s = w.w.try_clone().unwrap();
+        let mut s = w.stream().try_clone().unwrap();
         let chunk = vec![b'B'; 1 << 20];
         std::thread::spawn(move || {
             for _ in 0..(n >> 20) {
@@ -252,7 +252,7 @@ fn over_long_lines_and_a_stream_without_newline_keep_memory_flat() {
 fn slowloris_is_cut_off_by_the_timeouts() {
     let h = harness(&["command_timeout = \"700ms\"", "data_timeout = \"700ms\"", "session_timeout = \"4s\""], |_| {});
     let gw = h.start();
-    let rss0 = rss_kib(&gw);
+    let rss0 = gw.rss_kib();
 
     // One byte per second against a 700 ms command timeout: 421 4.4.2 at the first gap.
     let mut c = Wire::connect(gw.smtp, Duration::from_secs(10)).unwrap();
@@ -323,7 +323,7 @@ fn thousands_of_recipients_get_452_past_the_limit() {
     let h = harness(&[], |_| {});
     let gw = h.start();
     still_serving(&h, &gw, "start");
-    let rss0 = rss_kib(&gw);
+    let rss0 = gw.rss_kib();
     let n = scale(5_000, 100_000);
     let mut c = Wire::connect(gw.smtp, Duration::from_secs(30)).unwrap();
     assert!(c.hello());
@@ -332,7 +332,7 @@ fn thousands_of_recipients_get_452_past_the_limit() {
     for i in 0..n {
         batch.extend_from_slice(format!("RCPT TO:<user{i}@example.test>\r\n").as_bytes());
     }
-    let writer = send_in_background(&c.w, batch);
+    let writer = send_in_background(c.stream(), batch);
     let mut codes = std::collections::BTreeMap::new();
     for i in 0..n {
         let (code, text) = c.reply().unwrap();
@@ -351,7 +351,7 @@ fn thousands_of_recipients_get_452_past_the_limit() {
     // Thousands of foreign recipients: each is an error; at max_errors (20) the session is closed.
     assert_eq!(c.cmd("MAIL FROM:<a@sender.test>").unwrap().0, 250);
     let batch: Vec<u8> = (0..n).flat_map(|i| format!("RCPT TO:<v{i}@evil.test>\r\n").into_bytes()).collect();
-    let writer = send_in_background(&c.w, batch);
+    let writer = send_in_background(c.stream(), batch);
     let mut replies = Vec::new();
     while let Ok((code, _)) = c.reply() {
         replies.push(code);
@@ -399,7 +399,7 @@ fn pipelining_abuse_is_answered_in_order_with_flat_memory() {
     let h = harness(&[], |_| {});
     let gw = h.start();
     still_serving(&h, &gw, "start");
-    let rss0 = rss_kib(&gw);
+    let rss0 = gw.rss_kib();
 
     // Thousands of commands in one write, the replies not read until all are sent.
     let n = scale(20_000, 500_000);
@@ -407,7 +407,7 @@ fn pipelining_abuse_is_answered_in_order_with_flat_memory() {
     assert!(c.hello());
     let batch: Vec<u8> =
         (0..n).flat_map(|i| if i % 2 == 0 { &b"NOOP\r\n"[..] } else { &b"RSET\r\n"[..] }).copied().collect();
-    let writer = send_in_background(&c.w, batch);
+    let writer = send_in_background(c.stream(), batch);
     served_meanwhile(&h, &gw, "a pipelining flood");
     for i in 0..n {
         let (code, text) = c.reply().unwrap();
@@ -424,7 +424,7 @@ fn pipelining_abuse_is_answered_in_order_with_flat_memory() {
     }
     batch.extend_from_slice(b"QUIT\r\nMAIL FROM:<after-quit@sender.test>\r\n");
     let before = stored_messages(&h).len();
-    let writer = send_in_background(&c.w, batch);
+    let writer = send_in_background(c.stream(), batch);
     for i in 0..m {
         for want in [250, 250, 354, 250] {
             let (code, text) = c.reply().unwrap();
@@ -445,7 +445,7 @@ fn binary_garbage_gets_errors_then_421() {
     let mut rng = Rng::new(seed);
     let h = harness(&[], |_| {});
     let gw = h.start();
-    let rss0 = rss_kib(&gw);
+    let rss0 = gw.rss_kib();
     for round in 0..scale(20, 500) {
         let len = rng.range(1, 1 << 20) as usize;
         let mut garbage = rng.bytes(len);
@@ -487,7 +487,7 @@ fn flood(addr: SocketAddr, from: &str, n: usize) -> (Vec<TcpStream>, usize, usiz
     let mut held = Vec::new();
     let (mut ok, mut refused) = (0, 0);
     for _ in 0..n {
-        let s = socket_from(from, addr);
+        let s = socket_from(from.parse().unwrap(), addr);
         held.push(s);
     }
     for s in &mut held {
@@ -507,7 +507,7 @@ fn a_connection_flood_gets_421_beyond_the_limits() {
     let h = harness(&["max_sessions = 40", "max_sessions_per_ip = 10"], |_| {});
     let gw = h.start();
     still_serving(&h, &gw, "start");
-    let rss0 = rss_kib(&gw);
+    let rss0 = gw.rss_kib();
 
     // One address: 10 sessions, the rest refused; another address is still served.
     let n = scale(300, 5000);

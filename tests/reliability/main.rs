@@ -3,7 +3,7 @@
 //! receiver verifying every request with the stock Standard Webhooks library, a temp data_dir.
 //! Each test has a short form (CI) and a long form (`MXHOOK_LONG=1`); RELIABILITY.md has the figures.
 //!
-//! - `support`: short/long switch, seeded RNG, liveness, VmRSS, /healthz, probe message, the store.
+//! - `support`: short/long switch, seeded RNG, probe message, the store, memory checks, tmpfs.
 //! - `crash`: SIGKILL at random moments under concurrent load; every 250 arrives, same event id.
 //! - `outage`: a dead endpoint through a whole schedule and restarts; failed, retried by hand, none missing.
 //! - `store_faults`: a locked database, a read-only spool → 451, a log line, /healthz 503, recovery.
@@ -15,15 +15,16 @@
 //!   over sockets; `mime_props`: a proptest property test of parse → event on structured MIME.
 //! - `signatures`: single-bit changes of real webhooks and out-of-window timestamps vs the stock verifier.
 
-#[path = "../spine/helpers/mod.rs"]
+#[path = "../common/mod.rs"]
 #[allow(dead_code, unused_imports)]
-mod helpers;
+mod common;
 #[allow(dead_code)]
 mod support;
 
 mod crash;
 mod disk_full;
 mod fuzz;
+mod fuzz_smtp;
 mod hostile_mime;
 mod hostile_smtp;
 mod mime_props;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::*;
+use crate::common::*;
 use crate::support::*;
 
 const SCHEDULE: [&str; 4] = ["0s", "400ms", "800ms", "1200ms"];

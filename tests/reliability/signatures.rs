@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::http::{HeaderMap, HeaderValue};
 use standardwebhooks::{Webhook, WebhookError};
 
-use crate::helpers::*;
+use crate::common::*;
 use crate::support::*;
 
 fn now() -> i64 {

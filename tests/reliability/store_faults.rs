@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::*;
+use crate::common::*;
 use crate::support::*;
 
 fn refused_with_451(h: &Harness, gw: &Gateway, what: &str, size: usize) {

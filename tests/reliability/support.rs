@@ -1,13 +1,11 @@
-//! What the reliability tests add to the spine harness: the short/long switch and a seeded RNG (so a
-//! failing run can be repeated), process checks (alive, VmRSS), /healthz, a probe message that must
-//! get through, the store read directly with rusqlite, and the allowed shape of data_dir.
+//! What the reliability tests add to the common harness: the short/long switch and a seeded RNG (so a
+//! failing run can be repeated), a probe message that must get through, the store read directly with
+//! rusqlite, the allowed shape of data_dir, memory checks, and tmpfs mounts.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::helpers::*;
+use crate::common::*;
 
 /// `MXHOOK_LONG=1`: the long forms (more kills, more fuzz executions, bigger inputs).
 pub fn long() -> bool {
@@ -86,46 +84,11 @@ pub fn harness(smtp: &[&str], tweak: impl FnOnce(&mut Config)) -> Harness {
     })
 }
 
-/// True while the gateway process runs (not exited, not a zombie waiting to be reaped).
-pub fn alive(gw: &Gateway) -> bool {
-    match std::fs::read_to_string(format!("/proc/{}/status", gw.pid())) {
-        Ok(s) => !s.lines().any(|l| l.starts_with("State:") && l.contains('Z')),
-        Err(_) => false,
-    }
-}
-
-/// Resident set size of the gateway in KiB (`VmRSS`).
-pub fn rss_kib(gw: &Gateway) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{}/status", gw.pid())).expect("/proc/PID/status");
-    let line = s.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS line");
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-/// Status of `GET /healthz` (0 when the HTTP side does not answer at all).
-pub fn healthz(gw: &Gateway) -> u16 {
-    http_status(gw.http, "/healthz")
-}
-
-/// A minimal HTTP/1.1 GET, status only.
-pub fn http_status(addr: SocketAddr, path: &str) -> u16 {
-    let Ok(mut s) = TcpStream::connect(addr) else { return 0 };
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    if s.write_all(req.as_bytes()).is_err() {
-        return 0;
-    }
-    let mut head = [0u8; 12];
-    if s.read_exact(&mut head).is_err() {
-        return 0;
-    }
-    String::from_utf8_lossy(&head[9..12]).parse().unwrap_or(0)
-}
-
 /// The gateway is up, healthy, and a normal message sent now is accepted and delivered: what must
 /// hold after every hostile input. Returns the probe's message id.
 #[track_caller]
 pub fn still_serving(h: &Harness, gw: &Gateway, after: &str) -> String {
-    assert!(alive(gw), "the gateway died after {after}\n{}", h.logs());
+    assert!(gw.alive(), "the gateway died after {after}\n{}", h.logs());
     let status = healthz(gw);
     assert_eq!(status, 200, "/healthz after {after}\n{}", h.logs());
     let mut c = SmtpClient::ready(gw.smtp);
@@ -202,39 +165,6 @@ pub fn foreign_files(data_dir: &Path) -> Vec<String> {
     bad
 }
 
-/// Every file (not directory) under `dir`, relative, '/'-separated, sorted. Symlinks are listed, not
-/// followed.
-pub fn files_under(dir: &Path) -> Vec<String> {
-    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
-        for e in entries.flatten() {
-            let p = e.path();
-            match e.file_type() {
-                Ok(t) if t.is_dir() => walk(base, &p, out),
-                _ => out.push(p.strip_prefix(base).unwrap().to_string_lossy().into_owned()),
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
-    out.sort();
-    out
-}
-
-/// Polls `cond` every 20 ms until it holds or `timeout` passes; returns whether it held.
-pub fn poll(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// The message's own Message-ID as the event reports it (`message.message_id`, without brackets).
 pub fn message_id_of(r: &Request) -> Option<String> {
     r.json()["message"]["message_id"].as_str().map(str::to_string)
@@ -264,106 +194,10 @@ pub fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
-/// A bare SMTP client that never panics and waits as long as it is told: for gateways that are
-/// killed under it, and for answers that may take longer than the spine client's 15 s.
-pub struct Wire {
-    pub r: std::io::BufReader<TcpStream>,
-    pub w: TcpStream,
-}
-
-impl Wire {
-    pub fn connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<Wire> {
-        let s = TcpStream::connect(addr)?;
-        s.set_read_timeout(Some(timeout))?;
-        s.set_write_timeout(Some(timeout))?;
-        Ok(Wire { r: std::io::BufReader::new(s.try_clone()?), w: s })
-    }
-
-    /// A connection from the local address `from` (any of 127.0.0.0/8 on Linux): another client.
-    pub fn connect_from(from: &str, addr: SocketAddr) -> Wire {
-        let s = socket_from(from, addr);
-        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-        Wire { r: std::io::BufReader::new(s.try_clone().unwrap()), w: s }
-    }
-
-    /// One (possibly multi-line) reply: (code, last line without CRLF).
-    pub fn reply(&mut self) -> std::io::Result<(u16, String)> {
-        use std::io::BufRead;
-        loop {
-            let mut line = String::new();
-            if self.r.read_line(&mut line)? == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            let code = line.get(..3).and_then(|c| c.parse().ok()).ok_or(std::io::ErrorKind::InvalidData)?;
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return Ok((code, line.trim_end().to_string()));
-            }
-        }
-    }
-
-    pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.w.write_all(bytes)
-    }
-
-    /// `line` + CRLF, then its reply.
-    pub fn cmd(&mut self, line: &str) -> std::io::Result<(u16, String)> {
-        self.send(format!("{line}\r\n").as_bytes())?;
-        self.reply()
-    }
-
-    /// The greeting and EHLO; true when both were positive.
-    pub fn hello(&mut self) -> bool {
-        matches!(self.reply(), Ok((220, _))) && matches!(self.cmd("EHLO wire.test"), Ok((250, _)))
-    }
-
-    /// MAIL, RCPT, DATA and the dot-stuffed message; the reply to the data, or the first refusal.
-    pub fn mail(&mut self, rcpt: &str, raw: &[u8]) -> std::io::Result<(u16, String)> {
-        for (line, want) in [("MAIL FROM:<wire@sender.test>".to_string(), 250), (format!("RCPT TO:<{rcpt}>"), 250)] {
-            let r = self.cmd(&line)?;
-            if r.0 != want {
-                return Ok(r);
-            }
-        }
-        self.data(raw)
-    }
-
-    /// DATA and the dot-stuffed message: the reply to the data (or the refusal of DATA).
-    pub fn data(&mut self, raw: &[u8]) -> std::io::Result<(u16, String)> {
-        let r = self.cmd("DATA")?;
-        if r.0 != 354 {
-            return Ok(r);
-        }
-        self.send(&crate::helpers::smtp_client::data_stream(raw))?;
-        self.reply()
-    }
-}
-
-/// A TCP connection to `addr` from the local address `from`.
-pub fn socket_from(from: &str, addr: SocketAddr) -> TcpStream {
-    // SAFETY: plain socket calls on a fresh descriptor we own; sockaddr_in is fully initialised.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-        let stream: TcpStream = std::os::fd::FromRawFd::from_raw_fd(fd);
-        let mut sa: libc::sockaddr_in = std::mem::zeroed();
-        sa.sin_family = libc::AF_INET as _;
-        sa.sin_addr.s_addr = u32::from_ne_bytes(from.parse::<std::net::Ipv4Addr>().unwrap().octets());
-        let len = std::mem::size_of_val(&sa) as libc::socklen_t;
-        let rc = libc::bind(fd, &sa as *const _ as *const libc::sockaddr, len);
-        assert_eq!(rc, 0, "bind {from}: {}", std::io::Error::last_os_error());
-        let SocketAddr::V4(to) = addr else { panic!("IPv4 only") };
-        sa.sin_port = to.port().to_be();
-        sa.sin_addr.s_addr = u32::from_ne_bytes(to.ip().octets());
-        let rc = libc::connect(fd, &sa as *const _ as *const libc::sockaddr, len);
-        assert_eq!(rc, 0, "connect from {from}: {}", std::io::Error::last_os_error());
-        stream
-    }
-}
-
 /// Panics unless the gateway's RSS grew by less than `limit_mib` since `before_kib`.
 #[track_caller]
 pub fn assert_flat(gw: &Gateway, before_kib: u64, limit_mib: u64, what: &str) -> u64 {
-    let now = rss_kib(gw);
+    let now = gw.rss_kib();
     let grew = now.saturating_sub(before_kib);
     assert!(grew < limit_mib * 1024, "memory grew by {grew} KiB ({before_kib} -> {now} KiB) with {what}");
     eprintln!("rss: {what}: {before_kib} -> {now} KiB");

@@ -1,9 +1,9 @@
 //! What each action does with a message: webhook (one signed event per endpoint), store, drop,
 //! reject, and forward through the relay with its retries.
 
-use crate::helpers::{SECRET_A, SECRET_B, SHORT, SmtpClient};
+use crate::common::{SECRET_A, SECRET_B, SECRET_C, SHORT, Session, SmtpClient};
 use crate::sink::{Answer, Sink};
-use crate::support::{SECRET_C, deliveries, harness, listed, mail, raw_kept, routes, send, shown};
+use crate::support::{deliveries, harness, listed, mail, raw_kept, routes, send, shown};
 
 const ACTIONS: &str = r#"
 [[routes]]

@@ -2,13 +2,16 @@
 //! config, stopped on drop. They run under `timeout` so a test process that dies cannot leave one
 //! running for long. Debian packages: `spamd` (SpamAssassin) and `rspamd` (see .ci/apt-packages).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::common::gateway::drain;
+use crate::common::poll;
 
 /// Loading rules takes a few seconds; allow for a slow CI machine.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -130,27 +133,26 @@ worker "normal" {{
             .spawn()
             .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
         let log = Arc::new(Mutex::new(String::new()));
-        drain(child.stdout.take().unwrap(), log.clone());
-        drain(child.stderr.take().unwrap(), log.clone());
+        drain(child.stdout.take().unwrap(), log.clone(), "");
+        drain(child.stderr.take().unwrap(), log.clone(), "");
         Engine { child, addr, log, _dir: dir }
     }
 
     /// Polls `ready` until it succeeds; panics with the engine's log if it exits or takes too long.
     fn wait_ready(&self, ready: impl Fn(&str) -> Result<(), String>) {
-        let deadline = Instant::now() + START_TIMEOUT;
         let mut last = String::new();
         let mut child_exited = false;
-        while Instant::now() < deadline {
-            match ready(&self.addr) {
-                Ok(()) => return,
-                Err(e) => last = e,
+        let up = poll(START_TIMEOUT, || match ready(&self.addr) {
+            Ok(()) => true,
+            Err(e) => {
+                last = e;
+                // SAFETY: signal 0 only checks that our child still exists.
+                child_exited = unsafe { libc::kill(self.child.id() as i32, 0) } != 0;
+                child_exited
             }
-            // SAFETY: signal 0 only checks that our child still exists.
-            if unsafe { libc::kill(self.child.id() as i32, 0) } != 0 {
-                child_exited = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        });
+        if up && !child_exited {
+            return;
         }
         panic!(
             "spam engine on {} {} (last answer: {last})\n{}",
@@ -166,12 +168,9 @@ impl Drop for Engine {
         // `timeout` passes SIGTERM on to the engine, which stops its workers and exits.
         // SAFETY: kill(2) on our own child's pid, not yet reaped.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let child = &mut self.child;
+        if poll(Duration::from_secs(20), || matches!(child.try_wait(), Ok(Some(_)))) {
+            return;
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -215,14 +214,4 @@ fn is_root() -> bool {
 /// A port that was free a moment ago (the engine binds it itself).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn drain(stream: impl Read + Send + 'static, log: Arc<Mutex<String>>) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            let mut l = log.lock().unwrap();
-            l.push_str(&line);
-            l.push('\n');
-        }
-    });
 }

@@ -1,5 +1,5 @@
 //! Black-box tests of routing and policy (issue 5): the real `mxhook` binary on port-0 listeners, the
-//! spine's SMTP client and signed-webhook receiver, real spam engines (SpamAssassin's spamd and rspamd,
+//! common SMTP client and signed-webhook receiver, real spam engines (SpamAssassin's spamd and rspamd,
 //! started by the tests on free ports) and a small SMTP sink standing in for the forward relay.
 //!
 //! - `support`: config with routes, sending, reading what the gateway stored.
@@ -10,9 +10,9 @@
 //! - `policy`: on_spam outcomes with a real engine, and sync mode.
 //! - `spam`: GTUBE through spamd and rspamd, and engines that are down or silent.
 
+#[path = "../common/mod.rs"]
 #[allow(dead_code, unused_imports)]
-#[path = "../spine/helpers/mod.rs"]
-mod helpers;
+mod common;
 
 mod engines;
 mod sink;

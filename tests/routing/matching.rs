@@ -3,8 +3,8 @@
 
 use serde_json::json;
 
-use crate::helpers::{SECRET_B, SHORT};
-use crate::support::{SECRET_C, harness, mail, routes, send};
+use crate::common::{SECRET_B, SECRET_C, SHORT, Session};
+use crate::support::{harness, mail, routes, send};
 
 /// The catch-all comes first in the file and still loses to the more specific routes.
 const ROUTES: &str = r#"
@@ -93,7 +93,7 @@ fn routes_test_explains_the_choice() {
 fn a_domain_without_endpoint_or_route_refuses_at_rcpt() {
     let h = harness(&[], "[[domains]]\nname = \"bare.test\"\n");
     let gw = h.start();
-    let mut c = crate::helpers::SmtpClient::ready(gw.smtp);
+    let mut c = crate::common::SmtpClient::ready(gw.smtp);
     c.cmd("MAIL FROM:<ada@sender.test>").expect(250, "2.1.0");
     c.cmd("RCPT TO:<x@bare.test>").expect(550, "5.1.1");
     c.cmd("RCPT TO:<x@nowhere.test>").expect(550, "5.7.1");

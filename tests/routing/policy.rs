@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::common::{SECRET_B, SHORT, Session, SmtpClient};
 use crate::engines::Engine;
-use crate::helpers::{SECRET_B, SHORT, SmtpClient};
 use crate::support::{deliveries, gtube, harness, listed, mail, raw_kept, routes, send, shown};
 
 #[test]

@@ -122,8 +122,7 @@ fn session(conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
             }
             "AUTH" => {
                 // `AUTH PLAIN base64(authzid NUL user NUL password)`, the initial-response form lettre uses.
-                let decoded =
-                    text.split_whitespace().nth(2).and_then(crate::helpers::base64_decode).unwrap_or_default();
+                let decoded = text.split_whitespace().nth(2).and_then(crate::common::base64_decode).unwrap_or_default();
                 let parts: Vec<String> =
                     decoded.split(|b| *b == 0).map(|p| String::from_utf8_lossy(p).into_owned()).collect();
                 t.auth = (parts.len() == 3).then(|| format!("{}:{}", parts[1], parts[2]));

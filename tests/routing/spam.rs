@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::common::{Gateway, Harness, SHORT, Session, SmtpClient};
 use crate::engines::{Engine, free_port};
-use crate::helpers::{Gateway, Harness, SHORT, SmtpClient};
 use crate::support::{gtube, harness, mail, send};
 
 /// Sends `body` to the domain's endpoint and returns the delivered event's `message.spam`.

@@ -1,36 +1,23 @@
 //! Building blocks shared by the routing tests: a gateway config with extra TOML (routes, [spam],
 //! [forward]), sending mail, and reading back what the gateway stored.
 
-use std::io::Write;
-
 use serde_json::Value;
 
-use crate::helpers::{Config, Endpoint, Gateway, Harness, SmtpClient, strings};
-
-/// A third signing secret (32 random bytes), besides the spine's SECRET_A and SECRET_B.
-pub const SECRET_C: &str = "whsec_Q/HYo8eU8RKjebpd/7suEcm67zKvr1vNc//BZWm5GSA=";
+use crate::common::{Config, Gateway, Harness, Session, SmtpClient};
 
 /// SpamAssassin's and rspamd's built-in test pattern: any message containing it is spam.
 pub const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
 
-/// The spine's basic config (`example.test` → endpoint `app`), further endpoints `(name, secret)` at
+/// The common basic config (`example.test` → endpoint `app`), further endpoints `(name, secret)` at
 /// `/hooks/NAME`, and `extra` TOML appended (routes, more domains, [spam], [forward]).
 pub fn harness(endpoints: &[(&str, &str)], extra: &str) -> Harness {
     let h = Harness::new();
     let mut cfg = Config::basic(&h.rx);
     for (name, secret) in endpoints {
-        cfg.endpoints.push(Endpoint {
-            name: name.to_string(),
-            url: h.rx.url(&format!("/hooks/{name}")),
-            secret: secret.to_string(),
-            timeout: "5s".into(),
-            retry: strings(&["0s", "200ms", "400ms"]),
-            concurrency: None,
-        });
+        cfg.add_endpoint(&h.rx, name, secret);
     }
+    cfg.append(extra);
     h.write_config(&cfg);
-    let mut file = std::fs::OpenOptions::new().append(true).open(&h.config_path).unwrap();
-    file.write_all(format!("\n{extra}\n").as_bytes()).unwrap();
     h
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::*;
+use crate::common::*;
 
 #[test]
 fn messages_replay_sends_the_same_event_id_again() {

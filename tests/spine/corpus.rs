@@ -6,23 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::*;
-
-pub fn corpus() -> Vec<(String, Vec<u8>)> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|p| {
-            (p.file_name().unwrap().to_string_lossy().into_owned(), as_sent(&to_crlf(&std::fs::read(&p).unwrap())))
-        })
-        .collect()
-}
+use crate::common::*;
 
 fn addresses(v: &Value) -> Vec<String> {
     v.as_array()
@@ -38,14 +22,7 @@ fn whole_corpus_arrives_as_events_matching_mail_parser() {
     let gw = h.start();
 
     // One session for the whole corpus, with RSET between transactions.
-    let mut c = SmtpClient::ready(gw.smtp);
-    let mut sent = Vec::new();
-    for (name, bytes) in &files {
-        let id = c.send_mail("corpus@sender.test", &["inbox@example.test"], bytes);
-        c.cmd("RSET").expect(250, "2.0.0");
-        sent.push((name, bytes, id));
-    }
-    c.cmd("QUIT").expect(221, "2.0.0");
+    let sent = SmtpClient::ready(gw.smtp).send_each(&files);
 
     h.wait_requests(files.len(), Duration::from_secs(60));
     let requests = h.rx.requests();

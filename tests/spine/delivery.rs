@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::*;
+use crate::common::*;
 
 fn send_one(gw: &Gateway, subject: &str) -> String {
     let mut c = SmtpClient::ready(gw.smtp);
@@ -264,7 +264,7 @@ fn sigterm_lets_an_open_session_finish_or_answers_421() {
     let r = c.cmd("DATA");
     let stored = match r.code {
         354 => {
-            c.send_raw(&smtp_client::data_stream(b"Subject: late\r\n\r\nx\r\n"));
+            c.send_raw(&data_stream(b"Subject: late\r\n\r\nx\r\n"));
             let r = c.read_reply();
             if r.code == 421 {
                 r.expect(421, "4.3.2");

@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::corpus::corpus;
-use crate::helpers::*;
+use crate::common::*;
 
 /// The differences from Python's `str(value)` that are deliberate.
 const DELIBERATE: &[(&str, &str)] = &[

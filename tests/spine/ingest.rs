@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::common::*;
 
 const HAPPY: &[u8] = b"From: Ada Lovelace <ada@sender.test>\r\n\
 To: Bob <anyone@example.test>\r\n\

@@ -2,7 +2,8 @@
 //! client, a real HTTP receiver verifying every request with the stock Standard Webhooks library, a temp
 //! data_dir, and the CLI run as a subprocess on the same config.
 //!
-//! - `helpers`: harness (config, gateway process, CLI, `wait_until`), SMTP client, webhook receiver.
+//! - `common` (tests/common, shared by every test binary): harness, gateway process, config, CLI, SMTP
+//!   client, webhook receiver, waits.
 //! - `ingest`: a message in, an event out: fields, raw bytes, recipients, endpoints, malformed input.
 //! - `corpus`: every message in tests/corpus through SMTP, checked against mail-parser as oracle.
 //! - `headers`: every header value and uuencoded attachment, checked against Python's `email`.
@@ -10,7 +11,9 @@
 //! - `delivery`: retries on a compressed schedule, CLI retry, refused/slow endpoints, restarts.
 //! - `cli`: replay, endpoints, secret generation, check-config, unknown ids, /healthz.
 
-mod helpers;
+#[path = "../common/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod common;
 
 mod cli;
 mod corpus;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::*;
+use crate::common::*;
 
 #[test]
 fn greeting_and_ehlo_capabilities() {

@@ -1,0 +1,190 @@
+//! The harness of one test: a temp dir with a config file and data_dir, a webhook receiver, the
+//! gateways started on that config, the CLI on the same config, and waits that show the gateway logs.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::cli::{CliOutput, run_cli};
+use super::config::Config;
+use super::gateway::Gateway;
+use super::receiver::{Receiver, Request};
+use super::wait::wait_for;
+use super::{SHORT, as_array};
+
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub rx: Receiver,
+    /// Logs of every gateway this harness started, shown when a wait times out.
+    logs: Mutex<Vec<Arc<Mutex<String>>>>,
+    /// (URL path, secret) of each configured endpoint: on drop every request must verify.
+    secrets: Mutex<Vec<(String, String)>>,
+}
+
+impl Harness {
+    /// A temp dir and a receiver; no config written yet.
+    pub fn new() -> Harness {
+        let dir = tempfile::Builder::new().prefix("mxhook-test-").tempdir().unwrap();
+        let config_path = dir.path().join("gateway.toml");
+        Harness {
+            dir,
+            config_path,
+            rx: Receiver::start(),
+            logs: Mutex::new(Vec::new()),
+            secrets: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A harness with `Config::basic` adjusted by `tweak`, written to disk.
+    pub fn with(tweak: impl FnOnce(&mut Config)) -> Harness {
+        let h = Harness::new();
+        let mut cfg = Config::basic(&h.rx);
+        tweak(&mut cfg);
+        h.write_config(&cfg);
+        h
+    }
+
+    pub fn basic() -> Harness {
+        Harness::with(|_| {})
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn write_config(&self, cfg: &Config) {
+        self.write_config_with_data_dir(cfg, &self.data_dir());
+    }
+
+    /// `write_config` with another data_dir (e.g. a relative one).
+    pub fn write_config_with_data_dir(&self, cfg: &Config, data_dir: &Path) {
+        std::fs::write(&self.config_path, cfg.render(data_dir)).unwrap();
+        let mut secrets = self.secrets.lock().unwrap();
+        for e in &cfg.endpoints {
+            if let Some(path) = e.url.strip_prefix(&format!("http://{}", self.rx.addr)) {
+                secrets.push((path.to_string(), e.secret.clone()));
+            }
+        }
+    }
+
+    /// Starts `mxhook serve` and waits for both listeners to be announced.
+    pub fn start(&self) -> Gateway {
+        let gw = Gateway::spawn(&self.config_path, self.dir.path());
+        self.logs.lock().unwrap().push(gw.log.clone());
+        gw
+    }
+
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for (i, log) in self.logs.lock().unwrap().iter().enumerate() {
+            writeln!(out, "----- gateway #{} log -----\n{}", i + 1, log.lock().unwrap()).unwrap();
+        }
+        out
+    }
+
+    /// Polls `cond` every 20 ms until it holds; panics with `what` and the gateway logs after `timeout`.
+    #[track_caller]
+    pub fn wait_until(&self, timeout: Duration, what: &str, cond: impl FnMut() -> bool) {
+        let context = || format!("receiver got {} request(s)\n{}", self.rx.count(), self.logs());
+        wait_for(timeout, what, context, cond);
+    }
+
+    /// Waits for the webhook request carrying message `msg_id`; returns it and its JSON body.
+    #[track_caller]
+    pub fn event_for(&self, msg_id: &str) -> (Request, Value) {
+        self.wait_until(SHORT, &format!("the event for {msg_id}"), || !self.rx.requests_for_message(msg_id).is_empty());
+        let r = self.rx.requests_for_message(msg_id).remove(0);
+        let v = r.json();
+        (r, v)
+    }
+
+    /// Waits until the receiver has at least `n` requests and returns them all.
+    #[track_caller]
+    pub fn wait_requests(&self, n: usize, timeout: Duration) -> Vec<Request> {
+        self.wait_until(timeout, &format!("{n} webhook request(s)"), || self.rx.count() >= n);
+        self.rx.requests()
+    }
+
+    /// Runs the CLI with `--config` and `args`.
+    pub fn cli(&self, args: &[&str]) -> CliOutput {
+        let mut full = vec!["--config", self.config_path.to_str().unwrap()];
+        full.extend_from_slice(args);
+        run_cli(&full, self.dir.path())
+    }
+
+    /// Runs the CLI, requires exit 0 and parses stdout as JSON.
+    #[track_caller]
+    pub fn cli_json(&self, args: &[&str]) -> Value {
+        let out = self.cli(args);
+        out.assert_ok(&self.logs());
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("`mxhook {}` did not print JSON ({e}):\n{}", args.join(" "), out.describe()))
+    }
+
+    /// `deliveries list --json [extra…]` as a vector.
+    #[track_caller]
+    pub fn deliveries(&self, extra: &[&str]) -> Vec<Value> {
+        let mut args = vec!["deliveries", "list", "--json"];
+        args.extend_from_slice(extra);
+        as_array(self.cli_json(&args))
+    }
+
+    #[track_caller]
+    pub fn messages(&self) -> Vec<Value> {
+        as_array(self.cli_json(&["messages", "list", "--json"]))
+    }
+
+    /// `messages show MSG --raw` bytes.
+    #[track_caller]
+    pub fn raw(&self, msg_id: &str) -> Vec<u8> {
+        let out = self.cli(&["messages", "show", msg_id, "--raw"]);
+        out.assert_ok(&self.logs());
+        out.stdout
+    }
+
+    /// The raw bytes as the store holds them on disk, read without the gateway: the database's
+    /// `contents` row (messages up to 1 MiB) or the spool file (larger ones). None: neither exists.
+    pub fn stored_raw(&self, msg_id: &str) -> Option<Vec<u8>> {
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+        let db =
+            rusqlite::Connection::open_with_flags(self.data_dir().join("mxhook.db"), flags).expect("open the database");
+        let inline =
+            db.query_row("SELECT data FROM contents WHERE message_id = ?1 AND part = -1", [msg_id], |r| r.get(0));
+        inline.ok().or_else(|| std::fs::read(self.data_dir().join("spool").join(format!("{msg_id}.eml"))).ok())
+    }
+
+    /// Waits until the message's only delivery has `status`, and returns it (from `deliveries list`).
+    #[track_caller]
+    pub fn wait_delivery_status(&self, msg_id: &str, status: &str, timeout: Duration) -> Value {
+        let mut last = Value::Null;
+        self.wait_until(timeout, &format!("delivery of {msg_id} to become {status}"), || {
+            let list = self.deliveries(&["--message", msg_id]);
+            last = Value::Array(list.clone());
+            list.len() == 1 && list[0]["status"] == status
+        });
+        last[0].clone()
+    }
+}
+
+impl Drop for Harness {
+    /// Every request any test received must pass the stock verifier with its endpoint's secret.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let secrets = self.secrets.lock().unwrap().clone();
+        for r in self.rx.requests() {
+            let secret = secrets
+                .iter()
+                .rev()
+                .find(|(p, _)| *p == r.path)
+                .map(|(_, s)| s.clone())
+                .unwrap_or_else(|| panic!("request to unconfigured path {}", r.path));
+            r.assert_signed(&secret);
+        }
+    }
+}
