@@ -24,7 +24,7 @@ STAGES = [  # (label, symbol pattern of the stage's entry point, inclusive)
     ("ingest (auth+parse+route+store)", r"mxhook::ingest::.*accept"),
     ("parse", r"mxhook::parse::parse_bounded"),
     ("store ingest", r"mxhook::store::.*ingest"),
-    ("event json", r"EventMessage::to_json \["),
+    ("event json", r"EventMessage>?::to_json \["),
     ("deliver attempt", r"mxhook::deliver::Deliverer::attempt \["),
 ]
 
