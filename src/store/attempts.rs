@@ -29,7 +29,7 @@ impl Store {
             attempt: a.clone(),
             next: *next,
         };
-        self.commit(Work::Attempt(record)).context("recording a delivery attempt")?;
+        self.commit(record).context("recording a delivery attempt")?;
         // Only now may a claim see it again (see claim_due).
         self.claimed().remove(&d.id);
         Ok(())
@@ -47,7 +47,20 @@ pub(super) struct AttemptRecord {
 }
 
 /// The attempt's row, and the delivery moved on to its next state.
-pub(super) fn record_attempt(tx: &rusqlite::Connection, r: &AttemptRecord) -> anyhow::Result<()> {
+/// An attempt's outcome is no promise to anyone (see `commit::write_batch`).
+impl Work for AttemptRecord {
+    fn write(&self, tx: &rusqlite::Connection) -> anyhow::Result<()> {
+        record_attempt(tx, self)
+    }
+    fn is_promise(&self) -> bool {
+        false
+    }
+    fn is_spooled(&self) -> bool {
+        false
+    }
+}
+
+fn record_attempt(tx: &rusqlite::Connection, r: &AttemptRecord) -> anyhow::Result<()> {
     let a = &r.attempt;
     tx.prepare_cached(
         "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, http_status, error, response_body)

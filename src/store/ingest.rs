@@ -137,7 +137,20 @@ impl From<&NewMessage<'_>> for Row {
 }
 
 /// The message, its attachments and one delivery per endpoint (each with its own event id).
-pub(super) fn insert_rows(tx: &rusqlite::Connection, m: &Row) -> anyhow::Result<()> {
+/// A new message is a promise: its batch waits for the disk.
+impl Work for Row {
+    fn write(&self, tx: &rusqlite::Connection) -> anyhow::Result<()> {
+        insert_rows(tx, self)
+    }
+    fn is_promise(&self) -> bool {
+        true
+    }
+    fn is_spooled(&self) -> bool {
+        self.placement == Placement::Spooled
+    }
+}
+
+fn insert_rows(tx: &rusqlite::Connection, m: &Row) -> anyhow::Result<()> {
     let keep_files = m.placement != Placement::RecordOnly;
     let disposition = match (m.deliveries.is_empty(), keep_files) {
         (false, _) => "queued",
@@ -226,7 +239,7 @@ impl Store {
             .collect();
         // Claimed before the rows exist, so no claim of the queue ever sees them unclaimed.
         self.claimed().extend(now.iter().map(|d| d.id.clone()));
-        let committed = self.commit(Work::Message(row)).context("storing the message");
+        let committed = self.commit(row).context("storing the message");
         if committed.is_err() {
             self.unclaim(&now);
         }

@@ -43,3 +43,57 @@ pub(crate) fn add(store: &Store, id: &str, received_at: i64, endpoints: &[&str])
     // No scheduler here: the deliveries go back to the queue for these tests' claims.
     store.unclaim(&handed);
 }
+
+#[cfg(test)]
+mod group_commit {
+    use crate::mail::NextState;
+    use crate::store::attempts::AttemptRecord;
+    use crate::store::commit::{Work, write_batch};
+    use crate::store::ingest::Row;
+    use crate::store::tests::{due, message};
+    use crate::store::{Attempt, Store};
+
+    #[test]
+    fn an_item_of_a_group_commit_that_fails_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let eps = [due("e", 1_000, false)];
+        let record = |delivery_id: &str| AttemptRecord {
+            delivery_id: delivery_id.into(),
+            retry_requested_at: None,
+            step: 0,
+            attempt: Attempt {
+                attempt: 1,
+                started_at: 1,
+                duration_ms: 1,
+                http_status: Some(200),
+                error: None,
+                response_body: None,
+            },
+            next: NextState::Succeeded,
+        };
+        let (a, gone, b) = (
+            Row::from(&message("msg_a", 1_000, &[], &eps)),
+            record("dlv_gone"),
+            Row::from(&message("msg_b", 1_000, &[], &eps)),
+        );
+        let batch: [&dyn Work; 3] = [&a, &gone, &b];
+        let each = write_batch(&mut store.conn(), batch.into_iter()).unwrap();
+        assert!(each[0].is_ok() && each[2].is_ok(), "{each:?}");
+        assert!(each[1].as_ref().is_err_and(|e| e.contains("FOREIGN KEY")), "{each:?}");
+        for id in ["msg_a", "msg_b"] {
+            assert!(store.message(id).unwrap().is_some(), "{id} was committed");
+            assert_eq!(store.deliveries(None, Some(id)).unwrap().len(), 1);
+        }
+        assert!(store.attempts("dlv_gone").unwrap().is_empty());
+
+        // A batch of attempts only is committed without waiting for the disk, then FULL is back.
+        let d = &store.deliveries(None, Some("msg_a")).unwrap()[0];
+        let attempt = record(&d.id);
+        let each = write_batch(&mut store.conn(), [&attempt as &dyn Work].into_iter()).unwrap();
+        assert!(each[0].is_ok(), "{each:?}");
+        assert_eq!(store.attempts(&d.id).unwrap().len(), 1);
+        let sync: i64 = store.conn().query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+        assert_eq!(sync, 2, "synchronous is FULL again");
+    }
+}
