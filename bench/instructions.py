@@ -8,31 +8,24 @@ is divided by the batch. Machine noise does not move it; compare builds with it.
 Prints, for each binary, instructions per message in all and by stage (inclusive counts of the
 stage's entry points, from callgrind_annotate). Needs valgrind."""
 import argparse
-import http.server
 import os
 import re
 import signal
 import smtplib
-import socket
 import subprocess
 import tempfile
 import threading
-import time
+
+from gateway import Receiver, free_port, wait_port, write_config
 
 STAGES = [  # (label, symbol pattern of the stage's entry point, inclusive)
     ("smtp session (incl. ingest)", r"mxhook::smtp::session::Session<S>::command::\{\{closure\}\}"),
     ("ingest (auth+parse+route+store)", r"mxhook::ingest::.*accept"),
     ("parse", r"mxhook::parse::parse_bounded"),
     ("store ingest", r"mxhook::store::.*ingest"),
-    ("event json", r"EventMessage>?::to_json \["),
+    ("event json", r"EventMessage>?::to_json( \[|$)"),
     ("deliver attempt", r"mxhook::deliver::Deliverer::attempt \["),
 ]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def message(i, size):
@@ -42,45 +35,14 @@ def message(i, size):
 
 
 def measure(binary, n, size, sessions):
-    got, cond = [0], threading.Condition()
-
-    class Receiver(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self):
-            self.rfile.read(int(self.headers["content-length"]))
-            self.send_response(200)
-            self.send_header("content-length", "0")
-            self.end_headers()
-            with cond:
-                got[0] += 1
-                cond.notify_all()
-
-        def log_message(self, *args):
-            pass
-
-    rx = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=rx.serve_forever, daemon=True).start()
+    rx = Receiver()
     smtp, web = free_port(), free_port()
     with tempfile.TemporaryDirectory() as d:
-        config = os.path.join(d, "gateway.toml")
-        with open(config, "w") as f:
-            f.write(f"""[smtp]\nlisten = ["127.0.0.1:{smtp}"]\nmax_messages_per_minute_per_ip = 0\nmax_sessions_per_ip = 200
-[storage]\ndata_dir = "{d}/data"\n[http]\nlisten = "127.0.0.1:{web}"\n[auth]\nenabled = false
-[[domains]]\nname = "example.test"\nendpoint = "app"
-[endpoints.app]\nurl = "http://127.0.0.1:{rx.server_port}/hook"\nsecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"\n""")
+        config = write_config(d, smtp, web, rx)
         out = os.environ.get("CALLGRIND_OUT") or os.path.join(d, "callgrind.out")
         gw = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", binary, "serve", "--config", config],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", smtp), timeout=0.5).close()
-                break
-            except OSError:
-                if time.time() > deadline:
-                    raise SystemExit("the gateway did not start")
-                time.sleep(0.2)
+        wait_port(smtp, 120)
 
         def send(k):
             with smtplib.SMTP("127.0.0.1", smtp, timeout=120) as c:
@@ -92,12 +54,11 @@ def measure(binary, n, size, sessions):
             t.start()
         for t in threads:
             t.join()
-        with cond:
-            if not cond.wait_for(lambda: got[0] >= n, timeout=300):
-                raise SystemExit(f"only {got[0]} of {n} webhooks arrived")
+        if not rx.wait(n, 300):
+            raise SystemExit(f"only {len(rx.bodies)} of {n} webhooks arrived")
         gw.send_signal(signal.SIGTERM)
         gw.wait()
-        rx.shutdown()
+        rx.close()
         total = None
         for line in open(out):
             if line.startswith("totals:") or line.startswith("summary:"):

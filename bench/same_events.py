@@ -6,18 +6,15 @@ run (ids, timestamps, link signatures). For refactors that must not change behav
     python3 bench/same_events.py OLD_BINARY NEW_BINARY [CORPUS_DIR]   # default: tests/corpus
 
 Exits 0 when every body is identical, 1 otherwise (and prints the first difference of each)."""
-import http.server
 import os
 import re
 import smtplib
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+from gateway import Receiver, free_port, wait_port, write_config
+
 VARYING = [
     (re.compile(rb"\b(msg|evt|dlv)_[0-9A-Za-z]{10,}"), rb"\1_ID"),
     (re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)"), rb"TIME"),
@@ -25,76 +22,25 @@ VARYING = [
 ]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, deadline):
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listens on {port}")
-
-
 def run(binary, files):
-    bodies, arrived = [], threading.Condition()
-
-    class Receiver(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["content-length"]))
-            self.send_response(200)
-            self.end_headers()
-            with arrived:
-                bodies.append(body)
-                arrived.notify_all()
-
-        def log_message(self, *args):
-            pass
-
-    rx = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=rx.serve_forever, daemon=True).start()
+    rx = Receiver()
     smtp, web = free_port(), free_port()
     with tempfile.TemporaryDirectory() as d:
-        config = os.path.join(d, "gateway.toml")
-        with open(config, "w") as f:
-            f.write(f"""[smtp]
-listen = ["127.0.0.1:{smtp}"]
-hostname = "mx.example.test"
-max_messages_per_minute_per_ip = 0
-[storage]
-data_dir = "{d}/data"
-[http]
-listen = "127.0.0.1:{web}"
-public_url = "http://127.0.0.1:8025"
-[auth]
-enabled = false
-[[domains]]
-name = "example.test"
-endpoint = "app"
-[endpoints.app]
-url = "http://127.0.0.1:{rx.server_port}/hook"
-secret = "{SECRET}"
-""")
+        config = write_config(d, smtp, web, rx)
         gw = subprocess.Popen([binary, "serve", "--config", config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            wait_port(smtp, time.time() + 30)
+            wait_port(smtp, 30)
             for i, path in enumerate(files):
                 raw = open(path, "rb").read().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
                 with smtplib.SMTP("127.0.0.1", smtp) as c:
                     c.sendmail("corpus@sender.test", ["inbox@example.test"], raw)
-                with arrived:  # one at a time: the n-th body is the n-th file's
-                    if not arrived.wait_for(lambda: len(bodies) > i, timeout=30):
-                        raise SystemExit(f"{binary}: no event for {path}")
+                if not rx.wait(i + 1, 30):  # one at a time: the n-th body is the n-th file's
+                    raise SystemExit(f"{binary}: no event for {path}")
         finally:
             gw.terminate()
             gw.wait()
-            rx.shutdown()
-    return bodies
+            rx.close()
+    return rx.bodies
 
 
 def normal(body):
