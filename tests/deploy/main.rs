@@ -8,9 +8,10 @@
 //!   TLS ends with close_notify.
 //! - `reload`: SIGHUP swaps the certificate for new handshakes while a TLS session opened before keeps
 //!   going; a broken file keeps the old certificate; SIGHUP without `[smtp.tls]` is harmless.
-//! - `limits`: max_sessions, max_sessions_per_ip, max_messages_per_minute_per_ip, max_errors,
+//! - `limits`: every `[smtp]` limit key reaches the running binary: max_message_size and
+//!   max_recipients, max_sessions, max_sessions_per_ip, max_messages_per_minute_per_ip, max_errors,
 //!   command/data/session timeouts: each refusal's reply code and its `/metrics` reason; other sessions
-//!   carry on.
+//!   carry on. (The session's replies in detail: tests/smtp, in process.)
 //! - `listen`: `mxhook listen` prints events from a real gateway and answers 400 (REJECTED) to forged,
 //!   altered and stale requests.
 //! - `data_dir`: a relative data_dir is beside the config file, whatever directory `serve` and the CLI run
