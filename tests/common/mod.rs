@@ -10,10 +10,12 @@
 //! - `receiver`: the webhook receiver.
 //! - `smtp`: the SMTP client; `starttls`: certificates and an SMTP session over TLS.
 //! - `http`: an HTTP client, /metrics and /healthz.
+//! - `dns`: a UDP DNS server the test controls (records, SERVFAIL, silence, the questions asked).
 //! - `wait`: `poll` and `wait_for`.
 
 pub mod cli;
 pub mod config;
+pub mod dns;
 pub mod gateway;
 pub mod harness;
 pub mod http;

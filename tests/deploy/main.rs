@@ -16,7 +16,7 @@
 //!   altered and stale requests.
 //! - `data_dir`: a relative data_dir is beside the config file, whatever directory `serve` and the CLI run
 //!   in; a `serve` that cannot bind removes the data_dir it made, never one that was there.
-//! - `doctor`: `mxhook doctor --dns` against a DNS server run by the test (`dns`): every ok line for a
+//! - `doctor`: `mxhook doctor --dns` against a DNS server run by the test (`common::dns`): every ok line for a
 //!   right setup, FAIL/WARN with fixes and exit 1 for a wrong MX and no SPF.
 //!
 //! Needs the `openssl` command (Debian package `openssl`, in .ci/apt-packages).
@@ -24,8 +24,6 @@
 #[path = "../common/mod.rs"]
 #[allow(dead_code, unused_imports)]
 mod common;
-#[allow(dead_code)]
-mod dns;
 #[allow(dead_code)]
 mod support;
 
