@@ -18,9 +18,7 @@ fn max_message_size_and_max_recipients_reach_the_binary() {
     });
     let gw = h.start();
     let (mut c, _) = SmtpClient::connect(gw.smtp);
-    let ehlo = c.cmd("EHLO client.test");
-    let size = ehlo.lines.iter().find_map(|l| l.strip_prefix("SIZE ")).unwrap_or_else(|| panic!("no SIZE in {ehlo}"));
-    let size: u64 = size.trim().parse().unwrap_or_else(|_| panic!("SIZE value: {size}"));
+    let size = c.cmd("EHLO client.test").size_limit();
     assert!((10_000..=10_240).contains(&size), "SIZE must be max_message_size 10KB, got {size}");
     c.cmd("MAIL FROM:<ada@sender.test> SIZE=20000").expect(552, "5.3.4");
     c.cmd("MAIL FROM:<ada@sender.test>").expect(250, "2.1.0");

@@ -22,8 +22,7 @@ fn greeting_and_ehlo_capabilities() {
         assert!(caps.iter().any(|l| l == cap), "EHLO must advertise {cap}: {ehlo}");
     }
     assert!(!caps.iter().any(|l| l == "STARTTLS"), "no TLS configured, no STARTTLS: {ehlo}");
-    let size = caps.iter().find_map(|l| l.strip_prefix("SIZE ")).unwrap_or_else(|| panic!("no SIZE in {ehlo}"));
-    let size: u64 = size.trim().parse().unwrap_or_else(|_| panic!("SIZE value: {size}"));
+    let size = ehlo.size_limit();
     assert!((10_000..=10_240).contains(&size), "SIZE must be max_message_size 10KB, got {size}");
 
     c.cmd("NOOP").expect(250, "2.0.0");
