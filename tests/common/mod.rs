@@ -10,14 +10,18 @@
 //! - `receiver`: the webhook receiver.
 //! - `smtp`: the SMTP client; `starttls`: certificates and an SMTP session over TLS.
 //! - `http`: an HTTP client, /metrics and /healthz.
+//! - `dns`: a UDP DNS server the test controls (records, SERVFAIL, silence, the questions asked).
+//! - `rng`: `Rng`, a seeded xorshift64* generator.
 //! - `wait`: `poll` and `wait_for`.
 
 pub mod cli;
 pub mod config;
+pub mod dns;
 pub mod gateway;
 pub mod harness;
 pub mod http;
 pub mod receiver;
+pub mod rng;
 pub mod smtp;
 pub mod starttls;
 pub mod wait;
@@ -33,6 +37,7 @@ pub use gateway::{Gateway, alive, vm_rss_kib};
 pub use harness::Harness;
 pub use http::{Got, agent, get, healthz, http_status, scrape, status_of};
 pub use receiver::{Receiver, Request};
+pub use rng::Rng;
 pub use smtp::{Reply, Session, SmtpClient, Wire, as_sent, data_stream, socket_from, to_crlf};
 pub use wait::{poll, wait_for};
 

@@ -35,6 +35,16 @@ impl Reply {
         self
     }
 
+    /// The value of the `SIZE` an EHLO reply advertises.
+    #[track_caller]
+    pub fn size_limit(&self) -> u64 {
+        let size = self.lines[1..]
+            .iter()
+            .find_map(|l| l.to_ascii_uppercase().strip_prefix("SIZE ").map(str::to_string))
+            .unwrap_or_else(|| panic!("no SIZE in {self}"));
+        size.trim().parse().unwrap_or_else(|_| panic!("SIZE value: {size}"))
+    }
+
     /// The id in `250 2.0.0 Ok: queued as msg_…`.
     #[track_caller]
     pub fn queued_id(&self) -> String {

@@ -4,8 +4,8 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
+use crate::common::dns::{DnsServer, Rec};
 use crate::common::*;
-use crate::dns::{DnsServer, Rec};
 use crate::support::*;
 
 const HOST: &str = "mx.example.test";
@@ -84,7 +84,7 @@ fn ip(s: &str) -> Rec {
 
 #[test]
 fn doctor_says_ok_to_a_correct_setup() {
-    let dns = DnsServer::start(vec![
+    let dns = DnsServer::serving(vec![
         ("example.test", Rec::Mx(10, HOST.into())),
         ("example.test", Rec::Txt("google-site-verification=not-spf".into())),
         ("example.test", Rec::Txt("v=spf1 -all".into())),
@@ -123,7 +123,7 @@ fn doctor_says_ok_to_a_correct_setup() {
 
 #[test]
 fn doctor_fails_a_wrong_mx_and_warns_about_spf_ptr_and_the_certificate() {
-    let dns = DnsServer::start(vec![
+    let dns = DnsServer::serving(vec![
         ("example.test", Rec::Mx(10, "mail.elsewhere.test".into())),
         ("example.test", Rec::Txt("google-site-verification=not-spf".into())),
         ("mail.elsewhere.test", ip("198.51.100.7")),
@@ -159,7 +159,7 @@ fn doctor_fails_a_wrong_mx_and_warns_about_spf_ptr_and_the_certificate() {
 
 #[test]
 fn doctor_fails_without_a_server_and_records() {
-    let dns = DnsServer::start(vec![]);
+    let dns = DnsServer::serving(vec![]);
     let h = Harness::with(|c| c.hostname = HOST.into());
     // A port nothing listens on.
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
@@ -264,7 +264,7 @@ fn doctor_prints_as_it_goes_and_names_each_dns_check_that_got_no_answer() {
 #[test]
 fn doctor_asks_the_name_server_for_the_ptr_and_calls_a_loopback_address_what_it_is() {
     // The fixture's PTR names another host: doctor says so (the answer is the fixture's, not a local one).
-    let dns = DnsServer::start(vec![
+    let dns = DnsServer::serving(vec![
         (HOST, ip(PUBLIC_IP)),
         ("10.2.0.192.in-addr.arpa", Rec::Ptr("vps-1234.hosting.test".into())),
         ("1.0.0.127.in-addr.arpa", Rec::Ptr(HOST.into())),

@@ -9,6 +9,31 @@ use crate::support::*;
 
 const BODY: &[u8] = b"Subject: limits\r\n\r\nhi\r\n";
 
+/// The two limits whose replies are tested only in process (tests/smtp): their keys reach the binary.
+#[test]
+fn max_message_size_and_max_recipients_reach_the_binary() {
+    let h = Harness::with(|c| {
+        c.max_message_size = Some("10KB".into());
+        c.max_recipients = Some(2);
+    });
+    let gw = h.start();
+    let (mut c, _) = SmtpClient::connect(gw.smtp);
+    let size = c.cmd("EHLO client.test").size_limit();
+    assert!((10_000..=10_240).contains(&size), "SIZE must be max_message_size 10KB, got {size}");
+    c.cmd("MAIL FROM:<ada@sender.test> SIZE=20000").expect(552, "5.3.4");
+    c.cmd("MAIL FROM:<ada@sender.test>").expect(250, "2.1.0");
+    c.cmd("RCPT TO:<one@example.test>").expect(250, "2.1.5");
+    c.cmd("RCPT TO:<two@example.test>").expect(250, "2.1.5");
+    c.cmd("RCPT TO:<three@example.test>").expect(452, "4.5.3");
+    let id = c.data(BODY).queued_id();
+    assert_eq!(
+        h.event_for(&id).1["message"]["smtp"]["rcpt_to"],
+        serde_json::json!(["one@example.test", "two@example.test"])
+    );
+    expect_rejected(&h, &gw, "size", 1.0);
+    expect_rejected(&h, &gw, "too_many_recipients", 1.0);
+}
+
 #[test]
 fn max_sessions_refuses_the_next_connection() {
     let h = Harness::with(|c| c.max_sessions = Some(2));

@@ -177,8 +177,8 @@ fn every_corpus_attachment_and_raw_message_downloads_by_its_link() {
 fn own_attachments_download_byte_for_byte() {
     let h = setup(|_| {}, &[], &[]);
     let gw = h.start();
-    let pdf = noise(18_213, 7);
-    let png = noise(1_000, 8);
+    let pdf = Rng::new(7).noise(18_213);
+    let png = Rng::new(8).noise(1_000);
     let body = multipart(
         "two files",
         &[

@@ -58,7 +58,7 @@ fn a_50_mb_attachment_streams_with_flat_memory() {
     let started = Instant::now();
     let h = setup(|cfg| cfg.max_message_size = Some("100MB".into()), &[], &[]);
     let gw = h.start();
-    let bytes = noise(SIZE, 50);
+    let bytes = Rng::new(50).noise(SIZE);
     let sha = sha256_hex(&bytes);
     let body = multipart(
         "fifty megabytes",
@@ -129,5 +129,5 @@ fn a_50_mb_attachment_streams_with_flat_memory() {
     // A Range at the very end of the big file.
     let tail = get(&agent, &url, &[("range", &format!("bytes={}-", SIZE - 10))]);
     assert_eq!(tail.status, 206);
-    assert_eq!(tail.body, noise(SIZE, 50)[SIZE - 10..]);
+    assert_eq!(tail.body, Rng::new(50).noise(SIZE)[SIZE - 10..]);
 }

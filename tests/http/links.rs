@@ -15,7 +15,7 @@ fn two_attachments(h: &Harness) -> (Gateway, String, String, String, String) {
     let body = multipart(
         "links",
         &[
-            attachment_part("application/pdf", "attachment; filename=\"a.pdf\"", &noise(3000, 1)),
+            attachment_part("application/pdf", "attachment; filename=\"a.pdf\"", &Rng::new(1).noise(3000)),
             attachment_part("text/csv", "attachment; filename=\"b.csv\"", b"x,y\r\n1,2\r\n"),
         ],
     );

@@ -188,20 +188,6 @@ pub fn b64_lines(bytes: &[u8]) -> String {
     out
 }
 
-/// Deterministic pseudo-random bytes (xorshift64*).
-pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 /// A multipart/mixed message: a short text part, then each (extra part headers, body) as an attachment.
 pub fn multipart(subject: &str, parts: &[(String, String)]) -> Vec<u8> {
     let mut m = format!(

@@ -279,14 +279,7 @@ fn messages_say_what_became_of_them_and_deliveries_show_the_last_error() {
     let h = Harness::new();
     let mut cfg = Config::basic(&h.rx);
     for (name, retry) in [("dead", &["0s"][..]), ("later", &["0s", "1h"])] {
-        cfg.endpoints.push(Endpoint {
-            name: name.into(),
-            url: refused_url(),
-            secret: SECRET_B.into(),
-            timeout: "5s".into(),
-            retry: strings(retry),
-            concurrency: None,
-        });
+        cfg.endpoints.push(Endpoint { retry: strings(retry), ..Endpoint::new(name, refused_url(), SECRET_B) });
         cfg.domains.push((format!("{name}.test"), name.into()));
     }
     h.write_config(&cfg);

@@ -148,22 +148,8 @@ fn two_domains_two_endpoints_each_signed_with_its_own_secret() {
         let url_a = cfg.endpoints[0].url.replace("/hooks/app", "/hooks/alpha");
         let url_b = cfg.endpoints[0].url.replace("/hooks/app", "/hooks/beta");
         cfg.endpoints = vec![
-            Endpoint {
-                name: "alpha".into(),
-                url: url_a,
-                secret: SECRET_A.into(),
-                timeout: "5s".into(),
-                retry: strings(&["0s"]),
-                concurrency: None,
-            },
-            Endpoint {
-                name: "beta".into(),
-                url: url_b,
-                secret: SECRET_B.into(),
-                timeout: "5s".into(),
-                retry: strings(&["0s"]),
-                concurrency: None,
-            },
+            Endpoint { retry: strings(&["0s"]), ..Endpoint::new("alpha", url_a, SECRET_A) },
+            Endpoint { retry: strings(&["0s"]), ..Endpoint::new("beta", url_b, SECRET_B) },
         ];
     });
     let gw = h.start();

@@ -1,13 +1,13 @@
 //! Black-box tests of the spine (issue 2): the real `mxhook` binary on port-0 listeners, a real SMTP
 //! client, a real HTTP receiver verifying every request with the stock Standard Webhooks library, a temp
-//! data_dir, and the CLI run as a subprocess on the same config.
+//! data_dir, and the CLI run as a subprocess on the same config. The SMTP session's replies are tested in
+//! process, against a test sink, in tests/smtp.
 //!
 //! - `common` (tests/common, shared by every test binary): harness, gateway process, config, CLI, SMTP
 //!   client, webhook receiver, waits.
 //! - `ingest`: a message in, an event out: fields, raw bytes, recipients, endpoints, malformed input.
 //! - `corpus`: every message in tests/corpus through SMTP, checked against mail-parser as oracle.
 //! - `headers`: every header value and uuencoded attachment, checked against Python's `email`.
-//! - `smtp_policy`: reply codes of the SMTP session (order, limits, rejections, session cap).
 //! - `delivery`: retries on a compressed schedule, CLI retry, refused/slow endpoints, restarts.
 //! - `cli`: replay, endpoints, secret generation, check-config, unknown ids, /healthz.
 
@@ -20,4 +20,3 @@ mod corpus;
 mod delivery;
 mod headers;
 mod ingest;
-mod smtp_policy;

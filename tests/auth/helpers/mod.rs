@@ -1,7 +1,6 @@
-//! What the auth tests add to the common harness: a real UDP DNS server the test controls, test keys
-//! and signing, and a gateway for `mx.auth.test` with an `[auth]` section.
+//! What the auth tests add to the common harness: test keys and signing (the DNS server the test controls is
+//! `common::dns`), and a gateway for `mx.auth.test` with an `[auth]` section.
 
-pub mod dns;
 pub mod mail;
 
 use std::path::Path;
@@ -11,7 +10,7 @@ use serde_json::Value;
 
 use crate::common::{Harness, strings};
 
-pub use dns::DnsServer;
+pub use crate::common::dns::DnsServer;
 pub use mail::{Algo, Signer};
 
 /// The domain the test gateway accepts mail for, and its SMTP hostname.
