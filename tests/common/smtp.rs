@@ -214,7 +214,7 @@ pub trait Session {
     /// Sends each `(name, message)` in this one session, RSET after each transaction, then QUIT;
     /// returns `(name, message, queued id)` in order.
     #[track_caller]
-    fn send_each<'a>(mut self, files: &'a [(String, Vec<u8>)]) -> Vec<(&'a String, &'a Vec<u8>, String)>
+    fn send_each(mut self, files: &[(String, Vec<u8>)]) -> Vec<(&String, &Vec<u8>, String)>
     where
         Self: Sized,
     {
