@@ -22,6 +22,8 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MXHOOK = os.environ.get("MXHOOK_BIN", os.path.join(ROOT, "target/release/mxhook"))
+# A second build measured in the same run, interleaved with the first (before/after a change).
+MXHOOK_B = os.environ.get("MXHOOK_BIN_B")
 MXBENCH = os.environ.get("MXBENCH_BIN", os.path.join(ROOT, "bench/mxbench/target/release/mxbench"))
 PEER = os.path.join(ROOT, "bench/peer_aiosmtpd.py")
 SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
@@ -142,7 +144,7 @@ class Proc:
 class Mxhook:
     """A fresh mxhook (new data_dir) per measurement: the database does not grow across runs."""
 
-    def __init__(self, work, extra=""):
+    def __init__(self, work, extra="", binary=MXHOOK):
         self.dir = tempfile.mkdtemp(prefix="mxhook-", dir=work)
         cfg = os.path.join(self.dir, "gateway.toml")
         with open(cfg, "w") as f:
@@ -158,7 +160,7 @@ class Mxhook:
                     extra=AUTH + extra,
                 )
             )
-        self.proc = Proc([MXHOOK, "--config", cfg, "serve"], os.path.join(self.dir, "mxhook.log"))
+        self.proc = Proc([binary, "--config", cfg, "serve"], os.path.join(self.dir, "mxhook.log"))
         wait_port(PORT_MXHOOK)
 
     @property
@@ -244,18 +246,18 @@ def count_for(target, size, sessions, quick):
 
 def throughput(args, work, peer):
     results = {}
-    order = ["smtp-sink", "mxhook", "peer"]
+    order = ["smtp-sink", "mxhook", "peer"] + (["mxhook-b"] if MXHOOK_B else [])
     for rep in range(args.reps):
         for name, size, sessions, reuse in [x for x in SCENARIOS if args.scenario in x[0]]:
-            for target in order[rep % 3 :] + order[: rep % 3]:
+            for target in order[rep % len(order) :] + order[: rep % len(order)]:
                 n = count_for(target, size, sessions, args.quick)
                 row = results.setdefault(name, {}).setdefault(target, {"smtp": [], "e2e": []})
                 if target == "smtp-sink":
                     t0, t1 = smtp_source(PORT_SINK, size, sessions, n, reuse, "x@bench.test")
                     row["smtp"].append(n / (t1 - t0))
                     row["e2e"].append(None)
-                elif target == "mxhook":
-                    mx = Mxhook(work)
+                elif target in ("mxhook", "mxhook-b"):
+                    mx = Mxhook(work, binary=MXHOOK_B if target == "mxhook-b" else MXHOOK)
                     try:
                         http_post(PORT_FAST, "/_reset")
                         t0, t1 = smtp_source(PORT_MXHOOK, size, sessions, n, reuse, "x@bench.test")
@@ -480,6 +482,11 @@ def report(r):
             lines.append(
                 f"| {name} | {fmt(sink)} | {fmt(mx)} | {fmt(mxe)} | {fmt(pe)} | {fmt(pee)} | {ratio(mx, sink)} | {ratio(mxe, pee)} |"
             )
+            if "mxhook-b" in row:
+                b, be = median(row["mxhook-b"]["smtp"]), median(row["mxhook-b"]["e2e"])
+                lines.append(
+                    f"| {name}, MXHOOK_BIN_B | {fmt(sink)} | {fmt(b)} | {fmt(be)} | {fmt(pe)} | {fmt(pee)} | {ratio(b, sink)} | {ratio(be, pee)} |"
+                )
         lines.append("")
     if "latency" in r:
         lines += ["| Latency, 5KB, 20 sessions | rate | e2e p50 ms | e2e p99 ms | dot→250 p50 ms | dot→250 p99 ms |", "|---|---:|---:|---:|---:|---:|"]
