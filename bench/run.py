@@ -18,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from gateway import wait_port
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -83,19 +85,6 @@ secret = "{secret}"
 
 def log(*a):
     print(*a, file=sys.stderr, flush=True)
-
-
-def wait_port(port, timeout=15.0):
-    import socket
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def proc_status(pid, key):
