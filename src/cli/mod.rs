@@ -81,6 +81,12 @@ enum Command {
     /// Webhook signing secrets.
     #[command(subcommand)]
     Secret(SecretCmd),
+    /// Print the published JSON Schema (2020-12) of the event, or of one event type.
+    Schema {
+        /// One event type, e.g. `email.received` (default: every type).
+        #[arg(value_name = "TYPE")]
+        kind: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -132,6 +138,17 @@ pub fn run() -> anyhow::Result<ExitCode> {
             println!("{}", crate::mail::generate_secret()?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Schema { kind: None } => {
+            println!("{}", crate::mail::schema::SCHEMA.trim_end());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schema { kind: Some(kind) } => match crate::mail::schema::for_type(&kind) {
+            Some(schema) => print_json(&schema).map(|()| ExitCode::SUCCESS),
+            None => {
+                eprintln!("no event type `{kind}`; the types are: {}", crate::mail::schema::types().join(", "));
+                Ok(ExitCode::from(2))
+            }
+        },
     }
 }
 
@@ -143,6 +160,7 @@ fn parse_args() -> Cli {
     let hidden = || clap::Arg::new("config").long("config").hide(true).value_parser(clap::value_parser!(PathBuf));
     let cmd = Cli::command()
         .mut_subcommand("listen", |c| c.arg(hidden()))
+        .mut_subcommand("schema", |c| c.arg(hidden()))
         .mut_subcommand("secret", |c| c.arg(hidden()).mut_subcommand("generate", |c| c.arg(hidden())));
     Cli::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit())
 }

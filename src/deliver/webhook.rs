@@ -9,9 +9,8 @@ use serde::Serialize;
 
 use super::resolve::CachingResolver;
 use crate::config::Endpoint;
+use crate::mail::EVENT_VERSION;
 
-/// The event schema version receivers can branch on.
-pub const EVENT_VERSION: &str = "2026-11-22";
 /// How much of an endpoint's answer we keep for `deliveries show`.
 const RESPONSE_EXCERPT: u64 = 1024;
 

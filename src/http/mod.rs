@@ -1,4 +1,4 @@
-//! The HTTP side (axum, on the same runtime): signed attachment and raw-message links
+//! The HTTP side (axum, on the same runtime): signed attachment and raw-message links, `/schema`
 //! (`files.rs`, checked by `links.rs`), `/healthz` and `/metrics`.
 
 mod files;
@@ -33,6 +33,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Re
     let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/schema", get(schema))
         .route("/att/{id}/{index}", get(files::attachment))
         .route("/raw/{id}", get(files::raw))
         .with_state(app);
@@ -60,4 +61,9 @@ async fn healthz(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {
     let store = app.store.clone();
     let ok = tokio::task::spawn_blocking(move || store.writable()).await.unwrap_or(false);
     if ok { (StatusCode::OK, "ok\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "store not writable\n") }
+}
+
+/// The published event schema (JSON Schema 2020-12), without a token: it is public documentation.
+async fn schema() -> ([(axum::http::header::HeaderName, &'static str); 1], &'static str) {
+    ([(axum::http::header::CONTENT_TYPE, "application/schema+json")], crate::mail::schema::SCHEMA)
 }

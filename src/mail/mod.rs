@@ -7,6 +7,7 @@ mod envelope;
 mod event;
 mod event_json;
 mod reply;
+pub mod schema;
 mod signing_key;
 mod verdicts;
 
@@ -15,5 +16,6 @@ pub use envelope::Envelope;
 pub use event::{Attachment, EventMessage, Mailbox, ParseStatus, Raw, Smtp, Spam, sha256_hex};
 pub use event_json::{EventJson, with_raw_base64};
 pub use reply::{Reason, Reply, printable};
+pub use schema::EVENT_VERSION;
 pub use signing_key::{KeyError, SigningKey, generate_secret};
 pub use verdicts::{ArcVerdict, Auth, DkimVerdict, DmarcVerdict, SpfVerdict};

@@ -171,7 +171,8 @@ impl Harness {
 }
 
 impl Drop for Harness {
-    /// Every request any test received must pass the stock verifier with its endpoint's secret.
+    /// Every request any test received must pass the stock verifier with its endpoint's secret, and
+    /// its body must validate against the published event schema.
     fn drop(&mut self) {
         if std::thread::panicking() {
             return;
@@ -185,6 +186,7 @@ impl Drop for Harness {
                 .map(|(_, s)| s.clone())
                 .unwrap_or_else(|| panic!("request to unconfigured path {}", r.path));
             r.assert_signed(&secret);
+            super::schema::assert_valid(&r.json());
         }
     }
 }

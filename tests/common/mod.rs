@@ -22,6 +22,7 @@ pub mod harness;
 pub mod http;
 pub mod receiver;
 pub mod rng;
+pub mod schema;
 pub mod smtp;
 pub mod starttls;
 pub mod wait;

@@ -8,6 +8,7 @@
 //! - `ingest`: a message in, an event out: fields, raw bytes, recipients, endpoints, malformed input.
 //! - `corpus`: every message in tests/corpus through SMTP, checked against mail-parser as oracle.
 //! - `headers`: every header value and uuencoded attachment, checked against Python's `email`.
+//! - `schema`: `mxhook schema`, `GET /schema`, and an event validated against the published schema.
 //! - `delivery`: retries on a compressed schedule, CLI retry, refused/slow endpoints, restarts.
 //! - `cli`: replay, endpoints, secret generation, check-config, unknown ids, /healthz.
 
@@ -20,3 +21,4 @@ mod corpus;
 mod delivery;
 mod headers;
 mod ingest;
+mod schema;
