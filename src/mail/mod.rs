@@ -8,6 +8,7 @@ mod event;
 mod event_json;
 mod reply;
 mod signing_key;
+mod standing;
 mod verdicts;
 
 pub use delivery::{DeliveryStatus, Destination, NextState};
@@ -16,4 +17,5 @@ pub use event::{Attachment, EventMessage, Mailbox, ParseStatus, Raw, Smtp, Spam,
 pub use event_json::{EventJson, with_raw_base64};
 pub use reply::{Reason, Reply, printable};
 pub use signing_key::{KeyError, SigningKey, generate_secret};
+pub use standing::Standing;
 pub use verdicts::{ArcVerdict, Auth, DkimVerdict, DmarcVerdict, SpfVerdict};
