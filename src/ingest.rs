@@ -12,7 +12,7 @@ use crate::config::{Endpoint, WebhookConfig};
 use crate::deliver::Deliverer;
 use crate::http::links::UrlSigner;
 use crate::mail::{DeliveryStatus, Destination, EventMessage};
-use crate::mail::{Envelope, Reason, Reply};
+use crate::mail::{Envelope, Reason, Reply, Standing};
 use crate::route::{Mode, Plan, Router};
 use crate::smtp::Sink;
 use crate::store::{FirstAttempt, NewAttachment, NewMessage, Store};
@@ -35,6 +35,8 @@ pub struct Ingest {
     pub spam: Option<crate::spam::SpamCheck>,
     /// None when `[auth] enabled = false`: `message.auth` is then null.
     pub auth: Option<Arc<Authenticator>>,
+    /// The block and allow lists, as `mxhook senders` last left them.
+    pub senders: crate::senders::Live,
 }
 
 const STORE_FAILED: &str = "4.3.0 Error: queue file write error, try again later";
@@ -54,8 +56,17 @@ impl Sink for Ingest {
     type Sender = Option<SenderChecks>;
 
     async fn check_mail(&self, client_ip: IpAddr, helo: &str, mail_from: &str) -> Result<Self::Sender, Reply> {
+        let standing = self.senders.standing(client_ip, mail_from, None);
+        if standing == Standing::Blocked && self.senders.rejects() {
+            return Err(Reply::new(550, "5.7.1 Error: sender blocked", Reason::Blocked));
+        }
         match &self.auth {
-            Some(auth) => auth.check_mail(client_ip, helo, mail_from).await,
+            // An allowed sender is not refused for its SPF: the checks run again at DATA and are
+            // recorded in the event as usual.
+            Some(auth) => match auth.check_mail(client_ip, helo, mail_from).await {
+                Err(_) if standing == Standing::Allowed => Ok(None),
+                checked => checked,
+            },
             None => Ok(None),
         }
     }
@@ -73,6 +84,7 @@ impl Sink for Ingest {
         let received_at = now_ms();
         let (store, signer, webhook) = (self.store.clone(), self.signer.clone(), self.webhook.clone());
         let (router, endpoints, spam_check, deliverer) = (&self.router, &self.endpoints, &self.spam, &self.deliverer);
+        let senders = &self.senders;
         let msg_id = id.clone();
         // Parsing and storing are CPU and disk work: off the async threads.
         let stored = tokio::task::block_in_place(|| {
@@ -84,7 +96,16 @@ impl Sink for Ingest {
             if let Some(spam) = spam {
                 event.spam = spam;
             }
-            let plan = router.plan(&envelope.rcpt_to, is_spam(&event), dmarc_failed(&event));
+            let from = event.from.as_ref().and_then(|f| f.address.as_deref());
+            event.sender_list = senders.standing(envelope.client_ip, &envelope.mail_from, from);
+            // Refused at MAIL FROM already when the client IP or MAIL FROM is blocked; here the From
+            // address (or a list changed during the transaction).
+            if event.sender_list == Standing::Blocked && senders.rejects() {
+                return Ok(Err(Reply::new(550, "5.7.1 Error: message rejected: sender blocked", Reason::Blocked)));
+            }
+            // An allowed sender's mail is never held back as spam or for failing DMARC.
+            let allowed = event.sender_list == Standing::Allowed;
+            let plan = router.plan(&envelope.rcpt_to, is_spam(&event) && !allowed, dmarc_failed(&event) && !allowed);
             if plan.reject {
                 return Ok(Err(Reply::new(550, "5.7.1 Error: message rejected by policy", Reason::Policy)));
             }

@@ -7,6 +7,7 @@
 //! - `spam`    — the spam verdict (rspamd or spamd), bounded by a timeout, null when the engine is down
 //! - `parse`   — raw bytes → the event's `message` object
 //! - `route`   — recipient → endpoint (and refusals for domains we do not serve)
+//! - `senders` — the operator's block and allow lists: a sender's standing
 //! - `store`   — SQLite + spool: the durable queue between ingest and delivery
 //! - `deliver` — the scheduler, Standard Webhooks signing and the POST; forwarded copies via the relay
 //!
@@ -27,6 +28,7 @@ pub mod mail;
 pub mod metrics;
 pub mod parse;
 pub mod route;
+pub mod senders;
 pub mod serve;
 pub mod smtp;
 pub mod spam;

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use mail_parser::parsers::MessageStream;
 use mail_parser::{Address, HeaderName, HeaderValue, MessageParser, MimeHeaders, PartType};
 
-use crate::mail::{Attachment, Envelope, EventMessage, Mailbox, ParseStatus, Raw, Smtp, Spam, sha256_hex};
+use crate::mail::{Attachment, Envelope, EventMessage, Mailbox, ParseStatus, Raw, Smtp, Spam, Standing, sha256_hex};
 
 /// What parsing yields: the event's `message` object, and the decoded bytes of each attachment
 /// (in `event.attachments` order) for the store to keep. Decoded parts are moved out of the parser,
@@ -64,6 +64,7 @@ pub fn parse_bounded<'a>(
         auth: None,
         spam: Spam::default(),
         routes: serde_json::Value::Array(Vec::new()),
+        sender_list: Standing::Unlisted,
     };
     // mail-parser survived 200,000 random mutations without a panic; should a new input find one,
     // it costs this message its parsed fields, not the gateway or the message.

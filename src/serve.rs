@@ -80,6 +80,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         deliverer: deliverer.clone(),
         spam: settings.spam.as_ref().map(crate::spam::SpamCheck::new),
         auth,
+        senders: crate::senders::Live::new(&settings.senders, store.clone()),
     });
     let mut limits = smtp::Limits::from(&settings.smtp);
     if let Some(t) = &settings.smtp.tls {

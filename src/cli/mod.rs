@@ -8,6 +8,7 @@ mod endpoints;
 mod listen;
 mod messages;
 mod routes;
+mod senders;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -54,6 +55,9 @@ enum Command {
     /// Show the routing table; test which route an address gets.
     #[command(subcommand)]
     Routes(routes::Cmd),
+    /// Block or allow senders by IP, network, address or domain; list both lists.
+    #[command(subcommand)]
+    Senders(senders::Cmd),
     /// Check a live setup (config, data_dir, ports, DNS, certificate, endpoints) and say what to fix.
     Doctor {
         /// Name servers to ask (host:port), instead of the system's.
@@ -130,6 +134,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Deliveries(cmd) => deliveries::run(&load(&cli.config)?, cmd),
         Command::Endpoints(cmd) => endpoints::run(&load(&cli.config)?, cmd),
         Command::Routes(cmd) => routes::run(&load(&cli.config)?, cmd),
+        Command::Senders(cmd) => senders::run(&load(&cli.config)?, cmd),
         Command::Doctor { dns, public_ip, skip_endpoints } => {
             doctor::run(&load(&cli.config)?, &dns, public_ip, skip_endpoints)
         }

@@ -12,6 +12,7 @@ use toml::Spanned;
 use super::values::{Secret, duration, durations, opt_duration, size};
 use crate::auth::{DmarcReject, SpfMode};
 use crate::route::{Action, Mode, Policy};
+use crate::senders::BlockedAction;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +36,8 @@ pub(super) struct Config {
     pub forward: Option<ForwardConfig>,
     #[serde(default)]
     pub auth: AuthConfig,
+    #[serde(default)]
+    pub senders: SendersConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -292,4 +295,15 @@ impl Default for AuthConfig {
             spf: SpfMode::Relaxed,
         }
     }
+}
+
+/// `[senders]`: block and allow lists (rules: see `senders/rule.rs`); `mxhook senders` adds more at runtime.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct SendersConfig {
+    pub block: Vec<Spanned<String>>,
+    /// Wins over `block`: an allowed sender is never blocked.
+    pub allow: Vec<Spanned<String>>,
+    /// `accept` (default): store and mark blocked mail; `reject`: refuse it with 550 5.7.1.
+    pub blocked_action: BlockedAction,
 }

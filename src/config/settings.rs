@@ -8,12 +8,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::file::{AuthConfig, Config, ForwardConfig, RouteConfig, SmtpConfig, SpamConfig, WebhookConfig};
+use super::file::{
+    AuthConfig, Config, ForwardConfig, RouteConfig, SendersConfig, SmtpConfig, SpamConfig, WebhookConfig,
+};
 use super::problems::{Doc, Problem, problem};
 use super::values::{self, Secret};
 use crate::auth::AuthSettings;
 use crate::mail::SigningKey;
 use crate::route::{Action, Mode, Route};
+use crate::senders::{Lists, Rule, SendersSettings};
 
 /// A validated configuration with secrets resolved: what the rest of the program uses.
 #[derive(Debug)]
@@ -37,6 +40,7 @@ pub struct Settings {
     pub forward: Option<Forward>,
     /// None: `[auth] enabled = false`.
     pub auth: Option<AuthSettings>,
+    pub senders: SendersSettings,
 }
 
 /// A configured spam engine and how long a check may take.
@@ -264,6 +268,7 @@ impl Settings {
         let spam = spam_settings(&raw.spam, text, problems);
         let forward = raw.forward.as_ref().and_then(|f| forward_settings(f, base, doc, problems));
         let auth = auth_settings(doc, &raw.auth, problems);
+        let senders = senders_settings(&raw.senders, text, problems);
 
         if let Some(t) = raw.smtp.tls.as_mut() {
             t.cert = base.join(&t.cert);
@@ -287,6 +292,7 @@ impl Settings {
             spam,
             forward,
             auth,
+            senders,
         }
     }
 }
@@ -403,6 +409,24 @@ fn forward_settings(f: &ForwardConfig, base: &Path, doc: &Doc, problems: &mut Ve
         timeout: f.timeout,
         retry: f.retry.clone(),
     })
+}
+
+/// Each rule read once: a bad one is named with its line, like any other value.
+fn senders_settings(c: &SendersConfig, text: &str, problems: &mut Vec<Problem>) -> SendersSettings {
+    let mut rules = |list: &[toml::Spanned<String>], key: &str| -> Vec<Rule> {
+        list.iter()
+            .filter_map(|r| match Rule::parse(r.get_ref()) {
+                Ok(rule) => Some(rule),
+                Err(e) => {
+                    problems.push(problem(text, r.span(), key, &e));
+                    None
+                }
+            })
+            .collect()
+    };
+    let block = rules(&c.block, "senders.block");
+    let allow = rules(&c.allow, "senders.allow");
+    SendersSettings { lists: Lists { block, allow }, blocked_action: c.blocked_action }
 }
 
 fn auth_settings(doc: &Doc, raw: &AuthConfig, problems: &mut Vec<Problem>) -> Option<AuthSettings> {

@@ -2,9 +2,9 @@
 //! their verdicts, route the routes, ingest the links) and deliver sends. Its JSON form is
 //! `event_json.rs`.
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
-use super::Auth;
+use super::{Auth, Standing};
 
 #[derive(Debug, Serialize)]
 pub struct EventMessage {
@@ -35,6 +35,9 @@ pub struct EventMessage {
     pub spam: Spam,
     /// Each recipient's route (match, action, rule, tag), filled by the route stage.
     pub routes: serde_json::Value,
+    /// The sender's standing with the block and allow lists (ingest): `"allowed"`, `"blocked"` or null.
+    #[serde(serialize_with = "sender_list")]
+    pub sender_list: Standing,
     /// Last, and `base64` last in it: the JSON then ends with `"base64":…}}`, so the stored copy
     /// can leave the base64 out and have it put back without parsing (see `EventJson`).
     pub raw: Raw,
@@ -88,6 +91,14 @@ pub struct Spam {
     pub verdict: Option<String>,
     pub score: Option<f64>,
     pub engine: Option<String>,
+}
+
+fn sender_list<S: Serializer>(standing: &Standing, s: S) -> Result<S::Ok, S::Error> {
+    match standing {
+        Standing::Unlisted => s.serialize_none(),
+        Standing::Allowed => s.serialize_str("allowed"),
+        Standing::Blocked => s.serialize_str("blocked"),
+    }
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

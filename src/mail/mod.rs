@@ -9,6 +9,7 @@ mod event_json;
 mod reply;
 pub mod schema;
 mod signing_key;
+mod standing;
 mod verdicts;
 
 pub use delivery::{DeliveryStatus, Destination, NextState};
@@ -18,4 +19,5 @@ pub use event_json::{EventJson, with_raw_base64};
 pub use reply::{Reason, Reply, printable};
 pub use schema::EVENT_VERSION;
 pub use signing_key::{KeyError, SigningKey, generate_secret};
+pub use standing::Standing;
 pub use verdicts::{ArcVerdict, Auth, DkimVerdict, DmarcVerdict, SpfVerdict};

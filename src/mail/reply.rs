@@ -31,6 +31,9 @@ pub enum Reason {
     Recipient,
     /// The sender, refused at MAIL FROM (SPF `fail` with `spf = "reject"`, a DNS failure …).
     Sender,
+    /// The sender is on the block list and `[senders] blocked_action = "reject"` (at MAIL FROM for
+    /// the client IP or MAIL FROM, after DATA for the From address).
+    Blocked,
     /// The message, refused by policy after DATA (DMARC, spam, a `reject` route).
     Policy,
     /// The message could not be stored: the database or the disk refused it.
@@ -58,6 +61,7 @@ impl Reason {
             Reason::Relay => "relay",
             Reason::Recipient => "recipient",
             Reason::Sender => "sender",
+            Reason::Blocked => "blocked",
             Reason::Policy => "policy",
             Reason::StoreFailed => "store_failed",
             Reason::SyncEndpoint => "sync_endpoint",

@@ -10,6 +10,7 @@ mod queue;
 mod reads;
 mod retention;
 mod schema;
+mod senders;
 mod spool;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -19,6 +20,7 @@ pub use contents::Content;
 pub use ingest::{FirstAttempt, NewAttachment, NewMessage};
 pub use reads::{AttachmentRow, Delivery, MessageRow};
 pub use retention::Purged;
+pub use senders::SenderRule;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -71,6 +71,18 @@ CREATE TABLE IF NOT EXISTS contents (
     data       BLOB NOT NULL,
     PRIMARY KEY (message_id, part)
 );
+-- Sender block and allow rules added with `mxhook senders` (the config file's are not copied here).
+-- `rule` is the rule's canonical text; a rule is on one list at a time.
+CREATE TABLE IF NOT EXISTS sender_rules (
+    rule     TEXT PRIMARY KEY,
+    list     TEXT NOT NULL CHECK (list IN ('block', 'allow')),
+    added_at INTEGER NOT NULL
+);
+-- One row, counted up by every change to sender_rules: a running server reads this cheap number to
+-- know when to read the rules again.
+CREATE TABLE IF NOT EXISTS sender_rules_generation (generation INTEGER NOT NULL);
+INSERT INTO sender_rules_generation (generation)
+    SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM sender_rules_generation);
 "#;
 
 /// Brings a store made by an earlier version up to SCHEMA (CREATE TABLE IF NOT EXISTS leaves an

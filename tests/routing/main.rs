@@ -8,6 +8,7 @@
 //! - `matching`: exact > plus-address > catch-all > the domain's endpoint, whatever the file order.
 //! - `actions`: webhook to several endpoints, store, drop, reject, forward (and its retries).
 //! - `policy`: on_spam outcomes with a real engine, and sync mode.
+//! - `senders`: block and allow lists from the config and the CLI, live.
 //! - `spam`: GTUBE through spamd and rspamd, and engines that are down or silent.
 
 #[path = "../common/mod.rs"]
@@ -21,4 +22,5 @@ mod support;
 mod actions;
 mod matching;
 mod policy;
+mod senders;
 mod spam;
