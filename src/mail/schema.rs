@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 /// The date of the last change of the event's shape: the event's `version` and the schema's.
-pub const EVENT_VERSION: &str = "2026-11-22";
+pub const EVENT_VERSION: &str = "2026-11-29";
 
 /// The schema of every event, as published.
 pub const SCHEMA: &str = include_str!("../../schema/event.schema.json");
