@@ -41,3 +41,56 @@ fn the_schema_is_printed_served_and_every_event_validates() {
     event["message"]["surprise"] = Value::from(1);
     assert!(!problems(&event).is_empty(), "an unknown field must fail the schema");
 }
+
+/// Every field path of a JSON value: objects by key, arrays through their first element.
+fn paths_of(v: &Value, at: &str, out: &mut std::collections::BTreeSet<String>) {
+    match v {
+        Value::Object(m) => m.iter().for_each(|(k, v)| {
+            let p = format!("{at}.{k}");
+            out.insert(p.clone());
+            paths_of(v, &p, out);
+        }),
+        Value::Array(a) => a.iter().take(1).for_each(|v| paths_of(v, &format!("{at}[]"), out)),
+        _ => {}
+    }
+}
+
+/// Every property path the schema allows, following `$ref`s, `oneOf` and `items`.
+fn schema_paths(schema: &Value, root: &Value, at: &str, out: &mut std::collections::BTreeSet<String>) {
+    if let Some(r) = schema["$ref"].as_str() {
+        let def = r.trim_start_matches("#/$defs/");
+        return schema_paths(&root["$defs"][def], root, at, out);
+    }
+    if let Some(props) = schema["properties"].as_object() {
+        for (k, s) in props {
+            let p = format!("{at}.{k}");
+            out.insert(p.clone());
+            schema_paths(s, root, &p, out);
+        }
+    }
+    for alt in schema["oneOf"].as_array().into_iter().flatten() {
+        schema_paths(alt, root, at, out);
+    }
+    if schema["items"].is_object() {
+        schema_paths(&schema["items"], root, &format!("{at}[]"), out);
+    }
+}
+
+#[test]
+fn the_readmes_event_reference_has_exactly_the_schemas_fields() {
+    let readme = include_str!("../../README.md");
+    let section = &readme[readme.find("## The event").expect("README has \"The event\"")..];
+    let start = section.find("```json\n").expect("a JSON example") + "```json\n".len();
+    let example: Value = serde_json::from_str(&section[start..start + section[start..].find("```").unwrap()])
+        .expect("README's event example is JSON");
+    let schema: Value = serde_json::from_str(include_str!("../../schema/event.schema.json")).unwrap();
+    let (mut documented, mut published) = Default::default();
+    paths_of(&example, "", &mut documented);
+    schema_paths(&schema, &schema, "", &mut published);
+    // Arrays the example leaves empty or holds no object in have nothing to compare below them.
+    let missing: Vec<_> = published.difference(&documented).filter(|p| !p.contains("[]")).collect();
+    let unknown: Vec<_> = documented.difference(&published).collect();
+    assert!(missing.is_empty(), "README's event example lacks {missing:?}");
+    assert!(unknown.is_empty(), "README's event example has fields the schema does not: {unknown:?}");
+    assert_eq!(example["version"], schema["version"], "README's example shows the current version");
+}
