@@ -17,6 +17,7 @@
 //! docs/architecture.md has the map.
 
 pub mod auth;
+pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod deliver;

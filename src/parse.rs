@@ -64,6 +64,9 @@ pub fn parse_bounded<'a>(
         auth: None,
         spam: Spam::default(),
         routes: serde_json::Value::Array(Vec::new()),
+        auto_submitted: None,
+        bounce: None,
+        complaint: None,
     };
     // mail-parser survived 200,000 random mutations without a panic; should a new input find one,
     // it costs this message its parsed fields, not the gateway or the message.

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::resolve::CachingResolver;
 use crate::config::Endpoint;
+use crate::mail::EventType;
 
 /// The event schema version receivers can branch on.
 pub const EVENT_VERSION: &str = "2026-11-22";
@@ -36,6 +37,8 @@ struct DeliveryInfo<'a> {
 
 pub struct EventParts<'a> {
     pub event_id: &'a str,
+    /// The message's type, as stored at ingest.
+    pub event_type: EventType,
     pub created_at: &'a str,
     pub delivery_id: &'a str,
     pub endpoint: &'a str,
@@ -48,7 +51,7 @@ pub struct EventParts<'a> {
 pub fn event_body(p: &EventParts<'_>) -> anyhow::Result<Vec<u8>> {
     let event = Event {
         id: p.event_id,
-        kind: "email.received",
+        kind: p.event_type.as_str(),
         version: EVENT_VERSION,
         created_at: p.created_at,
         delivery: DeliveryInfo {
@@ -151,6 +154,7 @@ mod tests {
         let message_json = r#"{"id":"msg_1","text":"a \"quoted\" }","raw":{"base64":null}}"#;
         let parts = EventParts {
             event_id: "evt_1",
+            event_type: EventType::Bounced,
             created_at: "2026-11-23T00:00:00Z",
             delivery_id: "dlv_1",
             endpoint: "app",
@@ -161,7 +165,7 @@ mod tests {
         let body = event_body(&parts).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["id"], "evt_1");
-        assert_eq!(v["type"], "email.received");
+        assert_eq!(v["type"], "email.bounced");
         assert_eq!(v["delivery"]["attempt"], 2);
         assert_eq!(v["message"], serde_json::from_str::<serde_json::Value>(message_json).unwrap());
         assert!(body.ends_with(format!(r#","message":{message_json}}}"#).as_bytes()));

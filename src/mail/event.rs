@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::Auth;
+use super::{Auth, Bounce, Complaint};
 
 #[derive(Debug, Serialize)]
 pub struct EventMessage {
@@ -35,6 +35,13 @@ pub struct EventMessage {
     pub spam: Spam,
     /// Each recipient's route (match, action, rule, tag), filled by the route stage.
     pub routes: serde_json::Value,
+    /// Why the message was sent automatically (`Auto-Submitted: auto-replied`, `X-Autoreply`, …);
+    /// null for a message a person sent. Filled by `classify/`.
+    pub auto_submitted: Option<String>,
+    /// The delivery status notification's report; null unless the type is `email.bounced`.
+    pub bounce: Option<Bounce>,
+    /// The ARF feedback report; null unless the type is `email.complained`.
+    pub complaint: Option<Complaint>,
     /// Last, and `base64` last in it: the JSON then ends with `"base64":…}}`, so the stored copy
     /// can leave the base64 out and have it put back without parsing (see `EventJson`).
     pub raw: Raw,
