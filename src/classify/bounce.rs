@@ -73,7 +73,8 @@ fn fields(block: &str) -> Vec<(String, String)> {
     block
         .lines()
         .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        // Unfolded lines keep their indentation: one space wherever there was a run of them.
+        .map(|(n, v)| (n.trim().to_string(), v.split_whitespace().collect::<Vec<_>>().join(" ")))
         .filter(|(n, _)| !n.is_empty() && !n.contains(' '))
         .collect()
 }

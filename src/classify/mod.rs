@@ -37,10 +37,14 @@ pub fn classify(event: &mut EventMessage, raw: &[u8], standing: Standing) -> Eve
     EventType::Received
 }
 
-/// Nothing authenticates the From domain: DMARC failed, or it has no DMARC record and no SPF or
-/// DKIM pass is aligned with it. A check that could not finish (`temperror`) leaves the question
-/// open, and an open question is not an accusation: the message stays `email.received`, so an app
-/// that filters on the type loses nothing while DNS is down.
+/// Nothing authenticates the From domain, and something says so: DMARC failed, or no SPF or DKIM
+/// pass is aligned with From while a check answered against the sender (SPF `fail` or `softfail`,
+/// a DKIM signature that does not verify). Two cases stay `email.received`, by choice:
+/// - every check is `none` (the domain publishes no SPF, DKIM or DMARC): nothing can be verified
+///   either way, and calling such mail unauthenticated would take it away from every endpoint that
+///   did not ask for the type (mail between small hosts, test setups);
+/// - a check could not finish (`temperror`): an open question is not an accusation, and an app
+///   that filters on the type should not lose mail while DNS is down.
 fn unauthenticated(auth: &Auth) -> bool {
     let d = &auth.dmarc;
     match d.result.as_str() {
@@ -51,10 +55,13 @@ fn unauthenticated(auth: &Auth) -> bool {
     if d.spf_aligned || d.dkim_aligned {
         return false;
     }
-    let temperror = d.result == "temperror"
-        || auth.spf.as_ref().is_some_and(|s| s.result == "temperror")
-        || auth.dkim.iter().any(|k| k.result == "temperror");
-    if temperror {
+    let spf = auth.spf.as_ref().map_or("none", |s| s.result.as_str());
+    let temperror = d.result == "temperror" || spf == "temperror" || auth.dkim.iter().any(|k| k.result == "temperror");
+    // A broken record or a signature whose key is gone (`permerror`, `neutral`) says nothing
+    // about who sent the message; a policy that excludes the sender or a signature that does
+    // not verify does.
+    let against = matches!(spf, "fail" | "softfail") || auth.dkim.iter().any(|k| k.result == "fail");
+    if temperror || !against {
         return false;
     }
     let Some(from) = d.from_domain.as_deref() else { return true };
@@ -63,9 +70,9 @@ fn unauthenticated(auth: &Auth) -> bool {
         let (a, b) = (domain.to_ascii_lowercase(), from.to_ascii_lowercase());
         a == b || a.ends_with(&format!(".{b}")) || b.ends_with(&format!(".{a}"))
     };
-    let spf = auth.spf.as_ref().is_some_and(|s| s.result == "pass" && aligned(&s.domain));
-    let dkim = auth.dkim.iter().any(|k| k.result == "pass" && k.domain.as_deref().is_some_and(aligned));
-    !(spf || dkim)
+    let spf_pass = auth.spf.as_ref().is_some_and(|s| s.result == "pass" && aligned(&s.domain));
+    let dkim_pass = auth.dkim.iter().any(|k| k.result == "pass" && k.domain.as_deref().is_some_and(aligned));
+    !(spf_pass || dkim_pass)
 }
 
 /// The `report-type` of a `multipart/report` message, lower-case.
@@ -113,8 +120,10 @@ mod tests {
     #[test]
     fn unauthenticated_means_nothing_aligned_passes() {
         assert!(unauthenticated(&auth("fail", ("pass", "sender.test"), None)));
-        assert!(unauthenticated(&auth("none", ("none", "sender.test"), None)));
-        assert!(unauthenticated(&auth("none", ("pass", "other.test"), Some(("pass", "other.test")))));
+        assert!(!unauthenticated(&auth("none", ("none", "sender.test"), None)), "nothing published, nothing known");
+        assert!(unauthenticated(&auth("none", ("softfail", "sender.test"), None)));
+        assert!(unauthenticated(&auth("none", ("pass", "other.test"), Some(("fail", "sender.test")))));
+        assert!(!unauthenticated(&auth("none", ("fail", "sender.test"), Some(("pass", "sender.test")))));
         assert!(!unauthenticated(&auth("none", ("none", "x.test"), Some(("pass", "mail.sender.test")))));
         assert!(!unauthenticated(&auth("none", ("pass", "sender.test"), None)));
         assert!(!unauthenticated(&auth("pass", ("none", "x.test"), None)));

@@ -70,18 +70,18 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
                 print_json(&list.iter().map(|m| summary_json(m, state(m))).collect::<Vec<_>>())?;
             } else {
                 println!(
-                    "{:<30}  {:<24}  {:>8}  {:<8}  {:<30}  {:<9}  {:<28}  SUBJECT",
-                    "ID", "RECEIVED", "SIZE", "PARSED", "TYPE", "STATE", "FROM"
+                    "{:<30}  {:<24}  {:>8}  {:<8}  {:<9}  {:<30}  {:<28}  SUBJECT",
+                    "ID", "RECEIVED", "SIZE", "PARSED", "STATE", "TYPE", "FROM"
                 );
                 for m in &list {
                     println!(
-                        "{:<30}  {:<24}  {:>8}  {:<8}  {:<30}  {:<9}  {:<28}  {}",
+                        "{:<30}  {:<24}  {:>8}  {:<8}  {:<9}  {:<30}  {:<28}  {}",
                         m.id,
                         rfc3339(m.received_at),
                         m.size,
                         m.parsed_status,
-                        m.event_type.as_str(),
                         state(m).as_str(),
+                        m.event_type.as_str(),
                         m.from_addr.as_deref().unwrap_or("-"),
                         m.subject.as_deref().unwrap_or("-")
                     );

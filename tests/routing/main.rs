@@ -22,3 +22,4 @@ mod actions;
 mod matching;
 mod policy;
 mod spam;
+mod types;
