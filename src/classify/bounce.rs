@@ -9,11 +9,15 @@ use crate::mail::{Bounce, BounceOriginal, BounceRecipient, BounceTo, EventMessag
 
 /// The report, if the message is a bounce.
 pub fn read(event: &EventMessage, raw: &[u8], report: Option<&str>) -> Option<Bounce> {
+    let dsn = report == Some("delivery-status");
+    // Most mail is neither: it costs a header look-up, not a second MIME parse.
+    if !dsn && !looks_like_a_bounce(event) {
+        return None;
+    }
     let parsed = MessageParser::default().parse(raw);
-    let (recipients, mut original) = match (report, &parsed) {
-        (Some("delivery-status"), Some(msg)) => (dsn_recipients(msg)?, BounceOriginal::default()),
-        _ if looks_like_a_bounce(event) => plain_recipients(event.text.as_deref().unwrap_or(""))?,
-        _ => return None,
+    let (recipients, mut original) = match &parsed {
+        Some(msg) if dsn => (dsn_recipients(msg)?, BounceOriginal::default()),
+        _ => plain_recipients(event.text.as_deref().unwrap_or(""))?,
     };
     if let Some(msg) = &parsed
         && let Some(returned) = returned_message(msg)
