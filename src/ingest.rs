@@ -11,8 +11,8 @@ use crate::auth::{Authenticator, SenderChecks};
 use crate::config::{Endpoint, WebhookConfig};
 use crate::deliver::Deliverer;
 use crate::http::links::UrlSigner;
-use crate::mail::{DeliveryStatus, Destination, EventMessage};
-use crate::mail::{Envelope, Reason, Reply, Standing};
+use crate::mail::{DeliveryStatus, Destination, EventMessage, EventType, Standing};
+use crate::mail::{Envelope, Reason, Reply};
 use crate::route::{Mode, Plan, Router};
 use crate::smtp::Sink;
 use crate::store::{FirstAttempt, NewAttachment, NewMessage, Store};
@@ -45,6 +45,7 @@ const STORE_FAILED: &str = "4.3.0 Error: queue file write error, try again later
 struct Stored {
     /// Deliveries for the scheduler to start now, and the event they send.
     now: Vec<crate::store::Delivery>,
+    event_type: EventType,
     event_message: String,
     /// Some delivery waits in the store's queue (a later first attempt): the scheduler must look.
     queued: bool,
@@ -105,10 +106,14 @@ impl Sink for Ingest {
             }
             // An allowed sender's mail is never held back as spam or for failing DMARC.
             let allowed = event.sender_list == Standing::Allowed;
-            let plan = router.plan(&envelope.rcpt_to, is_spam(&event) && !allowed, dmarc_failed(&event) && !allowed);
+            let standing = event.sender_list;
+            let event_type = crate::classify::classify(&mut event, &raw, standing);
+            let mut plan =
+                router.plan(&envelope.rcpt_to, is_spam(&event) && !allowed, dmarc_failed(&event) && !allowed);
             if plan.reject {
                 return Ok(Err(Reply::new(550, "5.7.1 Error: message rejected by policy", Reason::Policy)));
             }
+            let not_sent = subscribed(&mut plan, endpoints, event_type);
             event.routes = serde_json::to_value(&plan.applied)?;
             for (i, a) in event.attachments.iter_mut().enumerate() {
                 a.url = Some(signer.attachment(&msg_id, i, received_at));
@@ -147,6 +152,8 @@ impl Sink for Ingest {
                 parsed_status: event.parsed.status,
                 event_message: event_json.without_raw.as_deref().unwrap_or(&event_json.full),
                 raw_inline: event_json.without_raw.is_some(),
+                event_type,
+                not_sent,
                 raw: &raw,
                 keep_files: plan.keep,
                 attachments: &attachments,
@@ -157,7 +164,7 @@ impl Sink for Ingest {
             let sync_timeout = plan.sync_timeout.unwrap_or_default();
             let queued = deliveries.len() > now.len() + sync.len();
             let event_message = event_json.full;
-            anyhow::Ok(Ok(Stored { now, event_message, queued, sync, sync_timeout }))
+            anyhow::Ok(Ok(Stored { now, event_type, event_message, queued, sync, sync_timeout }))
         });
         let stored = match stored {
             Ok(Ok(s)) => s,
@@ -177,7 +184,7 @@ impl Sink for Ingest {
             self.wake.notify_one();
             return Err(refusal);
         }
-        let left = self.deliverer.hand_off(stored.now, &stored.event_message);
+        let left = self.deliverer.hand_off(stored.now, stored.event_type, &stored.event_message);
         if !left.is_empty() {
             self.store.unclaim(&left);
         }
@@ -254,6 +261,21 @@ fn first_attempts(
             FirstAttempt { endpoint: e.clone(), due: received_at + first, sync: *mode == Mode::Sync }
         })
         .collect()
+}
+
+/// Keeps only the webhook endpoints that subscribe to the message's type (forwards are not events).
+/// When that leaves nothing to send although the routes wanted it sent, the message is still
+/// kept: returns why nothing was sent, for its disposition.
+fn subscribed(plan: &mut Plan, endpoints: &BTreeMap<String, Endpoint>, t: EventType) -> Option<String> {
+    let before = plan.endpoints.len();
+    plan.endpoints.retain(|(e, _)| match Destination::of(e) {
+        Destination::Forward(_) => true,
+        Destination::Webhook(name) => endpoints.get(name).is_none_or(|ep| ep.wants(t)),
+    });
+    if !plan.endpoints.iter().any(|(_, m)| *m == Mode::Sync) {
+        plan.sync_timeout = None;
+    }
+    (before > 0 && plan.endpoints.is_empty()).then(|| format!("no endpoint subscribes to {t}"))
 }
 
 fn is_spam(event: &EventMessage) -> bool {

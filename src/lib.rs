@@ -18,6 +18,7 @@
 //! docs/architecture.md has the map.
 
 pub mod auth;
+pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod deliver;

@@ -65,6 +65,9 @@ pub fn parse_bounded<'a>(
         spam: Spam::default(),
         routes: serde_json::Value::Array(Vec::new()),
         sender_list: Standing::Unlisted,
+        auto_submitted: None,
+        bounce: None,
+        complaint: None,
     };
     // mail-parser survived 200,000 random mutations without a panic; should a new input find one,
     // it costs this message its parsed fields, not the gateway or the message.

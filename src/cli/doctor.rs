@@ -537,6 +537,7 @@ fn test_endpoint(ep: &crate::config::Endpoint) -> Result<String, (String, String
     let message = super::endpoints::sample_message(now_ms).map_err(|e| (e.to_string(), String::new()))?;
     let parts = webhook::EventParts {
         event_id: &event_id,
+        event_type: crate::mail::EventType::Received,
         created_at: &now,
         delivery_id: "dlv_doctor",
         endpoint: &ep.name,

@@ -61,6 +61,7 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
             let event_id = crate::ids::new_id("evt");
             let parts = webhook::EventParts {
                 event_id: &event_id,
+                event_type: crate::mail::EventType::Received,
                 created_at: &now,
                 delivery_id: "dlv_test",
                 endpoint: &name,

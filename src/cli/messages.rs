@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::deliveries::delivery_json;
 use super::{open_store, print_json};
 use crate::config::Settings;
-use crate::mail::DeliveryStatus;
+use crate::mail::{DeliveryStatus, EventType};
 use crate::store::{Delivery, MessageRow};
 use crate::time::rfc3339;
 
@@ -21,6 +21,9 @@ pub enum Cmd {
         /// How many to show.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// Only messages of this event type (e.g. `email.bounced`).
+        #[arg(long = "type", value_parser = parse_type)]
+        kind: Option<EventType>,
         #[arg(long)]
         json: bool,
     },
@@ -50,8 +53,8 @@ pub enum Cmd {
 pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
     let store = open_store(settings)?;
     match cmd {
-        Cmd::List { limit, json } => {
-            let list = store.messages(limit)?;
+        Cmd::List { limit, kind, json } => {
+            let list = store.messages(limit, kind)?;
             let deliveries = match list.last() {
                 Some(oldest) => store.deliveries_since(oldest.received_at, &oldest.id)?,
                 None => Vec::new(),
@@ -67,17 +70,18 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
                 print_json(&list.iter().map(|m| summary_json(m, state(m))).collect::<Vec<_>>())?;
             } else {
                 println!(
-                    "{:<30}  {:<24}  {:>8}  {:<8}  {:<9}  {:<28}  SUBJECT",
-                    "ID", "RECEIVED", "SIZE", "PARSED", "STATE", "FROM"
+                    "{:<30}  {:<24}  {:>8}  {:<8}  {:<9}  {:<30}  {:<28}  SUBJECT",
+                    "ID", "RECEIVED", "SIZE", "PARSED", "STATE", "TYPE", "FROM"
                 );
                 for m in &list {
                     println!(
-                        "{:<30}  {:<24}  {:>8}  {:<8}  {:<9}  {:<28}  {}",
+                        "{:<30}  {:<24}  {:>8}  {:<8}  {:<9}  {:<30}  {:<28}  {}",
                         m.id,
                         rfc3339(m.received_at),
                         m.size,
                         m.parsed_status,
                         state(m).as_str(),
+                        m.event_type.as_str(),
                         m.from_addr.as_deref().unwrap_or("-"),
                         m.subject.as_deref().unwrap_or("-")
                     );
@@ -116,6 +120,7 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
                 println!("subject    {}", m.subject.as_deref().unwrap_or("-"));
                 println!("size       {} bytes, sha256 {}", m.size, m.sha256);
                 println!("parsed     {}", m.parsed_status);
+                println!("type       {}", m.event_type);
                 println!("state      {}", state.as_str());
                 println!("disposition {}", m.disposition);
                 for d in &deliveries {
@@ -163,6 +168,13 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
     }
 }
 
+fn parse_type(s: &str) -> Result<EventType, String> {
+    EventType::parse(s).ok_or_else(|| {
+        let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+        format!("`{s}` is not an event type (known: {})", known.join(", "))
+    })
+}
+
 /// A date or RFC 3339 time, as Unix milliseconds.
 fn parse_date(s: &str) -> Result<i64, String> {
     let full = if s.len() == 10 { format!("{s}T00:00:00Z") } else { s.to_string() };
@@ -207,9 +219,10 @@ impl State {
                 State::Pending => 1,
                 _ => 0,
             });
+        // `stored: <why>`: kept, nothing sent because no endpoint subscribes to its type.
         worst.unwrap_or(match disposition {
-            "stored" => State::Stored,
             "dropped" => State::Dropped,
+            d if d == "stored" || d.starts_with("stored:") => State::Stored,
             _ => State::Unknown,
         })
     }
@@ -240,6 +253,7 @@ fn summary_json(m: &MessageRow, state: State) -> Value {
         "size": m.size,
         "sha256": m.sha256,
         "parsed_status": m.parsed_status,
+        "type": m.event_type.as_str(),
         "state": state.as_str(),
         "disposition": m.disposition,
     })

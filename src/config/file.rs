@@ -255,6 +255,10 @@ pub(super) struct EndpointConfig {
     /// Attempts in flight at once to this endpoint: a slow or dead endpoint cannot take every slot.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// The event types this endpoint gets (`"*"`: all). Left out: `email.received`, `email.bounced`
+    /// and `email.complained` (`EventType::DEFAULT_SUBSCRIPTION`).
+    #[serde(default)]
+    pub events: Option<Vec<Spanned<String>>>,
 }
 
 fn default_concurrency() -> usize {

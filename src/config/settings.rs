@@ -14,7 +14,7 @@ use super::file::{
 use super::problems::{Doc, Problem, problem};
 use super::values::{self, Secret};
 use crate::auth::AuthSettings;
-use crate::mail::SigningKey;
+use crate::mail::{EventType, SigningKey};
 use crate::route::{Action, Mode, Route};
 use crate::senders::{Lists, Rule, SendersSettings};
 
@@ -80,6 +80,14 @@ pub struct Endpoint {
     pub timeout: Duration,
     pub retry: Vec<Duration>,
     pub concurrency: usize,
+    /// The event types it subscribes to (`events`; see `EventType::DEFAULT_SUBSCRIPTION`).
+    pub events: Vec<EventType>,
+}
+
+impl Endpoint {
+    pub fn wants(&self, t: EventType) -> bool {
+        self.events.contains(&t)
+    }
 }
 
 impl Settings {
@@ -159,6 +167,23 @@ impl Settings {
                     None
                 }
             };
+            let mut events = Vec::new();
+            for e in ep.events.iter().flatten() {
+                match (e.get_ref().as_str(), EventType::parse(e.get_ref())) {
+                    ("*", _) => events.extend(EventType::ALL),
+                    (_, Some(t)) => events.push(t),
+                    (other, None) => {
+                        let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+                        let msg = format!("unknown event type `{other}` (known: {}, or \"*\")", known.join(", "));
+                        problems.push(problem(text, e.span(), &format!("endpoints.{name}.events"), &msg));
+                    }
+                }
+            }
+            if ep.events.is_none() {
+                events.extend(EventType::DEFAULT_SUBSCRIPTION);
+            }
+            events.sort();
+            events.dedup();
             if let Some((secret, span)) = secret {
                 let key = match SigningKey::parse(&secret.0) {
                     Ok(key) => Arc::new(key),
@@ -176,6 +201,7 @@ impl Settings {
                         timeout: ep.timeout,
                         retry: ep.retry.clone(),
                         concurrency: ep.concurrency.max(1),
+                        events,
                     },
                 );
             }

@@ -22,7 +22,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::config::Endpoint;
-use crate::mail::{Destination, NextState};
+use crate::mail::{Destination, EventType, NextState};
 use crate::metrics::Metrics;
 use crate::store::{Attempt, Delivery, Store};
 use crate::time::{now_ms, rfc3339};
@@ -46,8 +46,8 @@ pub struct Deliverer {
     metrics: Arc<Metrics>,
     /// The `[forward]` relay, when configured: sends the deliveries of forward routes.
     forwarder: Option<forward::Forwarder>,
-    /// New deliveries from ingest, claimed, each with its event's `message` JSON.
-    fresh: Mutex<VecDeque<(Delivery, Arc<str>)>>,
+    /// New deliveries from ingest, claimed, each with its event's type and `message` JSON.
+    fresh: Mutex<VecDeque<(Delivery, Stamped)>>,
     fresh_ready: Notify,
 }
 
@@ -94,11 +94,11 @@ impl Deliverer {
     /// Takes a new message's deliveries, claimed by `Store::ingest`, to attempt as soon as a slot is
     /// free. Gives back those that do not fit; the caller unclaims them (the store's queue has them)
     /// and wakes the loop.
-    pub fn hand_off(&self, deliveries: Vec<Delivery>, event_message: &str) -> Vec<Delivery> {
+    pub fn hand_off(&self, deliveries: Vec<Delivery>, event_type: EventType, event_message: &str) -> Vec<Delivery> {
         if deliveries.is_empty() {
             return deliveries;
         }
-        let event: Arc<str> = Arc::from(event_message);
+        let event = Stamped { event_type, message: Arc::from(event_message) };
         let mut fresh = self.fresh.lock().unwrap_or_else(|p| p.into_inner());
         let room = HANDOFF_MAX.saturating_sub(fresh.len());
         let mut deliveries = deliveries;
@@ -111,7 +111,7 @@ impl Deliverer {
 
     /// Up to `free` handed-off deliveries, oldest first, each for an endpoint with a free slot
     /// (`busy` counts the requests in flight). The others keep their place.
-    fn take_fresh(&self, free: usize, busy: &BTreeMap<String, usize>) -> Vec<(Delivery, Arc<str>)> {
+    fn take_fresh(&self, free: usize, busy: &BTreeMap<String, usize>) -> Vec<(Delivery, Stamped)> {
         let mut fresh = self.fresh.lock().unwrap_or_else(|p| p.into_inner());
         let mut taken = Vec::new();
         let mut more: BTreeMap<String, usize> = BTreeMap::new();
@@ -138,7 +138,7 @@ impl Deliverer {
     /// `attempt_one`, with the event's `message` JSON when the caller has it (no read of the store).
     /// `sent` is called once the endpoint has answered (or failed to), before the outcome is
     /// recorded: the endpoint's slot is free from then on.
-    fn attempt(&self, d: &Delivery, event_message: Option<&str>, sent: &mut dyn FnMut()) -> anyhow::Result<()> {
+    fn attempt(&self, d: &Delivery, event_message: Option<&Stamped>, sent: &mut dyn FnMut()) -> anyhow::Result<()> {
         let number = d.attempts + 1;
         let started_at = now_ms();
         let (outcome, schedule) = match Destination::of(&d.endpoint) {
@@ -172,24 +172,28 @@ impl Deliverer {
         &self,
         d: &Delivery,
         target: Option<&Target>,
-        event_message: Option<&str>,
+        event_message: Option<&Stamped>,
         number: i64,
         started_at: i64,
     ) -> anyhow::Result<Outcome> {
         let message = match event_message {
-            Some(m) => Ok(Cow::Borrowed(m)),
+            Some(m) => Ok((m.event_type, Cow::Borrowed(&*m.message))),
             None => match self.store.message(&d.message_id)? {
                 None => Err(format!("message {} is missing from the store", d.message_id)),
                 // An unreadable raw message fails this attempt; the schedule tries again.
-                Some(m) => message_json(&self.store, m).map(Cow::Owned).map_err(|e| format!("{e:#}")),
+                Some(m) => {
+                    let t = m.event_type;
+                    message_json(&self.store, m).map(|j| (t, Cow::Owned(j))).map_err(|e| format!("{e:#}"))
+                }
             },
         };
         let response = match (target, message) {
             (None, _) => Err(format!("endpoint `{}` is not in the configuration", d.endpoint)),
             (_, Err(e)) => Err(e),
-            (Some(t), Ok(message_json)) => {
+            (Some(t), Ok((event_type, message_json))) => {
                 let parts = webhook::EventParts {
                     event_id: &d.event_id,
+                    event_type,
                     created_at: &rfc3339(d.created_at),
                     delivery_id: &d.id,
                     endpoint: &d.endpoint,
@@ -402,6 +406,13 @@ async fn claim(
     }
 }
 
+/// A new message's event as ingest built it: its type and its `message` JSON, shared by its deliveries.
+#[derive(Clone)]
+struct Stamped {
+    event_type: EventType,
+    message: Arc<str>,
+}
+
 /// Starts one attempt on a blocking thread; it reports on `sent` when its endpoint has answered.
 fn start(
     deliverer: &Arc<Deliverer>,
@@ -409,13 +420,13 @@ fn start(
     busy: &mut BTreeMap<String, usize>,
     sent: &tokio::sync::mpsc::UnboundedSender<String>,
     d: Delivery,
-    event_message: Option<Arc<str>>,
+    event_message: Option<Stamped>,
 ) {
     *busy.entry(d.endpoint.clone()).or_default() += 1;
     let (deliverer, sent) = (deliverer.clone(), sent.clone());
     in_flight.spawn_blocking(move || {
         let mut reported = false;
-        let recorded = deliverer.attempt(&d, event_message.as_deref(), &mut || {
+        let recorded = deliverer.attempt(&d, event_message.as_ref(), &mut || {
             reported = sent.send(d.endpoint.clone()).is_ok();
         });
         match recorded {

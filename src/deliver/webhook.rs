@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::resolve::CachingResolver;
 use crate::config::Endpoint;
 use crate::mail::EVENT_VERSION;
+use crate::mail::EventType;
 
 /// How much of an endpoint's answer we keep for `deliveries show`.
 const RESPONSE_EXCERPT: u64 = 1024;
@@ -35,6 +36,8 @@ struct DeliveryInfo<'a> {
 
 pub struct EventParts<'a> {
     pub event_id: &'a str,
+    /// The message's type, as stored at ingest.
+    pub event_type: EventType,
     pub created_at: &'a str,
     pub delivery_id: &'a str,
     pub endpoint: &'a str,
@@ -47,7 +50,7 @@ pub struct EventParts<'a> {
 pub fn event_body(p: &EventParts<'_>) -> anyhow::Result<Vec<u8>> {
     let event = Event {
         id: p.event_id,
-        kind: "email.received",
+        kind: p.event_type.as_str(),
         version: EVENT_VERSION,
         created_at: p.created_at,
         delivery: DeliveryInfo {
@@ -150,6 +153,7 @@ mod tests {
         let message_json = r#"{"id":"msg_1","text":"a \"quoted\" }","raw":{"base64":null}}"#;
         let parts = EventParts {
             event_id: "evt_1",
+            event_type: EventType::Bounced,
             created_at: "2026-11-23T00:00:00Z",
             delivery_id: "dlv_1",
             endpoint: "app",
@@ -160,7 +164,7 @@ mod tests {
         let body = event_body(&parts).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["id"], "evt_1");
-        assert_eq!(v["type"], "email.received");
+        assert_eq!(v["type"], "email.bounced");
         assert_eq!(v["delivery"]["attempt"], 2);
         assert_eq!(v["message"], serde_json::from_str::<serde_json::Value>(message_json).unwrap());
         assert!(body.ends_with(format!(r#","message":{message_json}}}"#).as_bytes()));

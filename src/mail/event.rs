@@ -4,7 +4,7 @@
 
 use serde::{Serialize, Serializer};
 
-use super::{Auth, Standing};
+use super::{Auth, Bounce, Complaint, Standing};
 
 #[derive(Debug, Serialize)]
 pub struct EventMessage {
@@ -38,6 +38,13 @@ pub struct EventMessage {
     /// The sender's standing with the block and allow lists (ingest): `"allowed"`, `"blocked"` or null.
     #[serde(serialize_with = "sender_list")]
     pub sender_list: Standing,
+    /// Why the message was sent automatically (`Auto-Submitted: auto-replied`, `X-Autoreply`, …);
+    /// null for a message a person sent. Filled by `classify/`.
+    pub auto_submitted: Option<String>,
+    /// The delivery status notification's report; null unless the type is `email.bounced`.
+    pub bounce: Option<Bounce>,
+    /// The ARF feedback report; null unless the type is `email.complained`.
+    pub complaint: Option<Complaint>,
     /// Last, and `base64` last in it: the JSON then ends with `"base64":…}}`, so the stored copy
     /// can leave the base64 out and have it put back without parsing (see `EventJson`).
     pub raw: Raw,

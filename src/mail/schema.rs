@@ -28,6 +28,13 @@ pub fn for_type(kind: &str) -> Option<Value> {
     let mut schema: Value = serde_json::from_str(SCHEMA).ok()?;
     schema["title"] = Value::from(format!("mxhook {kind} event"));
     schema["properties"]["type"] = serde_json::json!({ "const": kind });
+    // A bounce always has its report, a complaint its feedback report.
+    let message = &mut schema["$defs"]["message"]["properties"];
+    match kind {
+        "email.bounced" => message["bounce"] = serde_json::json!({ "$ref": "#/$defs/bounce" }),
+        "email.complained" => message["complaint"] = serde_json::json!({ "$ref": "#/$defs/complaint" }),
+        _ => {}
+    }
     Some(schema)
 }
 
@@ -44,5 +51,12 @@ mod tests {
         assert!(types().contains(&"email.received".to_string()));
         assert_eq!(for_type("email.received").unwrap()["properties"]["type"]["const"], "email.received");
         assert!(for_type("email.nonsense").is_none());
+        // The schema knows exactly the event types the code has.
+        let names: Vec<String> = super::super::EventType::ALL.iter().map(|t| t.as_str().to_string()).collect();
+        assert_eq!(types(), names);
+        assert_eq!(
+            for_type("email.bounced").unwrap()["$defs"]["message"]["properties"]["bounce"]["$ref"],
+            "#/$defs/bounce"
+        );
     }
 }

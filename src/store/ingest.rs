@@ -9,7 +9,7 @@ use super::commit::Work;
 use super::contents::{self, Placement};
 use super::reads::MESSAGE_COLS;
 use super::{Delivery, Store, spool};
-use crate::mail::DeliveryStatus;
+use crate::mail::{DeliveryStatus, EventType};
 
 /// One delivery to create for a new message: its destination (`Destination::key`), when its first
 /// attempt is due, and whether the session makes that attempt itself (a `sync` route).
@@ -35,6 +35,11 @@ pub struct NewMessage<'a> {
     pub event_message: &'a str,
     /// `event_message` is stored without the `raw.base64` the event has.
     pub raw_inline: bool,
+    /// What the message is (`classify/`): the event's `type`, stored with it.
+    pub event_type: EventType,
+    /// Why a message that is kept has no deliveries when its routes wanted some sent (e.g. no
+    /// endpoint subscribes to its type): its disposition says `stored: <this>`.
+    pub not_sent: Option<String>,
     pub raw: &'a [u8],
     /// False when every route dropped the message: only the record is kept.
     pub keep_files: bool,
@@ -66,6 +71,8 @@ pub(super) struct Row {
     parsed_status: String,
     event_message: String,
     raw_inline: bool,
+    event_type: EventType,
+    not_sent: Option<String>,
     /// Where its bytes go (the group commit syncs the spool directory for `Spooled` ones).
     pub(super) placement: Placement,
     /// The bytes of a small message, kept in its transaction (contents.rs); empty when its files
@@ -103,6 +110,8 @@ impl From<&NewMessage<'_>> for Row {
             parsed_status: m.parsed_status.to_string(),
             event_message: m.event_message.to_string(),
             raw_inline: m.raw_inline,
+            event_type: m.event_type,
+            not_sent: m.not_sent.clone(),
             placement,
             contents: if placement == Placement::Inline {
                 contents::rows(m.raw, m.attachments.iter().map(|a| a.bytes))
@@ -152,14 +161,15 @@ impl Work for Row {
 
 fn insert_rows(tx: &rusqlite::Connection, m: &Row) -> anyhow::Result<()> {
     let keep_files = m.placement != Placement::RecordOnly;
-    let disposition = match (m.deliveries.is_empty(), keep_files) {
-        (false, _) => "queued",
-        (true, true) => "stored",
-        (true, false) => "dropped",
+    let disposition = match (m.deliveries.is_empty(), keep_files, &m.not_sent) {
+        (false, _, _) => "queued".to_string(),
+        (true, true, Some(why)) => format!("stored: {why}"),
+        (true, true, None) => "stored".to_string(),
+        (true, false, _) => "dropped".to_string(),
     };
     tx.prepare_cached(&format!(
         "INSERT INTO messages ({MESSAGE_COLS}, disposition, files_removed_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
     ))?
     .execute(params![
         m.id,
@@ -175,6 +185,7 @@ fn insert_rows(tx: &rusqlite::Connection, m: &Row) -> anyhow::Result<()> {
         m.parsed_status,
         m.event_message,
         m.raw_inline,
+        m.event_type.as_str(),
         disposition,
         (!keep_files).then_some(m.received_at)
     ])?;

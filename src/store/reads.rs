@@ -7,7 +7,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Attempt, Store};
-use crate::mail::DeliveryStatus;
+use crate::mail::{DeliveryStatus, EventType};
 
 #[derive(Debug, Clone)]
 pub struct AttachmentRow {
@@ -49,12 +49,15 @@ pub struct MessageRow {
     pub event_message: String,
     /// The event has `raw.base64`, which `event_message` leaves out (see `mail::EventJson`).
     pub raw_inline: bool,
-    /// `queued` (has deliveries), `stored` (kept, nothing sent) or `dropped` (record only).
+    /// What the message is, as its events say (`type`).
+    pub event_type: EventType,
+    /// `queued` (has deliveries), `stored` (kept, nothing sent; `stored: <why>` when its routes
+    /// wanted it sent but no endpoint subscribes to its type) or `dropped` (record only).
     pub disposition: String,
 }
 
 pub(super) const DELIVERY_COLS: &str = "id, message_id, event_id, endpoint, status, attempts, step, retry_requested_at, next_attempt_at, last_status, last_error, created_at";
-pub(super) const MESSAGE_COLS: &str = "id, received_at, client_ip, helo, mail_from, rcpt_to, size, sha256, subject, from_addr, parsed_status, event_message, raw_inline";
+pub(super) const MESSAGE_COLS: &str = "id, received_at, client_ip, helo, mail_from, rcpt_to, size, sha256, subject, from_addr, parsed_status, event_message, raw_inline, type";
 
 impl Store {
     /// An attachment's record, for its link: a read, so a download never waits for a group commit.
@@ -121,12 +124,14 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    pub fn messages(&self, limit: usize) -> anyhow::Result<Vec<MessageRow>> {
+    /// The newest `limit` messages, of one type when `kind` says so.
+    pub fn messages(&self, limit: usize, kind: Option<EventType>) -> anyhow::Result<Vec<MessageRow>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
-            "SELECT {MESSAGE_COLS}, disposition FROM messages ORDER BY received_at DESC, id DESC LIMIT ?1"
+            "SELECT {MESSAGE_COLS}, disposition FROM messages WHERE (?2 IS NULL OR type = ?2)
+             ORDER BY received_at DESC, id DESC LIMIT ?1"
         ))?;
-        let rows = stmt.query_map([limit as i64], message_row)?;
+        let rows = stmt.query_map(params![limit as i64, kind.map(EventType::as_str)], message_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -179,6 +184,14 @@ fn status_of(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<DeliveryStatus
     })
 }
 
+/// A `messages.type` column.
+fn type_of(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<EventType> {
+    let text: String = r.get(i)?;
+    EventType::parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, format!("event type `{text}`").into())
+    })
+}
+
 pub(super) fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
     Ok(Delivery {
         id: r.get(0)?,
@@ -212,6 +225,7 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
         parsed_status: r.get(10)?,
         event_message: r.get(11)?,
         raw_inline: r.get(12)?,
-        disposition: r.get(13)?,
+        event_type: type_of(r, 13)?,
+        disposition: r.get(14)?,
     })
 }

@@ -19,7 +19,8 @@ CREATE TABLE IF NOT EXISTS messages (
     event_message TEXT NOT NULL,   -- the event's `message` object, JSON, built once at ingest
     raw_inline    INTEGER NOT NULL DEFAULT 0,  -- the event has raw.base64, left out of event_message here
     files_removed_at INTEGER,      -- retention deleted the raw message and attachments
-    disposition   TEXT NOT NULL DEFAULT 'queued'  -- queued (has deliveries) | stored | dropped
+    disposition   TEXT NOT NULL DEFAULT 'queued',  -- queued (has deliveries) | stored[: why not sent] | dropped
+    type          TEXT NOT NULL DEFAULT 'email.received'  -- the event type (mail::EventType), decided at ingest
 );
 CREATE INDEX IF NOT EXISTS messages_received ON messages (received_at);
 CREATE TABLE IF NOT EXISTS attachments (
@@ -96,6 +97,12 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         // Their event_message kept raw.base64 in full: 0 is right for every existing row.
         conn.execute_batch("ALTER TABLE messages ADD COLUMN raw_inline INTEGER NOT NULL DEFAULT 0")?;
     }
+    let has_type: bool =
+        conn.query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('messages') WHERE name = 'type'", [], |r| r.get(0))?;
+    if !has_type {
+        // Before event types every event was `email.received`.
+        conn.execute_batch("ALTER TABLE messages ADD COLUMN type TEXT NOT NULL DEFAULT 'email.received'")?;
+    }
     Ok(())
 }
 
@@ -125,6 +132,34 @@ mod tests {
             let m = store.message("msg_old").unwrap().unwrap();
             assert!(!m.raw_inline, "rows from before keep raw.base64 in their event");
             assert_eq!(m.event_message, r#"{"raw":{"base64":"aGk="}}"#);
+        }
+    }
+
+    #[test]
+    fn a_store_from_before_event_types_reads_every_message_as_received() {
+        let dir = tempfile::tempdir().unwrap();
+        let (disposition, kind) = (
+            "    disposition   TEXT NOT NULL DEFAULT 'queued',  -- queued (has deliveries) | stored[: why not sent] | dropped\n",
+            "    type          TEXT NOT NULL DEFAULT 'email.received'  -- the event type (mail::EventType), decided at ingest\n",
+        );
+        assert!(SCHEMA.contains(disposition) && SCHEMA.contains(kind));
+        let old = Connection::open(dir.path().join("mxhook.db")).unwrap();
+        old.execute_batch(
+            &SCHEMA.replace(kind, "").replace(disposition, "    disposition TEXT NOT NULL DEFAULT 'queued'\n"),
+        )
+        .unwrap();
+        old.execute(
+            "INSERT INTO messages (id, received_at, client_ip, helo, mail_from, rcpt_to, size, sha256, parsed_status, event_message)
+             VALUES ('msg_old', 1, '127.0.0.1', 'h', '', '[]', 2, 'x', 'complete', '{}')",
+            [],
+        )
+        .unwrap();
+        drop(old);
+        for _ in 0..2 {
+            let store = Store::open(dir.path()).unwrap();
+            let m = store.message("msg_old").unwrap().unwrap();
+            assert_eq!(m.event_type, crate::mail::EventType::Received);
+            assert_eq!(store.messages(10, Some(crate::mail::EventType::Bounced)).unwrap().len(), 0);
         }
     }
 }

@@ -28,6 +28,8 @@ pub(crate) fn message<'a>(
         parsed_status: "complete",
         event_message: "{}",
         raw_inline: false,
+        event_type: crate::mail::EventType::Received,
+        not_sent: None,
         raw: b"Subject: x\r\n\r\nhi\r\n",
         keep_files: true,
         attachments,

@@ -23,3 +23,4 @@ mod dns_failure;
 mod e2e;
 mod fixture;
 mod matrix;
+mod types;

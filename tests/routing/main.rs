@@ -24,3 +24,4 @@ mod matching;
 mod policy;
 mod senders;
 mod spam;
+mod types;
