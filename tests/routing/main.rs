@@ -10,6 +10,7 @@
 //! - `policy`: on_spam outcomes with a real engine, and sync mode.
 //! - `senders`: block and allow lists from the config and the CLI, live.
 //! - `spam`: GTUBE through spamd and rspamd, and engines that are down or silent.
+//! - `postfix`: a real Postfix bounces a message and sends its DSN to the gateway.
 
 #[path = "../common/mod.rs"]
 #[allow(dead_code, unused_imports)]
@@ -22,6 +23,7 @@ mod support;
 mod actions;
 mod matching;
 mod policy;
+mod postfix;
 mod senders;
 mod spam;
 mod types;
