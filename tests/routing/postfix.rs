@@ -253,6 +253,19 @@ fn a_real_postfix_bounce_reaches_the_gateway_as_its_dsn() {
     assert!(text.contains("gone@nowhere.test"), "the notice names the failed recipient: {text}");
     assert!(text.contains("550 5.1.1"), "the notice quotes the dead end's answer: {text}");
 
+    // Classified as a bounce, with Postfix's report read field by field and the VERP tag given back.
+    assert_eq!(event["type"], "email.bounced", "{event:#}");
+    let b = &m["bounce"];
+    assert_eq!(b["kind"], "hard", "{b:#}");
+    assert_eq!(b["recipients"][0]["address"], "gone@nowhere.test", "{b:#}");
+    assert_eq!(b["recipients"][0]["action"], "failed", "{b:#}");
+    assert_eq!(b["recipients"][0]["status"], "5.1.1", "{b:#}");
+    assert!(b["recipients"][0]["diagnostic_code"].as_str().is_some_and(|d| d.contains("550 5.1.1")), "{b:#}");
+    assert_eq!(b["original"]["message_id"], "order-42@example.test", "{b:#}");
+    assert_eq!(b["original"]["subject"], "Your order 42", "{b:#}");
+    assert_eq!(b["to"], serde_json::json!({ "address": "bounces+42@example.test", "tag": "42" }), "{b:#}");
+    assert!(m["auto_submitted"].is_string(), "a DSN is automatic (Auto-Submitted: auto-replied): {m:#}");
+
     // The fixture of the bounce parser's unit tests is this very DSN: rerun with the variable set to
     // refresh it.
     if std::env::var_os("MXHOOK_RECORD_POSTFIX_DSN").is_some() {
