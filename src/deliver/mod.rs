@@ -10,6 +10,7 @@
 //! something: at its next due time, after a wake-up, or while a backlog fills every slot.
 
 pub mod forward;
+mod ordering;
 mod resolve;
 pub mod webhook;
 
@@ -26,6 +27,8 @@ use crate::mail::{Destination, NextState};
 use crate::metrics::Metrics;
 use crate::store::{Attempt, Delivery, Store};
 use crate::time::{now_ms, rfc3339};
+
+pub use ordering::Ordering;
 
 /// Attempts in flight at once across all endpoints (each endpoint also has its own `concurrency`).
 const CONCURRENCY: usize = 64;

@@ -15,5 +15,5 @@ pub use envelope::Envelope;
 pub use event::{Attachment, EventMessage, Mailbox, ParseStatus, Raw, Smtp, Spam, sha256_hex};
 pub use event_json::{EventJson, with_raw_base64};
 pub use reply::{Reason, Reply, printable};
-pub use signing_key::{KeyError, SigningKey, generate_secret};
+pub use signing_key::{KeyError, SigningKey, SigningKeys, generate_secret};
 pub use verdicts::{ArcVerdict, Auth, DkimVerdict, DmarcVerdict, SpfVerdict};
