@@ -156,7 +156,9 @@ mod tests {
 
     #[test]
     fn fifo_endpoints_send_one_at_a_time() {
-        let text = format!("[endpoints.app]\nurl = \"http://x\"\nsecret = \"{SECRET}\"\nordering = \"fifo\"\nconcurrency = 8\n");
+        let text = format!(
+            "[endpoints.app]\nurl = \"http://x\"\nsecret = \"{SECRET}\"\nordering = \"fifo\"\nconcurrency = 8\n"
+        );
         let s = load(&text).unwrap();
         assert_eq!((s.endpoints["app"].ordering, s.endpoints["app"].concurrency), (crate::deliver::Ordering::Fifo, 1));
         let e = load(&text.replace("\"fifo\"", "\"lifo\"")).unwrap_err();

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::file::{AuthConfig, Config, EndpointConfig, ForwardConfig, RouteConfig, SmtpConfig, SpamConfig, WebhookConfig};
+use super::file::{
+    AuthConfig, Config, EndpointConfig, ForwardConfig, RouteConfig, SmtpConfig, SpamConfig, WebhookConfig,
+};
 use super::problems::{Doc, Problem, problem};
 use super::values::{self, Secret};
 use crate::auth::AuthSettings;
@@ -433,10 +435,14 @@ fn signing_keys(
                 problems.push(problem(text, list.span(), &format!("endpoints.{name}.secrets"), msg));
                 return None;
             }
-            list.get_ref().iter().map(|s| (s.get_ref().clone(), s.span(), format!("endpoints.{name}.secrets"))).collect()
+            list.get_ref()
+                .iter()
+                .map(|s| (s.get_ref().clone(), s.span(), format!("endpoints.{name}.secrets")))
+                .collect()
         }
         _ => {
-            let msg = "set exactly one of `secret`, `secret_file` or `secrets` (make one with `mxhook secret generate`)";
+            let msg =
+                "set exactly one of `secret`, `secret_file` or `secrets` (make one with `mxhook secret generate`)";
             problems.push(doc.at(&format!("endpoints.{name}"), msg));
             return None;
         }
