@@ -9,6 +9,8 @@
 //! - `headers`: every header value and uuencoded attachment, checked against Python's `email`.
 //! - `smtp_policy`: reply codes of the SMTP session (order, limits, rejections, session cap).
 //! - `delivery`: retries on a compressed schedule, CLI retry, refused/slow endpoints, restarts.
+//! - `rotation`: `secrets = [new, old]`, each key verifying the same request with the stock verifier.
+//! - `fifo`: `ordering = "fifo"`, a failing event holding the later ones; a concurrent endpoint beside it.
 //! - `cli`: replay, endpoints, secret generation, check-config, unknown ids, /healthz.
 
 #[path = "../common/mod.rs"]
@@ -18,6 +20,8 @@ mod common;
 mod cli;
 mod corpus;
 mod delivery;
+mod fifo;
 mod headers;
 mod ingest;
+mod rotation;
 mod smtp_policy;
