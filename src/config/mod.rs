@@ -161,6 +161,11 @@ mod tests {
         );
         let s = load(&text).unwrap();
         assert_eq!((s.endpoints["app"].ordering, s.endpoints["app"].concurrency), (crate::deliver::Ordering::Fifo, 1));
+        let sync = format!(
+            "{text}[[domains]]\nname = \"a.test\"\n[[routes]]\nmatch = \"*@a.test\"\nendpoints = [\"app\"]\nmode = \"sync\"\n"
+        );
+        let e = load(&sync).unwrap_err();
+        assert_eq!(located(&e), ["10:14: routes.endpoints"], "{e}");
         let e = load(&text.replace("\"fifo\"", "\"lifo\"")).unwrap_err();
         assert_eq!(located(&e)[0], "4:12: endpoints.app.ordering", "{e}");
     }

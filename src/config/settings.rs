@@ -226,6 +226,14 @@ impl Settings {
                         &format!("no [endpoints.{}] section", e.get_ref()),
                     ));
                 }
+                // The session's own attempt cannot wait for the endpoint's older events.
+                if r.mode == Mode::Sync
+                    && raw.endpoints.get(e.get_ref()).is_some_and(|ep| ep.ordering == Ordering::Fifo)
+                {
+                    let msg =
+                        format!("endpoint `{}` has ordering = \"fifo\": a sync route cannot send to it", e.get_ref());
+                    problems.push(problem(text, e.span(), "routes.endpoints", &msg));
+                }
             }
             if r.mode == Mode::Sync && !webhook_like {
                 problems.push(problem(text, r.pattern.span(), "routes.mode", "sync mode needs a webhook route"));
