@@ -245,4 +245,30 @@ mod tests {
         let next: Vec<_> = next.iter().filter(|d| d.endpoint == "f").map(|d| d.message_id.as_str()).collect();
         assert_eq!(next, ["msg_2"], "the next in line goes once the head has succeeded");
     }
+
+    #[test]
+    fn a_retried_failed_fifo_delivery_is_the_oldest_again_and_goes_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        add(&store, "msg_1", 1_000, &["f"]);
+        add(&store, "msg_2", 2_000, &["f"]);
+        store
+            .conn()
+            .execute("UPDATE deliveries SET status = 'failed', attempts = 3 WHERE message_id = 'msg_1'", [])
+            .unwrap();
+        let fifo = ["f".to_string()];
+        let any = |_: &str| 10;
+        let first = store.claim_due(5_000, 10, &any, &fifo).unwrap();
+        assert_eq!(
+            first.iter().map(|d| d.message_id.as_str()).collect::<Vec<_>>(),
+            ["msg_2"],
+            "a failed one holds nothing"
+        );
+        let failed = store.deliveries(None, Some("msg_1")).unwrap().remove(0);
+        assert!(store.request_retry(&failed.id).unwrap());
+        assert!(store.claim_due(i64::MAX, 10, &any, &fifo).unwrap().is_empty(), "it waits for the one in flight");
+        store.release(&[first[0].id.clone()]).unwrap();
+        let next = store.claim_due(i64::MAX, 10, &any, &fifo).unwrap();
+        assert_eq!(next.iter().map(|d| d.message_id.as_str()).collect::<Vec<_>>(), ["msg_1"], "then it goes first");
+    }
 }
