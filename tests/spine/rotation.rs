@@ -55,3 +55,49 @@ fn check_config_reports_secret_beside_secrets_and_a_bad_key_in_the_list_at_its_l
     assert_eq!(out.code, Some(1), "check-config accepts a short key in secrets: {}", out.describe());
     assert!(all.contains(&format!(":{bad_line}:3: endpoints.app.secrets: the secret is too short")), "{all}");
 }
+
+/// Python's stock `standardwebhooks` (pip) on the same request: accepts each key, refuses a third.
+/// Skipped, saying so, where that package is not installed (it is optional for the suite).
+#[test]
+fn pythons_stock_verifier_accepts_the_rotated_request_with_either_key() {
+    let probe = std::process::Command::new("python3").args(["-c", "import standardwebhooks"]).output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIPPED: python3 with `standardwebhooks` (pip install standardwebhooks) is not available");
+        return;
+    }
+    let h = rotating(SECRET_B, SECRET_A);
+    let gw = h.start();
+    let mut c = SmtpClient::ready(gw.smtp);
+    let id = c.send_mail("a@sender.test", &["inbox@example.test"], b"Subject: rotate\r\n\r\nhello\r\n");
+    c.cmd("QUIT");
+    let (r, _) = h.event_for(&id);
+
+    let body = h.dir.path().join("body.json");
+    std::fs::write(&body, &r.body).unwrap();
+    let script = r#"
+import sys
+from standardwebhooks.webhooks import Webhook
+body = open(sys.argv[1], "rb").read()
+headers = {"webhook-id": sys.argv[2], "webhook-timestamp": sys.argv[3], "webhook-signature": sys.argv[4]}
+for secret in sys.argv[5:]:
+    try:
+        Webhook(secret).verify(body, headers)
+        print("accepted")
+    except Exception as e:
+        print("refused", type(e).__name__)
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, body.to_str().unwrap()])
+        .args([r.webhook_id(), r.header("webhook-timestamp"), r.header("webhook-signature")])
+        .args([SECRET_A, SECRET_B, SECRET_C])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let verdicts: Vec<&str> = stdout.lines().map(|l| l.split(' ').next().unwrap_or("")).collect();
+    assert_eq!(
+        verdicts,
+        ["accepted", "accepted", "refused"],
+        "old, new, unrelated key:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
