@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Deserialize, serde::Serialize, Clone, Copy, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Ordering {
     /// Up to `concurrency` requests at once; a failing event is retried beside the later ones.

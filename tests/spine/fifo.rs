@@ -114,6 +114,10 @@ fn a_fifo_endpoint_gets_later_events_only_after_the_failing_first_one_succeeded_
     std::fs::write(&h.config_path, text.replace("[endpoints.app]\n", "[endpoints.app]\nordering = \"fifo\"\n"))
         .unwrap();
 
+    let listed = as_array(h.cli_json(&["endpoints", "list", "--json"]));
+    let orderings: Vec<_> = listed.iter().map(|e| (e["name"].clone(), e["ordering"].clone())).collect();
+    assert_eq!(orderings, [("app".into(), "fifo".into()), ("side".into(), "concurrent".into())]);
+
     let gw = h.start();
     let mut c = SmtpClient::ready(gw.smtp);
     for n in 1..=3 {
