@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 
 use crate::auth::{Authenticator, SenderChecks};
 use crate::config::{Endpoint, WebhookConfig};
-use crate::deliver::Deliverer;
+use crate::deliver::{Deliverer, Ordering};
 use crate::http::links::UrlSigner;
 use crate::mail::{DeliveryStatus, Destination, EventMessage, EventType, Standing};
 use crate::mail::{Envelope, Reason, Reply};
@@ -253,12 +253,19 @@ fn first_attempts(
     plan.endpoints
         .iter()
         .map(|(e, mode)| {
-            let schedule = match Destination::of(e) {
-                Destination::Forward(_) => forward_retry,
-                Destination::Webhook(name) => endpoints.get(name).map_or(&[][..], |ep| &ep.retry[..]),
+            let (schedule, ordering) = match Destination::of(e) {
+                Destination::Forward(_) => (forward_retry, Ordering::Concurrent),
+                Destination::Webhook(name) => {
+                    endpoints.get(name).map_or((&[][..], Ordering::Concurrent), |ep| (&ep.retry[..], ep.ordering))
+                }
             };
             let first = schedule.first().map_or(0, |d| d.as_millis() as i64);
-            FirstAttempt { endpoint: e.clone(), due: received_at + first, sync: *mode == Mode::Sync }
+            FirstAttempt {
+                endpoint: e.clone(),
+                due: received_at + first,
+                sync: *mode == Mode::Sync,
+                ordered: ordering == Ordering::Fifo,
+            }
         })
         .collect()
 }

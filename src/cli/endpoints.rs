@@ -33,6 +33,7 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
                         json!({
                             "name": e.name, "url": e.url, "timeout_ms": e.timeout.as_millis() as u64,
                             "retry": e.retry.iter().map(|d| d.as_millis() as u64).collect::<Vec<_>>(),
+                            "ordering": e.ordering,
                         })
                     })
                     .collect();
@@ -40,8 +41,9 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
             } else {
                 for e in settings.endpoints.values() {
                     let retry: Vec<_> = e.retry.iter().map(|d| humantime::format_duration(*d).to_string()).collect();
+                    let fifo = if e.ordering == crate::deliver::Ordering::Fifo { ", fifo" } else { "" };
                     println!(
-                        "{:<16} {}  (timeout {}, retry {})",
+                        "{:<16} {}  (timeout {}, retry {}{fifo})",
                         e.name,
                         e.url,
                         humantime::format_duration(e.timeout),

@@ -11,6 +11,7 @@ use toml::Spanned;
 
 use super::values::{Secret, duration, durations, opt_duration, size};
 use crate::auth::{DmarcReject, SpfMode};
+use crate::deliver::Ordering;
 use crate::route::{Action, Mode, Policy};
 use crate::senders::BlockedAction;
 
@@ -248,6 +249,8 @@ pub(super) struct EndpointConfig {
     pub url: Spanned<String>,
     pub secret: Option<Spanned<Secret>>,
     pub secret_file: Option<Spanned<PathBuf>>,
+    /// Several keys while the app switches over, newest first: every request is signed with each.
+    pub secrets: Option<Spanned<Vec<Spanned<Secret>>>>,
     #[serde(default = "default_timeout", deserialize_with = "duration")]
     pub timeout: Duration,
     #[serde(default = "default_retry", deserialize_with = "durations")]
@@ -259,6 +262,9 @@ pub(super) struct EndpointConfig {
     /// and `email.complained` (`EventType::DEFAULT_SUBSCRIPTION`).
     #[serde(default)]
     pub events: Option<Vec<Spanned<String>>>,
+    /// `fifo`: one event at a time, in arrival order (concurrency 1, a failing event holds the rest).
+    #[serde(default)]
+    pub ordering: Ordering,
 }
 
 fn default_concurrency() -> usize {

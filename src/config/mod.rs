@@ -140,6 +140,37 @@ mod tests {
     }
 
     #[test]
+    fn secrets_are_each_checked_at_their_line_and_exclude_secret() {
+        let text = format!("[endpoints.app]\nurl = \"http://x\"\nsecrets = [\n  \"{SECRET}\",\n  \"whsec_AAAA\",\n]\n");
+        let e = load(&text).unwrap_err();
+        assert_eq!(located(&e), ["5:3: endpoints.app.secrets"], "{e}");
+        let both = format!("[endpoints.app]\nurl = \"http://x\"\nsecret = \"{SECRET}\"\nsecrets = [\"{SECRET}\"]\n");
+        let e = load(&both).unwrap_err();
+        assert_eq!(located(&e), ["1:1: endpoints.app"], "{e}");
+        assert!(e.problems[0].message.contains("exactly one of `secret`, `secret_file` or `secrets`"), "{e}");
+        let e = load("[endpoints.app]\nurl = \"http://x\"\nsecrets = []\n").unwrap_err();
+        assert_eq!(located(&e), ["3:11: endpoints.app.secrets"], "{e}");
+        let two = format!("[endpoints.app]\nurl = \"http://x\"\nsecrets = [\"{SECRET}\", \"{SECRET}\"]\n");
+        assert!(load(&two).unwrap().endpoints["app"].keys.sign("e", 1, b"").contains(' '));
+    }
+
+    #[test]
+    fn fifo_endpoints_send_one_at_a_time() {
+        let text = format!(
+            "[endpoints.app]\nurl = \"http://x\"\nsecret = \"{SECRET}\"\nordering = \"fifo\"\nconcurrency = 8\n"
+        );
+        let s = load(&text).unwrap();
+        assert_eq!((s.endpoints["app"].ordering, s.endpoints["app"].concurrency), (crate::deliver::Ordering::Fifo, 1));
+        let sync = format!(
+            "{text}[[domains]]\nname = \"a.test\"\n[[routes]]\nmatch = \"*@a.test\"\nendpoints = [\"app\"]\nmode = \"sync\"\n"
+        );
+        let e = load(&sync).unwrap_err();
+        assert_eq!(located(&e), ["10:14: routes.endpoints"], "{e}");
+        let e = load(&text.replace("\"fifo\"", "\"lifo\"")).unwrap_err();
+        assert_eq!(located(&e)[0], "4:12: endpoints.app.ordering", "{e}");
+    }
+
+    #[test]
     fn syntax_errors_are_reported_one_per_line() {
         let e = load("[smtp]\nhostname = x\nmax_recipients = = 5\n").unwrap_err();
         let lines: Vec<usize> = e.problems.iter().map(|p| p.line).collect();

@@ -9,12 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::file::{
-    AuthConfig, Config, ForwardConfig, RouteConfig, SendersConfig, SmtpConfig, SpamConfig, WebhookConfig,
+    AuthConfig, Config, EndpointConfig, ForwardConfig, RouteConfig, SendersConfig, SmtpConfig, SpamConfig,
+    WebhookConfig,
 };
 use super::problems::{Doc, Problem, problem};
 use super::values::{self, Secret};
 use crate::auth::AuthSettings;
-use crate::mail::{EventType, SigningKey};
+use crate::deliver::Ordering;
+use crate::mail::{EventType, SigningKey, SigningKeys};
 use crate::route::{Action, Mode, Route};
 use crate::senders::{Lists, Rule, SendersSettings};
 
@@ -75,11 +77,12 @@ pub struct Forward {
 pub struct Endpoint {
     pub name: String,
     pub url: String,
-    /// The signing key, parsed once from `secret` (or `secret_file`) when the file is read.
-    pub key: Arc<SigningKey>,
+    /// The signing keys, parsed once from `secret`, `secret_file` or `secrets` when the file is read.
+    pub keys: Arc<SigningKeys>,
     pub timeout: Duration,
     pub retry: Vec<Duration>,
     pub concurrency: usize,
+    pub ordering: Ordering,
     /// The event types it subscribes to (`events`; see `EventType::DEFAULT_SUBSCRIPTION`).
     pub events: Vec<EventType>,
 }
@@ -148,24 +151,8 @@ impl Settings {
             if ep.retry.is_empty() {
                 problems.push(doc.at(&format!("endpoints.{name}.retry"), "needs at least one delay (e.g. [\"0s\"])"));
             }
-            let secret = match (&ep.secret, &ep.secret_file) {
-                (Some(s), None) => Some((s.get_ref().clone(), s.span())),
-                (None, Some(f)) => {
-                    let path = base.join(f.get_ref());
-                    match std::fs::read_to_string(&path) {
-                        Ok(s) => Some((Secret(s.trim().to_string()), f.span())),
-                        Err(e) => {
-                            let msg = format!("cannot read {}: {e}", path.display());
-                            problems.push(problem(text, f.span(), &format!("endpoints.{name}.secret_file"), &msg));
-                            None
-                        }
-                    }
-                }
-                _ => {
-                    let msg = "set exactly one of `secret` or `secret_file` (make one with `mxhook secret generate`)";
-                    problems.push(doc.at(&format!("endpoints.{name}"), msg));
-                    None
-                }
+            let Some(keys) = signing_keys(name, ep, base, text, doc, problems) else {
+                continue;
             };
             let mut events = Vec::new();
             for e in ep.events.iter().flatten() {
@@ -184,27 +171,20 @@ impl Settings {
             }
             events.sort();
             events.dedup();
-            if let Some((secret, span)) = secret {
-                let key = match SigningKey::parse(&secret.0) {
-                    Ok(key) => Arc::new(key),
-                    Err(e) => {
-                        problems.push(problem(text, span, &format!("endpoints.{name}.secret"), &e.to_string()));
-                        continue;
-                    }
-                };
-                endpoints.insert(
-                    name.clone(),
-                    Endpoint {
-                        name: name.clone(),
-                        url: url.clone(),
-                        key,
-                        timeout: ep.timeout,
-                        retry: ep.retry.clone(),
-                        concurrency: ep.concurrency.max(1),
-                        events,
-                    },
-                );
-            }
+            endpoints.insert(
+                name.clone(),
+                Endpoint {
+                    name: name.clone(),
+                    url: url.clone(),
+                    keys: Arc::new(keys),
+                    timeout: ep.timeout,
+                    retry: ep.retry.clone(),
+                    // fifo sends one request at a time whatever `concurrency` says.
+                    concurrency: if ep.ordering == Ordering::Fifo { 1 } else { ep.concurrency.max(1) },
+                    ordering: ep.ordering,
+                    events,
+                },
+            );
         }
 
         let mut domains = BTreeMap::new();
@@ -274,6 +254,14 @@ impl Settings {
                         "routes.endpoints",
                         &format!("no [endpoints.{}] section", e.get_ref()),
                     ));
+                }
+                // The session's own attempt cannot wait for the endpoint's older events.
+                if r.mode == Mode::Sync
+                    && raw.endpoints.get(e.get_ref()).is_some_and(|ep| ep.ordering == Ordering::Fifo)
+                {
+                    let msg =
+                        format!("endpoint `{}` has ordering = \"fifo\": a sync route cannot send to it", e.get_ref());
+                    problems.push(problem(text, e.span(), "routes.endpoints", &msg));
                 }
             }
             if r.mode == Mode::Sync && !webhook_like {
@@ -472,4 +460,60 @@ fn auth_settings(doc: &Doc, raw: &AuthConfig, problems: &mut Vec<Problem>) -> Op
         problems.push(doc.at("auth.timeout", "must be more than 0 (e.g. \"5s\")"));
     }
     raw.enabled.then_some(AuthSettings { dns, timeout: raw.timeout, dmarc_reject: raw.dmarc_reject, spf: raw.spf })
+}
+
+/// An endpoint's signing keys from exactly one of `secret`, `secret_file` and `secrets`, each parsed
+/// and each problem reported at its own line. None when any is missing or bad.
+fn signing_keys(
+    name: &str,
+    ep: &EndpointConfig,
+    base: &Path,
+    text: &str,
+    doc: &Doc,
+    problems: &mut Vec<Problem>,
+) -> Option<SigningKeys> {
+    // (the secret, where it is written, the dotted key it is reported under)
+    let secrets: Vec<(Secret, Range<usize>, String)> = match (&ep.secret, &ep.secret_file, &ep.secrets) {
+        (Some(s), None, None) => vec![(s.get_ref().clone(), s.span(), format!("endpoints.{name}.secret"))],
+        (None, Some(f), None) => {
+            let path = base.join(f.get_ref());
+            match std::fs::read_to_string(&path) {
+                Ok(s) => vec![(Secret(s.trim().to_string()), f.span(), format!("endpoints.{name}.secret"))],
+                Err(e) => {
+                    let msg = format!("cannot read {}: {e}", path.display());
+                    problems.push(problem(text, f.span(), &format!("endpoints.{name}.secret_file"), &msg));
+                    return None;
+                }
+            }
+        }
+        (None, None, Some(list)) => {
+            if list.get_ref().is_empty() {
+                let msg = "needs at least one secret (the new one first while the app switches over)";
+                problems.push(problem(text, list.span(), &format!("endpoints.{name}.secrets"), msg));
+                return None;
+            }
+            list.get_ref()
+                .iter()
+                .map(|s| (s.get_ref().clone(), s.span(), format!("endpoints.{name}.secrets")))
+                .collect()
+        }
+        _ => {
+            let msg =
+                "set exactly one of `secret`, `secret_file` or `secrets` (make one with `mxhook secret generate`)";
+            problems.push(doc.at(&format!("endpoints.{name}"), msg));
+            return None;
+        }
+    };
+    let wanted = secrets.len();
+    let mut keys = Vec::new();
+    for (secret, span, key) in secrets {
+        match SigningKey::parse(&secret.0) {
+            Ok(k) => keys.push(k),
+            Err(e) => problems.push(problem(text, span, &key, &e.to_string())),
+        }
+    }
+    if keys.len() < wanted {
+        return None;
+    }
+    SigningKeys::new(keys)
 }

@@ -10,6 +10,7 @@
 //! something: at its next due time, after a wake-up, or while a backlog fills every slot.
 
 pub mod forward;
+mod ordering;
 mod resolve;
 pub mod webhook;
 
@@ -26,6 +27,8 @@ use crate::mail::{Destination, EventType, NextState};
 use crate::metrics::Metrics;
 use crate::store::{Attempt, Delivery, Store};
 use crate::time::{now_ms, rfc3339};
+
+pub use ordering::Ordering;
 
 /// Attempts in flight at once across all endpoints (each endpoint also has its own `concurrency`).
 const CONCURRENCY: usize = 64;
@@ -49,6 +52,9 @@ pub struct Deliverer {
     /// New deliveries from ingest, claimed, each with its event's type and `message` JSON.
     fresh: Mutex<VecDeque<(Delivery, Stamped)>>,
     fresh_ready: Notify,
+    /// The `ordering = "fifo"` endpoints: never handed off (ingest leaves them in the queue), claimed
+    /// one at a time in arrival order.
+    fifo: Vec<String>,
 }
 
 /// What one attempt came to, whichever its kind.
@@ -62,6 +68,7 @@ struct Outcome {
 impl Deliverer {
     pub fn new(store: Arc<Store>, endpoints: &BTreeMap<String, Endpoint>, metrics: Arc<Metrics>) -> Self {
         let mut targets = BTreeMap::new();
+        let fifo = endpoints.values().filter(|e| e.ordering == Ordering::Fifo).map(|e| e.name.clone()).collect();
         for (name, ep) in endpoints {
             targets.insert(name.clone(), Target { endpoint: ep.clone(), agent: webhook::agent(ep) });
         }
@@ -72,7 +79,13 @@ impl Deliverer {
             forwarder: None,
             fresh: Mutex::new(VecDeque::new()),
             fresh_ready: Notify::new(),
+            fifo,
         }
+    }
+
+    /// The endpoint takes its events one at a time in arrival order.
+    fn is_fifo(&self, endpoint: &str) -> bool {
+        self.fifo.iter().any(|e| e == endpoint)
     }
 
     /// The forward relay's retry schedule (empty without one).
@@ -350,6 +363,8 @@ pub async fn run(deliverer: Arc<Deliverer>, wake: Arc<Notify>, mut shutdown: wat
                         if !ended.sent {
                             free_slot(&mut busy, &ended.endpoint);
                         }
+                        // A fifo endpoint's next event waited for this outcome, not for a due time.
+                        ask_store |= deliverer.is_fifo(&ended.endpoint);
                         unrecorded.extend(ended.unrecorded);
                     }
                     done = in_flight.try_join_next();
@@ -388,7 +403,7 @@ async fn claim(
         }
         // What each endpoint's concurrency leaves free: a hard cap, however many slots are free.
         let room = |e: &str| d.concurrency(e).saturating_sub(running.get(e).copied().unwrap_or(0));
-        let due = store.claim_due(now_ms(), free, &room).and_then(|due| Ok((due, store.next_due()?)));
+        let due = store.claim_due(now_ms(), free, &room, &d.fifo).and_then(|due| Ok((due, store.next_due(&d.fifo)?)));
         due.map_err(|e| (e, Vec::new()))
     })
     .await;

@@ -107,7 +107,7 @@ pub fn agent(ep: &Endpoint) -> ureq::Agent {
 /// Signs and POSTs `body`; never fails: every outcome is a `Response` to record.
 pub fn post(agent: &ureq::Agent, ep: &Endpoint, event_id: &str, body: &[u8]) -> Response {
     let timestamp = crate::time::now_ms() / 1000;
-    let signature = ep.key.sign(event_id, timestamp, body);
+    let signature = ep.keys.sign(event_id, timestamp, body);
     let started = Instant::now();
     let result = agent
         .post(&ep.url)

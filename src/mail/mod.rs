@@ -22,6 +22,6 @@ pub use event_type::EventType;
 pub use reply::{Reason, Reply, printable};
 pub use report::{Bounce, BounceOriginal, BounceRecipient, BounceTo, Complaint};
 pub use schema::EVENT_VERSION;
-pub use signing_key::{KeyError, SigningKey, generate_secret};
+pub use signing_key::{KeyError, SigningKey, SigningKeys, generate_secret};
 pub use standing::Standing;
 pub use verdicts::{ArcVerdict, Auth, DkimVerdict, DmarcVerdict, SpfVerdict};

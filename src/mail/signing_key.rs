@@ -59,6 +59,25 @@ impl SigningKey {
     }
 }
 
+/// An endpoint's keys, newest first: one while nothing rotates, two or more while the app switches
+/// over (`secrets = [new, old]`). Every request carries one signature per key, space-separated as
+/// the Standard Webhooks spec allows, so a verifier holding any one of them accepts it.
+#[derive(Debug)]
+pub struct SigningKeys(Vec<SigningKey>);
+
+impl SigningKeys {
+    /// None when `keys` is empty: an endpoint always signs with at least one key.
+    pub fn new(keys: Vec<SigningKey>) -> Option<Self> {
+        (!keys.is_empty()).then_some(Self(keys))
+    }
+
+    /// The value of the `webhook-signature` header: `v1,<sig>` per key, separated by spaces.
+    pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
+        let signatures: Vec<String> = self.0.iter().map(|k| k.sign(id, timestamp, body)).collect();
+        signatures.join(" ")
+    }
+}
+
 /// A fresh `whsec_` secret of 32 random bytes.
 pub fn generate_secret() -> anyhow::Result<String> {
     let mut bytes = [0u8; 32];
@@ -87,6 +106,21 @@ mod tests {
         assert!(!key.verify("evt_1", 101, b"{}", &sig));
         assert!(!key.verify("evt_2", 100, b"{}", &sig));
         assert!(!key.verify("evt_1", 100, b"{ }", &sig));
+    }
+
+    #[test]
+    fn several_keys_sign_once_each_and_either_verifies() {
+        let new = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let old = generate_secret().unwrap();
+        let keys = SigningKeys::new(vec![SigningKey::parse(new).unwrap(), SigningKey::parse(&old).unwrap()]).unwrap();
+        let header = keys.sign("evt_1", 100, b"{}");
+        assert_eq!(header.split(' ').count(), 2);
+        assert!(header.split(' ').all(|s| s.starts_with("v1,")));
+        assert!(SigningKey::parse(new).unwrap().verify("evt_1", 100, b"{}", &header));
+        assert!(SigningKey::parse(&old).unwrap().verify("evt_1", 100, b"{}", &header));
+        let third = SigningKey::parse(&generate_secret().unwrap()).unwrap();
+        assert!(!third.verify("evt_1", 100, b"{}", &header));
+        assert!(SigningKeys::new(Vec::new()).is_none());
     }
 
     #[test]

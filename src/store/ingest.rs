@@ -12,12 +12,14 @@ use super::{Delivery, Store, spool};
 use crate::mail::{DeliveryStatus, EventType};
 
 /// One delivery to create for a new message: its destination (`Destination::key`), when its first
-/// attempt is due, and whether the session makes that attempt itself (a `sync` route).
+/// attempt is due, whether the session makes that attempt itself (a `sync` route), and whether its
+/// endpoint takes events in order (`fifo`: it waits its turn in the queue, never handed off).
 #[derive(Debug, Clone)]
 pub struct FirstAttempt {
     pub endpoint: String,
     pub due: i64,
     pub sync: bool,
+    pub ordered: bool,
 }
 
 /// What ingest hands the store: the message row and the endpoints to deliver it to.
@@ -91,6 +93,8 @@ struct NewDelivery {
     due: i64,
     /// A session's own sync attempt (`in_flight` set in the row).
     sync: bool,
+    /// For a fifo endpoint: the claim decides when it is its turn (see `claim_due`).
+    ordered: bool,
 }
 
 impl From<&NewMessage<'_>> for Row {
@@ -139,6 +143,7 @@ impl From<&NewMessage<'_>> for Row {
                     endpoint: f.endpoint.clone(),
                     due: f.due,
                     sync: f.sync,
+                    ordered: f.ordered,
                 })
                 .collect(),
         }
@@ -209,7 +214,8 @@ fn insert_rows(tx: &rusqlite::Connection, m: &Row) -> anyhow::Result<()> {
 impl Store {
     /// The durable hand-off: one transaction with the message, its bytes (or, for a large one, after
     /// its files are fsync'd) and its deliveries (each with its own event id). Returns only once
-    /// all of it is on disk, with the deliveries due at once (not a session's sync ones) already
+    /// all of it is on disk, with the deliveries due at once (not a session's sync ones, nor a fifo
+    /// endpoint's) already
     /// claimed for the caller: it attempts them (see `deliver::Deliverer::hand_off`) or gives them
     /// back with `unclaim`. That spares the scheduler a query of the queue for every new message.
     pub fn ingest(&self, m: &NewMessage<'_>) -> anyhow::Result<Vec<Delivery>> {
@@ -232,7 +238,8 @@ impl Store {
         let now: Vec<Delivery> = row
             .deliveries
             .iter()
-            .filter(|d| !d.sync && d.due <= m.received_at)
+            // A fifo endpoint's delivery may have older ones pending: only the queue knows its turn.
+            .filter(|d| !d.sync && !d.ordered && d.due <= m.received_at)
             .map(|d| Delivery {
                 id: d.id.clone(),
                 message_id: row.id.clone(),
@@ -290,16 +297,21 @@ mod tests {
     fn ingest_hands_over_the_deliveries_due_now_already_claimed() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let eps = [due("now", 1_000, false), due("later", 9_000, false), due("sync", 1_000, true)];
+        let mut fifo = due("fifo", 1_000, false);
+        fifo.ordered = true;
+        let eps = [due("now", 1_000, false), due("later", 9_000, false), due("sync", 1_000, true), fifo];
         let handed = store.ingest(&message("msg_1", 1_000, &[], &eps)).unwrap();
         assert_eq!(handed.iter().map(|d| d.endpoint.as_str()).collect::<Vec<_>>(), ["now"]);
         let stored = store.delivery(&handed[0].id).unwrap().expect("the handed delivery is a committed row");
         assert_eq!((stored.event_id.as_str(), stored.status.as_str()), (handed[0].event_id.as_str(), "pending"));
 
         let any = |_: &str| 10;
-        assert!(store.claim_due(10_000, 10, &any).unwrap().iter().all(|d| d.endpoint == "later"), "handed is claimed");
+        let claimed = store.claim_due(10_000, 10, &any, &[]).unwrap();
+        let mut claimed: Vec<_> = claimed.iter().map(|d| d.endpoint.as_str()).collect();
+        claimed.sort();
+        assert_eq!(claimed, ["fifo", "later"], "handed is claimed; the fifo one waits in the queue");
         store.unclaim(&handed);
-        let again = store.claim_due(10_000, 10, &any).unwrap();
+        let again = store.claim_due(10_000, 10, &any, &[]).unwrap();
         assert_eq!(again.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), [handed[0].id.as_str()]);
     }
 }

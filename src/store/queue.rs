@@ -1,7 +1,7 @@
 //! The claim queue: which pending deliveries are due, claimed by this process's scheduler (kept in
 //! memory, see `claim_due`) or given back, when the next one is due, and the CLI's retry requests.
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use super::reads::{DELIVERY_COLS, delivery_row};
 use super::{Delivery, Store};
@@ -30,14 +30,22 @@ impl Store {
     /// First attempts go before retries (a backlog of retries must not starve fresh mail), and
     /// no endpoint gets more than `room(endpoint)` (what its concurrency leaves free). Each
     /// endpoint's due rows are read from the `deliveries_claim` index, so a busy endpoint's backlog
-    /// costs nothing to skip.
+    /// costs nothing to skip. A `fifo` endpoint gets only its oldest pending delivery, when that one
+    /// is due and nothing of the endpoint is in flight (see `fifo_head`).
     ///
     /// A claim is a read: what is in flight is kept in memory (`claimed`), not written, so claiming
     /// never waits for a group commit. The set's lock is held across the read, and an attempt leaves
     /// the set only after its outcome has committed, so a claim sees either the delivery in the set
     /// or its new state, never a finished attempt as still due. After a crash nothing is claimed.
-    pub fn claim_due(&self, now: i64, limit: usize, room: &dyn Fn(&str) -> usize) -> anyhow::Result<Vec<Delivery>> {
+    pub fn claim_due(
+        &self,
+        now: i64,
+        limit: usize,
+        room: &dyn Fn(&str) -> usize,
+        fifo: &[String],
+    ) -> anyhow::Result<Vec<Delivery>> {
         let mut claimed = self.claimed();
+        let claimed_json = if fifo.is_empty() { String::new() } else { serde_json::to_string(&*claimed)? };
         let mut conn = self.deliver_conn();
         // One snapshot for the whole claim; `in_flight` marks only a session's own sync attempt.
         let tx = conn.transaction()?;
@@ -59,6 +67,15 @@ impl Store {
              ORDER BY next_attempt_at LIMIT ?4",
         )?;
         for e in &endpoints {
+            if fifo.contains(e) {
+                if let Some(head) = fifo_head(&tx, e, &claimed_json)?
+                    && head.1 <= now
+                    && room(e) > 0
+                {
+                    candidates.push(head);
+                }
+                continue;
+            }
             let room = room(e).min(limit);
             let mut mine: Vec<(bool, i64, i64)> = Vec::new();
             for retry in [false, true] {
@@ -106,16 +123,25 @@ impl Store {
         Ok(())
     }
 
-    /// When the next pending delivery is due (None: nothing is waiting).
-    pub fn next_due(&self) -> anyhow::Result<Option<i64>> {
+    /// When the next pending delivery is due (None: nothing is waiting). Of a `fifo` endpoint only
+    /// its next in line counts, and nothing while one is in flight: the rest wait for it, not a time.
+    pub fn next_due(&self, fifo: &[String]) -> anyhow::Result<Option<i64>> {
         let claimed = serde_json::to_string(&*self.claimed())?;
         let conn = self.deliver_conn();
-        Ok(conn.query_row(
+        let others: Option<i64> = conn.query_row(
             "SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending' AND in_flight = 0
-               AND id NOT IN (SELECT value FROM json_each(?1))",
-            [claimed],
+               AND id NOT IN (SELECT value FROM json_each(?1))
+               AND endpoint NOT IN (SELECT value FROM json_each(?2))",
+            params![claimed, serde_json::to_string(fifo)?],
             |r| r.get(0),
-        )?)
+        )?;
+        let mut next = others;
+        for e in fifo {
+            if let Some((_, at, _)) = fifo_head(&conn, e, &claimed)? {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        Ok(next)
     }
 
     /// Asks for an attempt now, keeping the event id. Returns false if the delivery does not exist.
@@ -128,6 +154,33 @@ impl Store {
         )?;
         Ok(n == 1)
     }
+}
+
+/// A fifo endpoint's next delivery in line, as a claim candidate (is a retry, due at, rowid): its
+/// oldest pending one in arrival order (the message's received_at, then the order stored, since ids
+/// made in the same millisecond are not ordered). None while the endpoint has one in flight (claimed
+/// here, in `claimed_json`, or a session's sync attempt) or nothing pending. A delivery waiting for
+/// its retry is still the oldest: everything after it waits too.
+fn fifo_head(
+    conn: &rusqlite::Connection,
+    endpoint: &str,
+    claimed_json: &str,
+) -> rusqlite::Result<Option<(bool, i64, i64)>> {
+    let busy: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM deliveries WHERE status = 'pending' AND endpoint = ?1
+           AND (in_flight = 1 OR id IN (SELECT value FROM json_each(?2))))",
+        )?
+        .query_row(params![endpoint, claimed_json], |r| r.get(0))?;
+    if busy {
+        return Ok(None);
+    }
+    conn.prepare_cached(
+        "SELECT attempts > 0, next_attempt_at, rowid FROM deliveries INDEXED BY deliveries_fifo
+         WHERE status = 'pending' AND endpoint = ?1 ORDER BY created_at, rowid LIMIT 1",
+    )?
+    .query_row([endpoint], |r| Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.unwrap_or(0), r.get(2)?)))
+    .optional()
 }
 
 #[cfg(test)]
@@ -145,15 +198,77 @@ mod tests {
         add(&store, "msg_dead2", 1_000, &["dead"]);
 
         let any = |_: &str| 10;
-        let first = store.claim_due(5_000, 1, &any).unwrap();
+        let first = store.claim_due(5_000, 1, &any, &[]).unwrap();
         assert_eq!(first[0].message_id, "msg_fresh", "a first attempt goes before an older retry");
-        let next = store.claim_due(5_000, 10, &|e: &str| if e == "dead" { 0 } else { 10 }).unwrap();
+        let next = store.claim_due(5_000, 10, &|e: &str| if e == "dead" { 0 } else { 10 }, &[]).unwrap();
         assert!(next.is_empty(), "the busy endpoint's deliveries wait: {next:?}");
-        let one = store.claim_due(5_000, 10, &|_: &str| 1).unwrap();
+        let one = store.claim_due(5_000, 10, &|_: &str| 1, &[]).unwrap();
         assert_eq!(one.len(), 1, "an endpoint gets no more than its room, however many slots are free");
-        let rest = store.claim_due(5_000, 10, &any).unwrap();
+        let rest = store.claim_due(5_000, 10, &any, &[]).unwrap();
         let mut ids: Vec<_> = one.iter().chain(&rest).map(|d| d.message_id.as_str()).collect();
         ids.sort();
         assert_eq!(ids, vec!["msg_dead2", "msg_retry"]);
+    }
+
+    #[test]
+    fn a_fifo_endpoint_gets_its_oldest_pending_delivery_alone_even_while_it_waits_for_a_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        add(&store, "msg_1", 1_000, &["f", "c"]);
+        add(&store, "msg_2", 2_000, &["f", "c"]);
+        // msg_1 failed once everywhere and waits for its retry at 9_000.
+        store
+            .conn()
+            .execute(
+                "UPDATE deliveries SET attempts = 1, step = 1, next_attempt_at = 9_000 WHERE message_id = 'msg_1'",
+                [],
+            )
+            .unwrap();
+        let fifo = ["f".to_string()];
+        let any = |_: &str| 10;
+        let now = store.claim_due(5_000, 10, &any, &fifo).unwrap();
+        let now: Vec<_> = now.iter().map(|d| (d.endpoint.as_str(), d.message_id.as_str())).collect();
+        assert_eq!(now, [("c", "msg_2")], "the fifo endpoint's later delivery waits for the retry of the earlier one");
+        assert_eq!(store.next_due(&fifo).unwrap(), Some(9_000), "the blocked delivery is not due");
+
+        let head = store.claim_due(9_000, 10, &any, &fifo).unwrap();
+        let mut head: Vec<_> = head.iter().map(|d| (d.endpoint.as_str(), d.message_id.as_str())).collect();
+        head.sort();
+        assert_eq!(head, [("c", "msg_1"), ("f", "msg_1")]);
+        assert!(store.claim_due(9_000, 10, &any, &fifo).unwrap().is_empty(), "one at a time");
+        assert_eq!(store.next_due(&fifo).unwrap(), None, "nothing is due while the head is in flight");
+
+        store.conn().execute("UPDATE deliveries SET status = 'succeeded' WHERE message_id = 'msg_1'", []).unwrap();
+        let in_flight: Vec<String> = store.claimed().iter().cloned().collect();
+        store.release(&in_flight).unwrap();
+        let next = store.claim_due(9_000, 10, &any, &fifo).unwrap();
+        let next: Vec<_> = next.iter().filter(|d| d.endpoint == "f").map(|d| d.message_id.as_str()).collect();
+        assert_eq!(next, ["msg_2"], "the next in line goes once the head has succeeded");
+    }
+
+    #[test]
+    fn a_retried_failed_fifo_delivery_is_the_oldest_again_and_goes_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        add(&store, "msg_1", 1_000, &["f"]);
+        add(&store, "msg_2", 2_000, &["f"]);
+        store
+            .conn()
+            .execute("UPDATE deliveries SET status = 'failed', attempts = 3 WHERE message_id = 'msg_1'", [])
+            .unwrap();
+        let fifo = ["f".to_string()];
+        let any = |_: &str| 10;
+        let first = store.claim_due(5_000, 10, &any, &fifo).unwrap();
+        assert_eq!(
+            first.iter().map(|d| d.message_id.as_str()).collect::<Vec<_>>(),
+            ["msg_2"],
+            "a failed one holds nothing"
+        );
+        let failed = store.deliveries(None, Some("msg_1")).unwrap().remove(0);
+        assert!(store.request_retry(&failed.id).unwrap());
+        assert!(store.claim_due(i64::MAX, 10, &any, &fifo).unwrap().is_empty(), "it waits for the one in flight");
+        store.release(&[first[0].id.clone()]).unwrap();
+        let next = store.claim_due(i64::MAX, 10, &any, &fifo).unwrap();
+        assert_eq!(next.iter().map(|d| d.message_id.as_str()).collect::<Vec<_>>(), ["msg_1"], "then it goes first");
     }
 }

@@ -52,6 +52,9 @@ CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at
 -- Claiming walks this per endpoint (first attempts, then retries, each by due time): it reads only
 -- the rows it takes, however large a busy or dead endpoint's backlog is.
 CREATE INDEX IF NOT EXISTS deliveries_claim ON deliveries (status, in_flight, endpoint, (attempts > 0), next_attempt_at);
+-- A fifo endpoint's next delivery: its oldest pending one, in arrival order (created_at is the
+-- message's received_at; rowid, the order they were stored, breaks ties within a millisecond).
+CREATE INDEX IF NOT EXISTS deliveries_fifo ON deliveries (endpoint, created_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS deliveries_message ON deliveries (message_id);
 CREATE TABLE IF NOT EXISTS attempts (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,

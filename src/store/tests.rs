@@ -5,7 +5,7 @@ use super::{FirstAttempt, NewAttachment, NewMessage, Store};
 const RCPT: &[String] = &[];
 
 pub(crate) fn due(endpoint: &str, due: i64, sync: bool) -> FirstAttempt {
-    FirstAttempt { endpoint: endpoint.to_string(), due, sync }
+    FirstAttempt { endpoint: endpoint.to_string(), due, sync, ordered: false }
 }
 
 /// A small message received at `received_at`, due to `endpoints`.

@@ -175,7 +175,8 @@ retry = ["0s", "1m", "5x"]
              `keep_metadata`"
         ),
         format!(
-            "{f}:13:1: endpoints.app: set exactly one of `secret` or `secret_file` (make one with `mxhook secret generate`)"
+            "{f}:13:1: endpoints.app: set exactly one of `secret`, `secret_file` or `secrets` (make one with \
+             `mxhook secret generate`)"
         ),
         format!("{f}:17:7: endpoints.billing.url: must start with http:// or https://"),
         format!(

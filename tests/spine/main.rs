@@ -10,6 +10,8 @@
 //! - `headers`: every header value and uuencoded attachment, checked against Python's `email`.
 //! - `schema`: `mxhook schema`, `GET /schema`, and an event validated against the published schema.
 //! - `delivery`: retries on a compressed schedule, CLI retry, refused/slow endpoints, restarts.
+//! - `rotation`: `secrets = [new, old]`, each key verifying the same request with the stock verifier.
+//! - `fifo`: `ordering = "fifo"`, a failing event holding the later ones; a concurrent endpoint beside it.
 //! - `cli`: replay, endpoints, secret generation, check-config, unknown ids, /healthz.
 
 #[path = "../common/mod.rs"]
@@ -19,6 +21,8 @@ mod common;
 mod cli;
 mod corpus;
 mod delivery;
+mod fifo;
 mod headers;
 mod ingest;
+mod rotation;
 mod schema;
