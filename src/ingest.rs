@@ -14,6 +14,7 @@ use crate::http::links::UrlSigner;
 use crate::mail::{DeliveryStatus, Destination, EventMessage, EventType, Standing};
 use crate::mail::{Envelope, Reason, Reply};
 use crate::route::{Mode, Plan, Router};
+use crate::senders::Proven;
 use crate::smtp::Sink;
 use crate::store::{FirstAttempt, NewAttachment, NewMessage, Store};
 use crate::time::{now_ms, rfc3339};
@@ -57,7 +58,11 @@ impl Sink for Ingest {
     type Sender = Option<SenderChecks>;
 
     async fn check_mail(&self, client_ip: IpAddr, helo: &str, mail_from: &str) -> Result<Self::Sender, Reply> {
-        let standing = self.senders.standing(client_ip, mail_from, None);
+        // Nothing is proven yet (SPF is checked below): only an IP allow rule counts here, unless
+        // `[auth]` is off.
+        let unchecked = self.auth.is_none();
+        let proven = Proven { mail_from: unchecked, from: unchecked };
+        let standing = self.senders.standing(client_ip, mail_from, None, proven);
         if standing == Standing::Blocked && self.senders.rejects() {
             return Err(Reply::new(550, "5.7.1 Error: sender blocked", Reason::Blocked));
         }
@@ -98,7 +103,14 @@ impl Sink for Ingest {
                 event.spam = spam;
             }
             let from = event.from.as_ref().and_then(|f| f.address.as_deref());
-            event.sender_list = senders.standing(envelope.client_ip, &envelope.mail_from, from);
+            let proven = match &event.auth {
+                None => Proven { mail_from: true, from: true },
+                Some(a) => Proven {
+                    mail_from: a.spf.as_ref().is_some_and(|s| s.result == "pass"),
+                    from: a.dmarc.result == "pass",
+                },
+            };
+            event.sender_list = senders.standing(envelope.client_ip, &envelope.mail_from, from, proven);
             // Refused at MAIL FROM already when the client IP or MAIL FROM is blocked; here the From
             // address (or a list changed during the transaction).
             if event.sender_list == Standing::Blocked && senders.rejects() {

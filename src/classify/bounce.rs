@@ -7,11 +7,26 @@ use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
 use crate::mail::{Bounce, BounceOriginal, BounceRecipient, BounceTo, EventMessage};
 
+/// The recipients a bounce may list in the event: a report of millions (25 MB of `\n\nA:b`) would
+/// cost memory and an event no endpoint accepts. A real one lists a handful.
+const MAX_RECIPIENTS: usize = 100;
+/// The longest field kept (an SMTP line's 998 octets): a diagnostic is a server's reply, not a book.
+const MAX_FIELD: usize = 998;
+
+fn short(s: String) -> String {
+    match s.char_indices().nth(MAX_FIELD) {
+        Some((at, _)) => s[..at].to_string(),
+        None => s,
+    }
+}
+
 /// The report, if the message is a bounce.
 pub fn read(event: &EventMessage, raw: &[u8], report: Option<&str>) -> Option<Bounce> {
     let dsn = report == Some("delivery-status");
-    // Most mail is neither: it costs a header look-up, not a second MIME parse.
-    if !dsn && !looks_like_a_bounce(event) {
+    // Most mail is neither: it costs a header look-up, not a second MIME parse. A report counts only
+    // from a mail system (the null sender, or a daemon's From), as RFC 3464 has them sent: anyone can
+    // write a multipart/report, and a bounce makes an app stop mailing the address.
+    if !from_a_mail_system(event) || (!dsn && !looks_like_a_bounce(event)) {
         return None;
     }
     let parsed = MessageParser::default().parse(raw);
@@ -58,15 +73,16 @@ fn dsn_recipients(msg: &Message<'_>) -> Option<Vec<BounceRecipient>> {
         .skip(1)
         .map(fields)
         .filter(|f| !f.is_empty())
+        .take(MAX_RECIPIENTS)
         .map(|f| {
             let get = |name: &str| f.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
             BounceRecipient {
-                address: get("Final-Recipient").map(|v| typed(&v)),
-                original_recipient: get("Original-Recipient").map(|v| typed(&v)),
-                action: get("Action").map(|v| v.to_ascii_lowercase()),
-                status: get("Status").map(|v| v.split_whitespace().next().unwrap_or("").to_string()),
-                diagnostic_code: get("Diagnostic-Code").map(|v| typed(&v)),
-                remote_mta: get("Remote-MTA").map(|v| typed(&v)),
+                address: get("Final-Recipient").map(|v| short(typed(&v))),
+                original_recipient: get("Original-Recipient").map(|v| short(typed(&v))),
+                action: get("Action").map(|v| short(v.to_ascii_lowercase())),
+                status: get("Status").map(|v| short(v.split_whitespace().next().unwrap_or("").to_string())),
+                diagnostic_code: get("Diagnostic-Code").map(|v| short(typed(&v))),
+                remote_mta: get("Remote-MTA").map(|v| short(typed(&v))),
             }
         })
         .collect();
@@ -114,24 +130,27 @@ fn returned_message(msg: &Message<'_>) -> Option<BounceOriginal> {
 }
 
 /// A plain-text bounce: from the null sender or a mailer daemon, and saying so in its words.
-fn looks_like_a_bounce(event: &EventMessage) -> bool {
+/// Sent by a mail system: the null sender, or a MAILER-DAEMON / postmaster From.
+fn from_a_mail_system(event: &EventMessage) -> bool {
     let from = event.from.as_ref().and_then(|f| f.address.as_deref()).unwrap_or("").to_ascii_lowercase();
-    let daemon = event.smtp.mail_from.is_empty()
-        || ["mailer-daemon@", "postmaster@", "mail-daemon@"].iter().any(|p| from.starts_with(p));
+    event.smtp.mail_from.is_empty()
+        || ["mailer-daemon@", "postmaster@", "mail-daemon@"].iter().any(|p| from.starts_with(p))
+}
+
+fn looks_like_a_bounce(event: &EventMessage) -> bool {
     let text = event.text.as_deref().unwrap_or("");
     let subject = event.subject.as_deref().unwrap_or("").to_ascii_lowercase();
-    daemon
-        && (MARKERS.iter().any(|m| text.contains(m))
-            || [
-                "undelivered mail",
-                "failure notice",
-                "mail delivery failed",
-                "delivery status notification",
-                "returned mail",
-                "undeliverable",
-            ]
-            .iter()
-            .any(|s| subject.contains(s)))
+    MARKERS.iter().any(|m| text.contains(m))
+        || [
+            "undelivered mail",
+            "failure notice",
+            "mail delivery failed",
+            "delivery status notification",
+            "returned mail",
+            "undeliverable",
+        ]
+        .iter()
+        .any(|s| subject.contains(s))
 }
 
 const MARKERS: [&str; 5] = [
@@ -165,6 +184,9 @@ fn plain_recipients(text: &str) -> Option<(Vec<BounceRecipient>, BounceOriginal)
     let permanent = ["permanent error", "I've given up", "could not be delivered"].iter().any(|m| report.contains(m));
     let mut recipients = Vec::new();
     for para in report.split("\n\n") {
+        if recipients.len() == MAX_RECIPIENTS {
+            break;
+        }
         let mut lines = para.lines().map(str::trim).filter(|l| !l.is_empty());
         let Some(first) = lines.next() else { continue };
         let (addr, rest) = match first.split_once(':') {
@@ -178,11 +200,11 @@ fn plain_recipients(text: &str) -> Option<(Vec<BounceRecipient>, BounceOriginal)
             smtp_code(&said).map(|c| format!("{}.0.0", &c[..1])).or_else(|| permanent.then(|| "5.0.0".to_string()))
         });
         recipients.push(BounceRecipient {
-            address: Some(addr.trim_start_matches('<').trim_end_matches('>').to_string()),
+            address: Some(short(addr.trim_start_matches('<').trim_end_matches('>').to_string())),
             original_recipient: None,
             action: Some(if delayed && !permanent { "delayed" } else { "failed" }.to_string()),
             status,
-            diagnostic_code: Some(said.clone()).filter(|s| !s.is_empty()),
+            diagnostic_code: Some(short(said.clone())).filter(|s| !s.is_empty()),
             remote_mta: remote_mta(&said),
         });
     }
@@ -263,5 +285,16 @@ mod tests {
         let (r, _) = plain_recipients(qmail).unwrap();
         assert_eq!((r[0].address.as_deref(), r[0].status.as_deref()), (Some("gone@far.test"), Some("5.1.1")));
         assert!(plain_recipients("Hello,\n\nsee you at 5.1.1 tomorrow\n").is_none());
+    }
+
+    #[test]
+    fn a_huge_report_keeps_a_bounded_number_of_recipients_and_field_lengths() {
+        let mut text = String::from("This is the mail system at host mx.sender.test.\n\n");
+        for i in 0..5_000 {
+            text.push_str(&format!("<gone{i}@far.test>: {}\n\n", "x".repeat(if i == 0 { 100_000 } else { 10 })));
+        }
+        let (r, _) = plain_recipients(&text).unwrap();
+        assert_eq!(r.len(), MAX_RECIPIENTS);
+        assert_eq!(r[0].diagnostic_code.as_ref().map(|d| d.chars().count()), Some(MAX_FIELD));
     }
 }

@@ -21,12 +21,15 @@ pub fn classify(event: &mut EventMessage, raw: &[u8], standing: Standing) -> Eve
         return EventType::ReceivedSpam;
     }
     let report = report_type(&event.headers);
-    if let Some(b) = bounce::read(event, raw, report.as_deref()) {
+    // Both parse the message again, as parse did under the same guard: a panic of the MIME parser
+    // costs the message its report, not the session its answer.
+    let bounce = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| bounce::read(event, raw, report.as_deref())));
+    if let Some(b) = bounce.ok().flatten() {
         event.bounce = Some(b);
         return EventType::Bounced;
     }
     if report.as_deref() == Some("feedback-report")
-        && let Some(c) = complaint::read(raw)
+        && let Some(c) = std::panic::catch_unwind(|| complaint::read(raw)).ok().flatten()
     {
         event.complaint = Some(c);
         return EventType::Complained;

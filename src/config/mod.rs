@@ -150,6 +150,10 @@ mod tests {
         assert!(e.problems[0].message.contains("exactly one of `secret`, `secret_file` or `secrets`"), "{e}");
         let e = load("[endpoints.app]\nurl = \"http://x\"\nsecrets = []\n").unwrap_err();
         assert_eq!(located(&e), ["3:11: endpoints.app.secrets"], "{e}");
+        // A secret where a list belongs: serde's message would quote it; the problem must not.
+        let e = load(&format!("[endpoints.app]\nurl = \"http://x\"\nsecrets = \"{SECRET}\"\n")).unwrap_err();
+        assert!(!e.to_string().contains("whsec_"), "{e}");
+        assert!(located(&e).contains(&"3:11: endpoints.app.secrets".to_string()), "{e}");
         let two = format!("[endpoints.app]\nurl = \"http://x\"\nsecrets = [\"{SECRET}\", \"{SECRET}\"]\n");
         assert!(load(&two).unwrap().endpoints["app"].keys.sign("e", 1, b"").contains(' '));
     }

@@ -108,7 +108,10 @@ impl<'t> Doc<'t> {
                 None => fixes.take_out(root.get_mut(), &span).map(|path| (path, true)),
             };
             match fixed {
-                Some((path, true)) => problems.push(problem(self.text, span, &dotted(&path), message)),
+                Some((path, true)) => {
+                    let key = dotted(&path);
+                    problems.push(problem(self.text, span, &key, &redacted(&key, message)));
+                }
                 Some((_, false)) => {}
                 None => {
                     problems.push(problem(self.text, span, "-", message));
@@ -192,6 +195,15 @@ fn dotted(path: &[Step]) -> String {
 
 fn holds(outer: &Range<usize>, inner: &Range<usize>) -> bool {
     !inner.is_empty() && outer.start <= inner.start && inner.end <= outer.end
+}
+
+/// serde quotes the value it refused (`invalid type: string "whsec_…", expected a sequence`): for a
+/// secret or a password the quoted text goes, so that it reaches neither the terminal nor the journal.
+fn redacted(key: &str, message: &str) -> String {
+    if !(key.contains("secret") || key.contains("password")) {
+        return message.to_string();
+    }
+    message.split('"').enumerate().map(|(i, s)| if i % 2 == 1 { "…" } else { s }).collect::<Vec<_>>().join("\"")
 }
 
 /// The deepest entry whose key is `span` or whose value holds it (serde points at the key of an unknown

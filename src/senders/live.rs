@@ -5,10 +5,10 @@
 //! reads a second.
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use super::{BlockedAction, Lists, Rule, SendersSettings};
+use super::{BlockedAction, Lists, Proven, Rule, SendersSettings};
 use crate::mail::Standing;
 use crate::store::Store;
 
@@ -20,6 +20,8 @@ pub struct Live {
     blocked_action: BlockedAction,
     store: Arc<Store>,
     state: Mutex<State>,
+    /// The lists last read, for callers that find another one reading the store.
+    snapshot: RwLock<Arc<Lists>>,
 }
 
 struct State {
@@ -36,6 +38,7 @@ impl Live {
             config: settings.lists.clone(),
             blocked_action: settings.blocked_action,
             store,
+            snapshot: RwLock::new(state.lists.clone()),
             state: Mutex::new(state),
         }
     }
@@ -46,12 +49,20 @@ impl Live {
     }
 
     /// The sender's standing by the lists as they are now (see `Lists::standing`).
-    pub fn standing(&self, ip: IpAddr, mail_from: &str, from: Option<&str>) -> Standing {
-        self.current().standing(ip, mail_from, from)
+    pub fn standing(&self, ip: IpAddr, mail_from: &str, from: Option<&str>, proven: Proven) -> Standing {
+        self.current().standing(ip, mail_from, from, proven)
     }
 
     fn current(&self) -> Arc<Lists> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        // One caller at a time looks at the store; the others, SMTP sessions among them, take the
+        // lists as they are rather than wait behind a read that may wait for the store's lock.
+        let mut state = match self.state.try_lock() {
+            Ok(state) => state,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                return self.snapshot.read().unwrap_or_else(|p| p.into_inner()).clone();
+            }
+        };
         if state.checked.is_some_and(|t| t.elapsed() < CHECK_EVERY) {
             return state.lists.clone();
         }
@@ -68,6 +79,7 @@ impl Live {
             match in_place(|| self.store.sender_rules()) {
                 Ok((generation, rules)) => {
                     state.lists = Arc::new(self.merged(&rules));
+                    *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = state.lists.clone();
                     state.generation = Some(generation);
                     tracing::info!(generation, rules = rules.len(), "sender lists read from the store");
                 }

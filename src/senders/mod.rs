@@ -7,7 +7,7 @@ mod live;
 mod rule;
 mod settings;
 
-pub use lists::Lists;
+pub use lists::{Lists, Proven};
 pub use live::Live;
 pub use rule::Rule;
 pub use settings::{BlockedAction, SendersSettings};
