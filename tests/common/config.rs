@@ -15,6 +15,8 @@ pub struct Endpoint {
     pub retry: Vec<String>,
     /// Requests in flight at once; None: the default.
     pub concurrency: Option<u32>,
+    /// `ordering` ("fifo" | "concurrent"); None: the default.
+    pub ordering: Option<String>,
 }
 
 impl Endpoint {
@@ -27,6 +29,7 @@ impl Endpoint {
             timeout: "5s".into(),
             retry: strings(&["0s", "200ms", "400ms"]),
             concurrency: None,
+            ordering: None,
         }
     }
 }
@@ -170,6 +173,9 @@ impl Config {
             writeln!(s, "timeout = {}", q(&e.timeout)).unwrap();
             let retry: Vec<String> = e.retry.iter().map(|r| q(r)).collect();
             writeln!(s, "retry = [{}]", retry.join(", ")).unwrap();
+            if let Some(o) = &e.ordering {
+                writeln!(s, "ordering = {}", q(o)).unwrap();
+            }
             if let Some(n) = e.concurrency {
                 writeln!(s, "concurrency = {n}").unwrap();
             }

@@ -60,7 +60,11 @@ impl Request {
     }
 }
 
+/// Answers a request by its event: Some(status) overrides `set_status` for it.
+type Script = Arc<dyn Fn(&Value) -> Option<u16> + Send + Sync>;
+
 struct Shared {
+    script: Mutex<Option<Script>>,
     status: AtomicU16,
     delay_ms: AtomicU64,
     requests: Mutex<Vec<Request>>,
@@ -79,6 +83,7 @@ impl Receiver {
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
+            script: Mutex::new(None),
             status: AtomicU16::new(200),
             delay_ms: AtomicU64::new(0),
             requests: Mutex::new(Vec::new()),
@@ -108,6 +113,12 @@ impl Receiver {
     /// Status answered from now on.
     pub fn set_status(&self, status: u16) {
         self.shared.status.store(status, Ordering::SeqCst);
+    }
+
+    /// From now on, the status for each request is `script(event)` when it says one (e.g. 500 to the
+    /// first two attempts of one message), else the one `set_status` set.
+    pub fn set_script(&self, script: impl Fn(&Value) -> Option<u16> + Send + Sync + 'static) {
+        *self.shared.script.lock().unwrap() = Some(Arc::new(script));
     }
 
     /// Delay before answering, from now on (the request is recorded before the delay).
@@ -144,6 +155,8 @@ impl Drop for Receiver {
 }
 
 async fn record(State(s): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
+    let script = s.script.lock().unwrap().clone();
+    let scripted = script.and_then(|f| f(&serde_json::from_slice(&body).unwrap_or(Value::Null)));
     s.requests.lock().unwrap().push(Request {
         path: uri.path().to_string(),
         headers,
@@ -154,7 +167,7 @@ async fn record(State(s): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, body
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    let status = s.status.load(Ordering::SeqCst);
+    let status = scripted.unwrap_or_else(|| s.status.load(Ordering::SeqCst));
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (code, format!("receiver says {status}"))
 }
