@@ -34,6 +34,7 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
                             "name": e.name, "url": e.url, "timeout_ms": e.timeout.as_millis() as u64,
                             "retry": e.retry.iter().map(|d| d.as_millis() as u64).collect::<Vec<_>>(),
                             "ordering": e.ordering,
+                            "events": e.events.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
                         })
                     })
                     .collect();
@@ -42,12 +43,14 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
                 for e in settings.endpoints.values() {
                     let retry: Vec<_> = e.retry.iter().map(|d| humantime::format_duration(*d).to_string()).collect();
                     let fifo = if e.ordering == crate::deliver::Ordering::Fifo { ", fifo" } else { "" };
+                    let events: Vec<&str> = e.events.iter().map(|t| t.as_str()).collect();
                     println!(
-                        "{:<16} {}  (timeout {}, retry {}{fifo})",
+                        "{:<16} {}  (timeout {}, retry {}{fifo}; events {})",
                         e.name,
                         e.url,
                         humantime::format_duration(e.timeout),
-                        retry.join(" ")
+                        retry.join(" "),
+                        events.join(" ")
                     );
                 }
             }

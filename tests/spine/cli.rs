@@ -59,6 +59,10 @@ fn endpoints_list_shows_the_configured_endpoints() {
     assert_eq!(list[0]["url"], h.rx.url("/hooks/app").as_str());
     assert_eq!(list[0]["timeout_ms"], 5000);
     assert_eq!(list[0]["retry"], serde_json::json!([0, 200, 400]));
+    // The default subscription (README "Event types").
+    assert_eq!(list[0]["events"], serde_json::json!(["email.received", "email.bounced", "email.complained"]));
+    let text = h.cli(&["endpoints", "list"]).stdout_str();
+    assert!(text.contains("events email.received email.bounced email.complained"), "{text}");
     assert!(
         !String::from_utf8_lossy(&h.cli(&["endpoints", "list", "--json"]).stdout).contains(SECRET_A),
         "secrets must not be printed"
