@@ -118,8 +118,7 @@ impl Sink for Ingest {
             }
             // An allowed sender's mail is never held back as spam or for failing DMARC.
             let allowed = event.sender_list == Standing::Allowed;
-            let standing = event.sender_list;
-            let event_type = crate::classify::classify(&mut event, &raw, standing);
+            let event_type = crate::classify::classify(&mut event, &raw);
             let mut plan =
                 router.plan(&envelope.rcpt_to, is_spam(&event) && !allowed, dmarc_failed(&event) && !allowed);
             if plan.reject {

@@ -10,9 +10,11 @@ mod complaint;
 use crate::mail::{Auth, EventMessage, EventType, Standing};
 
 /// The message's type, in the order of precedence: blocked, spam, bounced, complained,
-/// unauthenticated, received. An allowed sender is never blocked, spam or unauthenticated.
-pub fn classify(event: &mut EventMessage, raw: &[u8], standing: Standing) -> EventType {
+/// unauthenticated, received. An allowed sender (`sender_list`, set by ingest from the lists) is
+/// never blocked, spam or unauthenticated.
+pub fn classify(event: &mut EventMessage, raw: &[u8]) -> EventType {
     event.auto_submitted = auto_submitted::reason(&event.headers);
+    let standing = event.sender_list;
     let allowed = standing == Standing::Allowed;
     if standing == Standing::Blocked {
         return EventType::ReceivedBlocked;
