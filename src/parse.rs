@@ -98,6 +98,12 @@ fn fill<'a>(e: &mut EventMessage, raw: &'a [u8], max_payload: u64) -> Result<Vec
         _ => raw,
     };
     let mut msg = MessageParser::default().parse(whole).ok_or("empty message")?;
+    // The shortcut read the headers one way; should the parser make anything but one text part of
+    // them (two Content-Type fields, say), the body matters after all: parse the message whole.
+    if whole.len() < raw.len() && (msg.parts.len() != 1 || !msg.attachments.is_empty()) {
+        e.withheld_text = None;
+        msg = MessageParser::default().parse(raw).ok_or("empty message")?;
+    }
     if msg.headers().is_empty() {
         return Err("no header section: the message does not start with a header field".into());
     }
@@ -365,6 +371,22 @@ Message-ID: <m2@b.test>\r\nIn-Reply-To: <m1@b.test>\r\nReferences: <m0@b.test> <
         let qp = raw.replace("charset=us-ascii", "charset=us-ascii\r\nContent-Transfer-Encoding: quoted-printable");
         let e = parse_bounded("msg_1", "t".into(), &envelope(), qp.as_bytes(), 5_000).event;
         assert_eq!(e.withheld_text, Some(10_000), "decoded, then withheld");
+    }
+
+    #[test]
+    fn two_content_types_make_the_capped_parse_read_the_body_as_the_whole_parse_does() {
+        // Found by the parse fuzzer: the shortcut took the last Content-Type (text), the parser the
+        // first (multipart), and the capped event lost the attachment's bytes.
+        let raw = format!(
+            "From: a@b.test\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\nContent-Type: text/\r\n\r\n\
+--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment\r\n\r\n{}\r\n--b--\r\n",
+            "p".repeat(6_000)
+        );
+        let whole = parse("msg_1", "t".into(), &envelope(), raw.as_bytes()).event;
+        let capped = parse_bounded("msg_1", "t".into(), &envelope(), raw.as_bytes(), 1_024).event;
+        let sums = |e: &EventMessage| e.attachments.iter().map(|a| (a.size, a.sha256.clone())).collect::<Vec<_>>();
+        assert!(!whole.attachments.is_empty());
+        assert_eq!(sums(&capped), sums(&whole));
     }
 
     #[test]
