@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::auth::{Authenticator, SenderChecks};
-use crate::config::{Endpoint, WebhookConfig};
+use crate::config::{Endpoint, Stream, WebhookConfig};
 use crate::deliver::{Deliverer, Ordering};
 use crate::http::links::UrlSigner;
 use crate::mail::{DeliveryStatus, Destination, EventMessage, EventType, Standing};
@@ -38,6 +38,8 @@ pub struct Ingest {
     pub auth: Option<Arc<Authenticator>>,
     /// The block and allow lists, as `mxhook senders` last left them.
     pub senders: crate::senders::Live,
+    /// Each `[streams.NAME]`'s event types decide whether it keeps a message's event.
+    pub streams: BTreeMap<String, Stream>,
 }
 
 const STORE_FAILED: &str = "4.3.0 Error: queue file write error, try again later";
@@ -90,6 +92,7 @@ impl Sink for Ingest {
         let received_at = now_ms();
         let (store, signer, webhook) = (self.store.clone(), self.signer.clone(), self.webhook.clone());
         let (router, endpoints, spam_check, deliverer) = (&self.router, &self.endpoints, &self.spam, &self.deliverer);
+        let streams = &self.streams;
         let senders = &self.senders;
         let msg_id = id.clone();
         // Parsing and storing are CPU and disk work: off the async threads.
@@ -124,7 +127,7 @@ impl Sink for Ingest {
             if plan.reject {
                 return Ok(Err(Reply::new(550, "5.7.1 Error: message rejected by policy", Reason::Policy)));
             }
-            let not_sent = subscribed(&mut plan, endpoints, event_type);
+            let not_sent = subscribed(&mut plan, endpoints, streams, event_type);
             event.routes = serde_json::to_value(&plan.applied)?;
             for (i, a) in event.attachments.iter_mut().enumerate() {
                 a.url = Some(signer.attachment(&msg_id, i, received_at));
@@ -169,6 +172,7 @@ impl Sink for Ingest {
                 keep_files: plan.keep,
                 attachments: &attachments,
                 endpoints: &deliveries,
+                streams: &plan.streams,
             })?;
             let sync: Vec<String> =
                 plan.endpoints.iter().filter(|(_, m)| *m == Mode::Sync).map(|(e, _)| e.clone()).collect();
@@ -281,19 +285,26 @@ fn first_attempts(
         .collect()
 }
 
-/// Keeps only the webhook endpoints that subscribe to the message's type (forwards are not events).
-/// When that leaves nothing to send although the routes wanted it sent, the message is still
-/// kept: returns why nothing was sent, for its disposition.
-fn subscribed(plan: &mut Plan, endpoints: &BTreeMap<String, Endpoint>, t: EventType) -> Option<String> {
-    let before = plan.endpoints.len();
+/// Keeps only the webhook endpoints and streams that subscribe to the message's type (forwards are
+/// not events). When that leaves nothing to send although the routes wanted it sent, the message
+/// is still kept: returns why nothing was sent, for its disposition.
+fn subscribed(
+    plan: &mut Plan,
+    endpoints: &BTreeMap<String, Endpoint>,
+    streams: &BTreeMap<String, Stream>,
+    t: EventType,
+) -> Option<String> {
+    let before = plan.endpoints.len() + plan.streams.len();
     plan.endpoints.retain(|(e, _)| match Destination::of(e) {
         Destination::Forward(_) => true,
         Destination::Webhook(name) => endpoints.get(name).is_none_or(|ep| ep.wants(t)),
     });
+    plan.streams.retain(|s| streams.get(s).is_some_and(|s| s.wants(t)));
     if !plan.endpoints.iter().any(|(_, m)| *m == Mode::Sync) {
         plan.sync_timeout = None;
     }
-    (before > 0 && plan.endpoints.is_empty()).then(|| format!("no endpoint subscribes to {t}"))
+    (before > 0 && plan.endpoints.is_empty() && plan.streams.is_empty())
+        .then(|| format!("no endpoint subscribes to {t}"))
 }
 
 fn is_spam(event: &EventMessage) -> bool {

@@ -81,6 +81,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         spam: settings.spam.as_ref().map(crate::spam::SpamCheck::new),
         auth,
         senders: crate::senders::Live::new(&settings.senders, store.clone()),
+        streams: settings.streams.clone(),
     });
     let mut limits = smtp::Limits::from(&settings.smtp);
     if let Some(t) = &settings.smtp.tls {
@@ -99,7 +100,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     ));
     let http_task = tokio::spawn(http::serve(
         http_listener,
-        Arc::new(http::App { store: store.clone(), signer, metrics: metrics.clone() }),
+        Arc::new(http::App {
+            store: store.clone(),
+            signer,
+            metrics: metrics.clone(),
+            api: settings.api.clone().map(http::api::Api::new),
+        }),
         stopped.clone(),
     ));
     let deliver_task = tokio::spawn(deliver::run(deliverer.clone(), wake, stopped.clone()));

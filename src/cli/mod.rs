@@ -9,6 +9,7 @@ mod listen;
 mod messages;
 mod routes;
 mod senders;
+mod tokens;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -85,6 +86,9 @@ enum Command {
     /// Webhook signing secrets.
     #[command(subcommand)]
     Secret(SecretCmd),
+    /// API tokens for `/v1/`.
+    #[command(subcommand)]
+    Tokens(tokens::Cmd),
     /// Print the published JSON Schema (2020-12) of the event, or of one event type.
     Schema {
         /// One event type, e.g. `email.received` (default: every type).
@@ -139,6 +143,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             doctor::run(&load(&cli.config)?, &dns, public_ip, skip_endpoints)
         }
         Command::Listen { port, secret, json } => listen::run(port, &secret, json),
+        Command::Tokens(cmd) => tokens::run(cmd),
         Command::Secret(SecretCmd::Generate) => {
             println!("{}", crate::mail::generate_secret()?);
             Ok(ExitCode::SUCCESS)
@@ -166,6 +171,7 @@ fn parse_args() -> Cli {
     let cmd = Cli::command()
         .mut_subcommand("listen", |c| c.arg(hidden()))
         .mut_subcommand("schema", |c| c.arg(hidden()))
+        .mut_subcommand("tokens", |c| c.arg(hidden()).mut_subcommand("create", |c| c.arg(hidden())))
         .mut_subcommand("secret", |c| c.arg(hidden()).mut_subcommand("generate", |c| c.arg(hidden())));
     Cli::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit())
 }

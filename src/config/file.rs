@@ -39,6 +39,10 @@ pub(super) struct Config {
     pub auth: AuthConfig,
     #[serde(default)]
     pub senders: SendersConfig,
+    /// The HTTP API under `/v1/`; without it nothing there answers.
+    pub api: Option<ApiConfig>,
+    #[serde(default)]
+    pub streams: BTreeMap<String, StreamConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,6 +185,9 @@ pub(super) struct RouteConfig {
     /// For `action = "forward"`: the addresses the message is re-sent to through `[forward] relay`.
     #[serde(default)]
     pub destination: Vec<Spanned<String>>,
+    /// `[streams.NAME]` that get the event, as `endpoints` do.
+    #[serde(default)]
+    pub streams: Vec<Spanned<String>>,
 }
 
 fn default_sync_timeout() -> Duration {
@@ -316,4 +323,53 @@ pub(super) struct SendersConfig {
     pub allow: Vec<Spanned<String>>,
     /// `accept` (default): store and mark blocked mail; `reject`: refuse it with 550 5.7.1.
     pub blocked_action: BlockedAction,
+}
+
+/// `[api]`: who may call `/v1/` (`[[api.tokens]]`) and how many wrong tokens a client may try.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ApiConfig {
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+    /// Requests with a missing or wrong token from one client address per minute; more get 429.
+    #[serde(default = "default_failed_per_minute")]
+    pub max_failed_auth_per_minute: u32,
+}
+
+fn default_failed_per_minute() -> u32 {
+    10
+}
+
+/// One `[[api.tokens]]`: the token itself is never in the file, only its SHA-256 (or a file with it).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TokenConfig {
+    pub name: Spanned<String>,
+    /// Hex SHA-256 of the token (`mxhook tokens create` prints it).
+    pub token_sha256: Option<Spanned<String>>,
+    /// A file holding the token itself (e.g. a systemd credential).
+    pub token_file: Option<Spanned<PathBuf>>,
+    /// `["read"]` or `["read", "write"]`.
+    #[serde(default = "default_scopes")]
+    pub scopes: Spanned<Vec<Spanned<String>>>,
+}
+
+fn default_scopes() -> Spanned<Vec<Spanned<String>>> {
+    Spanned::new(0..0, vec![Spanned::new(0..0, "read".to_string())])
+}
+
+/// `[streams.NAME]`: a durable, ordered log of the events of the messages routed to it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StreamConfig {
+    /// The event types it keeps, as an endpoint's `events` (left out: the same default).
+    #[serde(default)]
+    pub events: Option<Vec<Spanned<String>>>,
+    /// How long an event stays readable.
+    #[serde(default = "default_stream_retention", deserialize_with = "duration")]
+    pub retention: Duration,
+}
+
+fn default_stream_retention() -> Duration {
+    Duration::from_secs(7 * 86400)
 }

@@ -9,16 +9,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::file::{
-    AuthConfig, Config, EndpointConfig, ForwardConfig, RouteConfig, SendersConfig, SmtpConfig, SpamConfig,
+    ApiConfig, AuthConfig, Config, EndpointConfig, ForwardConfig, RouteConfig, SendersConfig, SmtpConfig, SpamConfig,
     WebhookConfig,
 };
 use super::problems::{Doc, Problem, problem};
 use super::values::{self, Secret};
 use crate::auth::AuthSettings;
 use crate::deliver::Ordering;
+use crate::http::api::{ApiSettings, Token};
 use crate::mail::{EventType, SigningKey, SigningKeys};
 use crate::route::{Action, Mode, Route};
 use crate::senders::{Lists, Rule, SendersSettings};
+use toml::Spanned;
 
 /// A validated configuration with secrets resolved: what the rest of the program uses.
 #[derive(Debug)]
@@ -43,6 +45,24 @@ pub struct Settings {
     /// None: `[auth] enabled = false`.
     pub auth: Option<AuthSettings>,
     pub senders: SendersSettings,
+    /// None: no `[api]`, nothing under `/v1/` answers.
+    pub api: Option<ApiSettings>,
+    pub streams: BTreeMap<String, Stream>,
+}
+
+/// A validated `[streams.NAME]`.
+#[derive(Debug, Clone)]
+pub struct Stream {
+    pub name: String,
+    /// The event types it keeps (`events`, as an endpoint's).
+    pub events: Vec<EventType>,
+    pub retention: Duration,
+}
+
+impl Stream {
+    pub fn wants(&self, t: EventType) -> bool {
+        self.events.contains(&t)
+    }
 }
 
 /// A configured spam engine and how long a check may take.
@@ -154,23 +174,7 @@ impl Settings {
             let Some(keys) = signing_keys(name, ep, base, text, doc, problems) else {
                 continue;
             };
-            let mut events = Vec::new();
-            for e in ep.events.iter().flatten() {
-                match (e.get_ref().as_str(), EventType::parse(e.get_ref())) {
-                    ("*", _) => events.extend(EventType::ALL),
-                    (_, Some(t)) => events.push(t),
-                    (other, None) => {
-                        let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
-                        let msg = format!("unknown event type `{other}` (known: {}, or \"*\")", known.join(", "));
-                        problems.push(problem(text, e.span(), &format!("endpoints.{name}.events"), &msg));
-                    }
-                }
-            }
-            if ep.events.is_none() {
-                events.extend(EventType::DEFAULT_SUBSCRIPTION);
-            }
-            events.sort();
-            events.dedup();
+            let events = event_types(ep.events.as_deref(), &format!("endpoints.{name}.events"), text, problems);
             endpoints.insert(
                 name.clone(),
                 Endpoint {
@@ -230,12 +234,12 @@ impl Settings {
                 ));
             }
             let webhook_like = r.action == Action::Webhook;
-            if webhook_like && r.endpoints.is_empty() {
+            if webhook_like && r.endpoints.is_empty() && r.streams.is_empty() {
                 problems.push(problem(
                     text,
                     r.pattern.span(),
                     "routes.endpoints",
-                    "a webhook route needs `endpoints = [\"name\", ...]`",
+                    "a webhook route needs `endpoints = [\"name\", ...]` (or `streams = [...]`)",
                 ));
             }
             if !webhook_like && !r.endpoints.is_empty() {
@@ -268,6 +272,15 @@ impl Settings {
                 problems.push(problem(text, r.pattern.span(), "routes.mode", "sync mode needs a webhook route"));
             }
             check_destination(r, raw.forward.is_some(), text, problems);
+            for st in &r.streams {
+                if !raw.streams.contains_key(st.get_ref()) {
+                    let msg = format!("no [streams.{}] section", st.get_ref());
+                    problems.push(problem(text, st.span(), "routes.streams", &msg));
+                }
+                if !webhook_like {
+                    problems.push(problem(text, st.span(), "routes.streams", "only a webhook route sends to streams"));
+                }
+            }
             routes.push(Route {
                 pattern,
                 action: r.action,
@@ -277,12 +290,15 @@ impl Settings {
                 mode: r.mode,
                 sync_timeout: r.sync_timeout,
                 destination: r.destination.iter().map(|d| d.get_ref().trim().to_string()).collect(),
+                streams: r.streams.iter().map(|s| s.get_ref().clone()).collect(),
             });
         }
         let spam = spam_settings(&raw.spam, text, problems);
         let forward = raw.forward.as_ref().and_then(|f| forward_settings(f, base, doc, problems));
         let auth = auth_settings(doc, &raw.auth, problems);
         let senders = senders_settings(&raw.senders, text, problems);
+        let api = raw.api.as_ref().map(|a| api_settings(a, base, doc, problems));
+        let streams = stream_settings(&raw, text, problems);
 
         if let Some(t) = raw.smtp.tls.as_mut() {
             t.cert = base.join(&t.cert);
@@ -307,8 +323,105 @@ impl Settings {
             forward,
             auth,
             senders,
+            api,
+            streams,
         }
     }
+}
+
+/// An `events = [...]` list (endpoints and streams): each name checked, `"*"` for all, left out: the
+/// default subscription.
+fn event_types(list: Option<&[Spanned<String>]>, key: &str, text: &str, problems: &mut Vec<Problem>) -> Vec<EventType> {
+    let mut events = Vec::new();
+    for e in list.into_iter().flatten() {
+        match (e.get_ref().as_str(), EventType::parse(e.get_ref())) {
+            ("*", _) => events.extend(EventType::ALL),
+            (_, Some(t)) => events.push(t),
+            (other, None) => {
+                let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+                let msg = format!("unknown event type `{other}` (known: {}, or \"*\")", known.join(", "));
+                problems.push(problem(text, e.span(), key, &msg));
+            }
+        }
+    }
+    if list.is_none() {
+        events.extend(EventType::DEFAULT_SUBSCRIPTION);
+    }
+    events.sort();
+    events.dedup();
+    events
+}
+
+fn stream_settings(raw: &Config, text: &str, problems: &mut Vec<Problem>) -> BTreeMap<String, Stream> {
+    let mut streams = BTreeMap::new();
+    for (name, s) in &raw.streams {
+        let events = event_types(s.events.as_deref(), &format!("streams.{name}.events"), text, problems);
+        streams.insert(name.clone(), Stream { name: name.clone(), events, retention: s.retention });
+    }
+    streams
+}
+
+/// `[[api.tokens]]`: each token's hash (from `token_sha256`, or hashed from `token_file`) and scopes.
+fn api_settings(c: &ApiConfig, base: &Path, doc: &Doc, problems: &mut Vec<Problem>) -> ApiSettings {
+    let text = doc.text;
+    let mut tokens: Vec<Token> = Vec::new();
+    for t in &c.tokens {
+        let name = t.name.get_ref().trim();
+        if name.is_empty() || tokens.iter().any(|x| x.name == name) {
+            problems.push(problem(text, t.name.span(), "api.tokens.name", "needs a name of its own"));
+        }
+        let sha256 = match (&t.token_sha256, &t.token_file) {
+            (Some(h), None) => match Token::hash_from_hex(h.get_ref()) {
+                Some(h) => Some(h),
+                None => {
+                    let msg = "must be 64 hex digits: the SHA-256 that `mxhook tokens create` prints";
+                    problems.push(problem(text, h.span(), "api.tokens.token_sha256", msg));
+                    None
+                }
+            },
+            (None, Some(f)) => {
+                let path = base.join(f.get_ref());
+                match std::fs::read_to_string(&path) {
+                    Ok(token) if !token.trim().is_empty() => Some(Token::hash(token.trim())),
+                    Ok(_) => {
+                        problems.push(problem(text, f.span(), "api.tokens.token_file", "the file is empty"));
+                        None
+                    }
+                    Err(e) => {
+                        let msg = format!("cannot read {}: {e}", path.display());
+                        problems.push(problem(text, f.span(), "api.tokens.token_file", &msg));
+                        None
+                    }
+                }
+            }
+            _ => {
+                let msg = "set exactly one of `token_sha256` or `token_file` (make one with `mxhook tokens create`)";
+                problems.push(problem(text, t.name.span(), "api.tokens", msg));
+                None
+            }
+        };
+        let mut write = false;
+        for scope in t.scopes.get_ref() {
+            match scope.get_ref().as_str() {
+                "read" => {}
+                "write" => write = true,
+                other => {
+                    let msg = format!("unknown scope `{other}` (use [\"read\"] or [\"read\", \"write\"])");
+                    problems.push(problem(text, scope.span(), "api.tokens.scopes", &msg));
+                }
+            }
+        }
+        if !t.scopes.get_ref().iter().any(|s| s.get_ref() == "read") {
+            problems.push(problem(text, t.scopes.span(), "api.tokens.scopes", "every token needs \"read\""));
+        }
+        if let Some(sha256) = sha256 {
+            tokens.push(Token { name: name.to_string(), sha256, write });
+        }
+    }
+    if c.tokens.is_empty() {
+        problems.push(doc.at("api", "needs at least one [[api.tokens]] (make one with `mxhook tokens create NAME`)"));
+    }
+    ApiSettings { tokens, max_failed_auth_per_minute: c.max_failed_auth_per_minute }
 }
 
 /// A forward route needs addresses and a relay; other routes take no `destination`.

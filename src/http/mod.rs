@@ -1,6 +1,7 @@
 //! The HTTP side (axum, on the same runtime): signed attachment and raw-message links, `/schema`
 //! (`files.rs`, checked by `links.rs`), `/healthz` and `/metrics`.
 
+pub mod api;
 mod files;
 pub mod links;
 
@@ -21,6 +22,8 @@ pub struct App {
     pub store: Arc<Store>,
     pub signer: Arc<UrlSigner>,
     pub metrics: Arc<Metrics>,
+    /// None: no `[api]` in the config; nothing under `/v1/` answers.
+    pub api: Option<api::Api>,
 }
 
 pub async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
@@ -35,9 +38,11 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Re
         .route("/metrics", get(metrics))
         .route("/schema", get(schema))
         .route("/att/{id}/{index}", get(files::attachment))
-        .route("/raw/{id}", get(files::raw))
-        .with_state(app);
-    axum::serve(listener, router)
+        .route("/raw/{id}", get(files::raw));
+    let router = if app.api.is_some() { router.nest("/v1", api::router()) } else { router };
+    let router = router.with_state(app);
+    // The client's address, for the API's limit on wrong tokens.
+    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|s| *s).await;
         })

@@ -47,6 +47,8 @@ pub struct Applied {
 pub struct Plan {
     /// One delivery per distinct endpoint, and one per forward route (`forward:<match>`).
     pub endpoints: Vec<(String, Mode)>,
+    /// The streams that get the event (routes whose action stayed `webhook`).
+    pub streams: Vec<String>,
     /// Some recipient wants the message kept (webhook or store); else only the record stays.
     pub keep: bool,
     /// Every recipient's policy says reject: answer 550 after DATA, store nothing.
@@ -72,6 +74,7 @@ impl Router {
                         mode: Mode::Queue,
                         sync_timeout: std::time::Duration::from_secs(20),
                         destination: Vec::new(),
+                        streams: Vec::new(),
                     },
                 );
             }
@@ -140,6 +143,11 @@ impl Router {
                     for e in &d.route.endpoints {
                         if !plan.endpoints.iter().any(|(x, _)| x == e) {
                             plan.endpoints.push((e.clone(), d.route.mode));
+                        }
+                    }
+                    for s in &d.route.streams {
+                        if !plan.streams.contains(s) {
+                            plan.streams.push(s.clone());
                         }
                     }
                     if d.route.mode == Mode::Sync {

@@ -57,6 +57,8 @@ pub struct Route {
     pub sync_timeout: Duration,
     /// Forward routes: where the message is re-sent.
     pub destination: Vec<String>,
+    /// `[streams.NAME]` that get the event, as endpoints do.
+    pub streams: Vec<String>,
 }
 
 fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

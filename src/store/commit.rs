@@ -20,6 +20,10 @@ pub(super) trait Work: Send {
     fn is_promise(&self) -> bool;
     /// Its rows point at files in the spool, whose names must be durable before the rows.
     fn is_spooled(&self) -> bool;
+    /// It adds events to streams: their readers are woken once it has committed.
+    fn streams(&self) -> bool {
+        false
+    }
 }
 
 pub(super) struct Queued {
@@ -47,6 +51,9 @@ impl Store {
         let outcome =
             if spooled { spool::sync_dir(&self.spool_dir).context("syncing the spool directory") } else { Ok(()) };
         let outcome = outcome.and_then(|()| write_batch(&mut conn, batch.iter().map(|q| &*q.work)));
+        if outcome.is_ok() && batch.iter().any(|q| q.work.streams()) {
+            self.streams_changed();
+        }
         match outcome {
             Ok(each) => batch.into_iter().zip(each).for_each(|(q, r)| {
                 let _ = q.done.send(r);

@@ -49,6 +49,8 @@ pub struct NewMessage<'a> {
     /// Each endpoint to deliver to, with when its first attempt is due, and whether the
     /// session claims it for an attempt of its own (sync mode).
     pub endpoints: &'a [FirstAttempt],
+    /// The streams that keep its event (each gets an event id of its own).
+    pub streams: &'a [String],
 }
 
 pub struct NewAttachment<'a> {
@@ -83,6 +85,8 @@ pub(super) struct Row {
     /// (filename, content_type, size, sha256)
     attachments: Vec<(Option<String>, String, i64, String)>,
     deliveries: Vec<NewDelivery>,
+    /// (stream, event id)
+    streams: Vec<(String, String)>,
 }
 
 /// A delivery row to insert, its ids made before the commit so they can be handed on.
@@ -146,6 +150,7 @@ impl From<&NewMessage<'_>> for Row {
                     ordered: f.ordered,
                 })
                 .collect(),
+            streams: m.streams.iter().map(|s| (s.clone(), crate::ids::new_id("evt"))).collect(),
         }
     }
 }
@@ -162,12 +167,16 @@ impl Work for Row {
     fn is_spooled(&self) -> bool {
         self.placement == Placement::Spooled
     }
+    fn streams(&self) -> bool {
+        !self.streams.is_empty()
+    }
 }
 
 fn insert_rows(tx: &rusqlite::Connection, m: &Row) -> anyhow::Result<()> {
     let keep_files = m.placement != Placement::RecordOnly;
     let disposition = match (m.deliveries.is_empty(), keep_files, &m.not_sent) {
         (false, _, _) => "queued".to_string(),
+        (true, true, _) if !m.streams.is_empty() => "streamed".to_string(),
         (true, true, Some(why)) => format!("stored: {why}"),
         (true, true, None) => "stored".to_string(),
         (true, false, _) => "dropped".to_string(),
@@ -207,6 +216,12 @@ fn insert_rows(tx: &rusqlite::Connection, m: &Row) -> anyhow::Result<()> {
              VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?7)",
         )?
         .execute(params![d.id, m.id, d.event_id, d.endpoint, d.due, d.sync, m.received_at])?;
+    }
+    for (stream, event_id) in &m.streams {
+        tx.prepare_cached(
+            "INSERT INTO stream_events (stream, event_id, message_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![stream, event_id, m.id, m.received_at])?;
     }
     Ok(())
 }
@@ -282,6 +297,7 @@ pub(super) fn delete_message_rows(tx: &rusqlite::Transaction<'_>, message_id: &s
         [message_id],
     )?;
     tx.execute("DELETE FROM deliveries WHERE message_id = ?1", [message_id])?;
+    tx.execute("DELETE FROM stream_events WHERE message_id = ?1", [message_id])?;
     tx.execute("DELETE FROM attachments WHERE message_id = ?1", [message_id])?;
     tx.execute("DELETE FROM contents WHERE message_id = ?1", [message_id])?;
     tx.execute("DELETE FROM messages WHERE id = ?1", [message_id])?;

@@ -12,6 +12,7 @@ mod retention;
 mod schema;
 mod senders;
 mod spool;
+mod streams;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -21,6 +22,7 @@ pub use ingest::{FirstAttempt, NewAttachment, NewMessage};
 pub use reads::{AttachmentRow, Delivery, MessageRow};
 pub use retention::Purged;
 pub use senders::SenderRule;
+pub use streams::StreamEvent;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -45,6 +47,8 @@ pub struct Store {
     spool_dir: PathBuf,
     attachment_dir: PathBuf,
     db_path: PathBuf,
+    /// Counted up after each commit that added stream events (streams.rs).
+    streams_tip: tokio::sync::watch::Sender<u64>,
 }
 
 impl Store {
@@ -75,6 +79,7 @@ impl Store {
             spool_dir,
             attachment_dir,
             db_path: db,
+            streams_tip: tokio::sync::watch::Sender::new(0),
         })
     }
 

@@ -75,6 +75,26 @@ CREATE TABLE IF NOT EXISTS contents (
     data       BLOB NOT NULL,
     PRIMARY KEY (message_id, part)
 );
+-- The streams' logs: one row per event a stream keeps, in the transaction of its message. `cursor`
+-- only grows (AUTOINCREMENT never reuses one) and commits in order (one writer), so a reader that
+-- has seen cursor N has seen every earlier one of its stream.
+CREATE TABLE IF NOT EXISTS stream_events (
+    cursor     INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream     TEXT NOT NULL,
+    event_id   TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS stream_events_stream ON stream_events (stream, cursor);
+CREATE INDEX IF NOT EXISTS stream_events_message ON stream_events (message_id);
+-- A named consumer's place in a stream: every event up to `acked` is done.
+CREATE TABLE IF NOT EXISTS stream_consumers (
+    stream     TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    acked      INTEGER NOT NULL DEFAULT 0,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (stream, name)
+);
 -- Sender block and allow rules added with `mxhook senders` (the config file's are not copied here).
 -- `rule` is the rule's canonical text; a rule is on one list at a time.
 CREATE TABLE IF NOT EXISTS sender_rules (

@@ -34,6 +34,7 @@ pub(crate) fn message<'a>(
         keep_files: true,
         attachments,
         endpoints,
+        streams: &[],
     }
 }
 
