@@ -142,6 +142,7 @@ async fn check_all(
             "set [auth] enabled = true (it asks DNS about each message's sender)",
         );
     }
+    check_trusted_networks(s, &mut r);
     check_data_dir(s, &mut r);
     out.print(r);
 
@@ -208,6 +209,33 @@ async fn check_all(
         }
     }
     Ok(())
+}
+
+/// A public network in `trusted_networks` lifts the per-IP limits for strangers on the internet.
+fn check_trusted_networks(s: &Settings, r: &mut Report) {
+    for net in &s.smtp.trusted_networks {
+        if !private_network(net) {
+            r.warn(
+                format!("[smtp] trusted_networks lists {net}, which is not a private network: its clients skip the per-IP limits"),
+                "list only loopback and private networks (your own proxies and servers)",
+            );
+        }
+    }
+}
+
+/// Loopback, RFC 1918, link-local, or IPv6 unique-local: wholly inside one of them.
+fn private_network(net: &ipnet::IpNet) -> bool {
+    const PRIVATE: [&str; 8] = [
+        "127.0.0.0/8",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "169.254.0.0/16",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+    ];
+    PRIVATE.iter().filter_map(|p| p.parse::<ipnet::IpNet>().ok()).any(|p| p.contains(net))
 }
 
 fn check_data_dir(s: &Settings, r: &mut Report) {

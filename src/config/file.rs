@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::values::{Secret, duration, durations, opt_duration, size};
+use super::values::{Secret, duration, durations, networks, opt_duration, size};
 use crate::auth::{DmarcReject, SpfMode};
 use crate::deliver::Ordering;
 use crate::route::{Action, Mode, Policy};
@@ -20,6 +21,8 @@ use crate::senders::BlockedAction;
 pub(super) struct Config {
     #[serde(default)]
     pub smtp: SmtpConfig,
+    #[serde(default)]
+    pub lmtp: LmtpConfig,
     #[serde(default)]
     pub storage: StorageConfig,
     #[serde(default)]
@@ -66,8 +69,43 @@ pub struct SmtpConfig {
     pub data_timeout: Duration,
     #[serde(deserialize_with = "duration")]
     pub session_timeout: Duration,
+    /// Clients exempt from the per-IP session and rate limits (never from relay rules), like
+    /// Postfix's `mynetworks`: a local proxy or load test is not one sender among many.
+    #[serde(deserialize_with = "networks")]
+    pub trusted_networks: Vec<IpNet>,
+    /// Connections from these addresses (load balancers) must start with a PROXY header (v1 or v2),
+    /// and the address it carries is the client's.
+    #[serde(deserialize_with = "networks")]
+    pub proxy_protocol: Vec<IpNet>,
     /// STARTTLS; without it STARTTLS is not offered.
     pub tls: Option<TlsConfig>,
+}
+
+/// `[lmtp]`: LMTP (RFC 2033) from a mail server in front, off by default. Limits, timeouts and the
+/// host name are `[smtp]`'s.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LmtpConfig {
+    /// `host:port` for TCP, or an absolute path for a Unix socket.
+    pub listen: Vec<String>,
+    /// Permissions of a Unix socket (octal): the MTA's delivery user must be able to write to it.
+    pub socket_mode: String,
+    /// The upstream MTAs whose `Authentication-Results` / `Received-SPF` SPF verdict is taken.
+    pub trusted_authserv_ids: Vec<String>,
+    /// As `[smtp] proxy_protocol`, for LMTP's TCP listeners.
+    #[serde(deserialize_with = "networks")]
+    pub proxy_protocol: Vec<IpNet>,
+}
+
+impl Default for LmtpConfig {
+    fn default() -> Self {
+        Self {
+            listen: Vec::new(),
+            socket_mode: "0660".into(),
+            trusted_authserv_ids: Vec::new(),
+            proxy_protocol: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,6 +134,8 @@ impl Default for SmtpConfig {
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(600),
             session_timeout: Duration::from_secs(1800),
+            trusted_networks: ["127.0.0.0/8", "::1/128"].iter().filter_map(|n| n.parse().ok()).collect(),
+            proxy_protocol: Vec::new(),
             tls: None,
         }
     }

@@ -18,6 +18,7 @@ mod values;
 pub use file::{SmtpConfig, WebhookConfig, default_retry};
 pub use problems::{ConfigError, Problem};
 pub use settings::{Endpoint, Forward, Settings, Spam, SpamEngine, Stream};
+pub use settings::{ListenAddr, Lmtp};
 pub use values::Secret;
 // The auth test binaries name these through `config`.
 pub use crate::auth::{AuthSettings, DmarcReject, SpfMode};

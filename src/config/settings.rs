@@ -28,6 +28,8 @@ pub struct Settings {
     pub file: PathBuf,
     pub smtp: SmtpConfig,
     pub listen: Vec<SocketAddr>,
+    /// None: no `[lmtp] listen`.
+    pub lmtp: Option<Lmtp>,
     pub data_dir: PathBuf,
     pub retention: Duration,
     pub keep_metadata: Duration,
@@ -63,6 +65,24 @@ impl Stream {
     pub fn wants(&self, t: EventType) -> bool {
         self.events.contains(&t)
     }
+}
+
+/// The validated `[lmtp]` section.
+#[derive(Debug, Clone)]
+pub struct Lmtp {
+    pub listen: Vec<ListenAddr>,
+    /// Permissions of each Unix socket.
+    pub socket_mode: u32,
+    /// Lower-case authserv-ids whose SPF verdict is taken from the message's header.
+    pub trusted_authserv_ids: Vec<String>,
+    pub proxy_protocol: Vec<ipnet::IpNet>,
+}
+
+/// Where a listener is bound: a TCP address, or a Unix socket path.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
 }
 
 /// A configured spam engine and how long a check may take.
@@ -140,6 +160,7 @@ impl Settings {
                 }
             }
         }
+        let lmtp = lmtp_settings(&raw.lmtp, base, doc, problems);
         if raw.smtp.listen.is_empty() {
             problems.push(doc.at("smtp.listen", "needs at least one address"));
         }
@@ -308,6 +329,7 @@ impl Settings {
             file: file.to_path_buf(),
             smtp: raw.smtp,
             listen,
+            lmtp,
             data_dir: base.join(raw.storage.data_dir),
             retention: raw.storage.retention,
             keep_metadata: raw.storage.keep_metadata,
@@ -535,6 +557,47 @@ fn forward_settings(f: &ForwardConfig, base: &Path, doc: &Doc, problems: &mut Ve
         mail_from: f.mail_from.as_ref().map(|m| m.get_ref().trim().to_string()),
         timeout: f.timeout,
         retry: f.retry.clone(),
+    })
+}
+
+/// `[lmtp]`: TCP addresses or absolute socket paths; None when it listens nowhere.
+fn lmtp_settings(c: &super::file::LmtpConfig, base: &Path, doc: &Doc, problems: &mut Vec<Problem>) -> Option<Lmtp> {
+    let mut listen = Vec::new();
+    for a in &c.listen {
+        let a = a.trim();
+        if let Ok(addr) = a.parse::<SocketAddr>() {
+            listen.push(ListenAddr::Tcp(addr));
+        } else if let Some(path) =
+            a.strip_prefix("unix:").or(Some(a)).filter(|p| p.starts_with('/') || p.starts_with('.'))
+        {
+            listen.push(ListenAddr::Unix(base.join(path)));
+        } else {
+            let msg = format!(
+                "`{a}` is neither host:port (e.g. 127.0.0.1:2424) nor a socket path (e.g. /run/mxhook/lmtp.sock)"
+            );
+            problems.push(doc.at("lmtp.listen", msg));
+        }
+    }
+    let socket_mode = u32::from_str_radix(c.socket_mode.trim().trim_start_matches("0o"), 8).unwrap_or_else(|_| {
+        problems.push(doc.at("lmtp.socket_mode", format!("`{}` is not an octal mode like \"0660\"", c.socket_mode)));
+        0o660
+    });
+    if socket_mode > 0o777 {
+        problems.push(doc.at("lmtp.socket_mode", "must be at most 0777"));
+    }
+    let mut ids = Vec::new();
+    for id in &c.trusted_authserv_ids {
+        let id = id.trim().to_ascii_lowercase();
+        if id.is_empty() || id.contains(|ch: char| ch.is_whitespace() || ch == ';') {
+            problems.push(doc.at("lmtp.trusted_authserv_ids", format!("`{id}` is not an authserv-id (a host name)")));
+        }
+        ids.push(id);
+    }
+    (!listen.is_empty()).then(|| Lmtp {
+        listen,
+        socket_mode,
+        trusted_authserv_ids: ids,
+        proxy_protocol: c.proxy_protocol.clone(),
     })
 }
 

@@ -75,6 +75,32 @@ pub(super) fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     }
 }
 
+/// A list of networks (`"10.0.0.0/8"`, `"::1/128"`, or one address, taken as /32 or /128), each
+/// element read on its own so that a bad one is reported where it stands in the list.
+pub(super) fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    struct Net(ipnet::IpNet);
+    impl<'de> Deserialize<'de> for Net {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Visitor;
+            impl serde::de::Visitor<'_> for Visitor {
+                type Value = Net;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str(r#"a network like "10.0.0.0/8" or an address"#)
+                }
+                fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Net, E> {
+                    let s = s.trim();
+                    s.parse::<ipnet::IpNet>()
+                        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                        .map(|n| Net(n.trunc()))
+                        .map_err(|_| E::custom(format!("`{s}` is not a network like \"10.0.0.0/8\" or an address")))
+                }
+            }
+            d.deserialize_str(Visitor)
+        }
+    }
+    Ok(Vec::<Net>::deserialize(d)?.into_iter().map(|n| n.0).collect())
+}
+
 /// `http://` or `https://`.
 pub(super) fn http_url(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://")

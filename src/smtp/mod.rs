@@ -60,7 +60,11 @@ impl From<&SmtpConfig> for Limits {
     fn from(c: &SmtpConfig) -> Self {
         Self {
             tls: None,
-            peers: peers::Peers::new(c.max_sessions_per_ip, c.max_messages_per_minute_per_ip),
+            peers: peers::Peers::new(
+                c.max_sessions_per_ip,
+                c.max_messages_per_minute_per_ip,
+                c.trusted_networks.clone(),
+            ),
             max_errors: c.max_errors,
             hostname: c.hostname.clone(),
             max_message_size: c.max_message_size,
