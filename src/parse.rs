@@ -37,6 +37,7 @@ pub fn parse_bounded<'a>(
         received_at,
         smtp: Smtp {
             client_ip: envelope.client_ip.to_string(),
+            proxy_ip: envelope.proxy_ip.map(|ip| ip.to_string()),
             helo: envelope.helo.clone(),
             mail_from: envelope.mail_from.clone(),
             rcpt_to: envelope.rcpt_to.clone(),
@@ -295,6 +296,8 @@ mod tests {
     fn envelope() -> Envelope {
         Envelope {
             client_ip: "127.0.0.1".parse().unwrap(),
+            proxy_ip: None,
+            ingress: crate::mail::Ingress::Smtp,
             helo: "client.test".into(),
             mail_from: "a@b.test".into(),
             rcpt_to: vec!["x@example.test".into()],

@@ -53,7 +53,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Some(a) => Some(Arc::new(Authenticator::new(a, &settings.smtp.hostname)?)),
         None => None,
     };
-    let smtp_listeners = smtp::bind(&settings.listen).await?;
+    let mut listeners: Vec<smtp::Listener> =
+        smtp::bind(&settings.listen).await?.into_iter().map(smtp::Listener::from).collect();
+    if let Some(lmtp) = &settings.lmtp {
+        listeners.extend(smtp::bind_lmtp(lmtp).await?);
+    }
     let http_listener = http::bind(settings.http_listen).await?;
 
     let key_file = settings.url_secret_file.clone().unwrap_or_else(|| settings.data_dir.join("url.key"));
@@ -91,7 +95,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // Always handled: SIGHUP's default action would end the process (systemd's ExecReload sends it).
     tokio::spawn(reload_on_sighup(hangup, limits.tls.clone()));
     let smtp_task = tokio::spawn(smtp::serve(
-        smtp_listeners,
+        listeners,
         limits,
         settings.smtp.max_sessions,
         ingest,

@@ -96,6 +96,8 @@ Subject: Test event from mxhook\r\nMessage-ID: <test@mxhook>\r\nMIME-Version: 1.
 Content-Type: text/plain; charset=utf-8\r\n\r\nThis is a test event sent by `mxhook endpoints test`.\r\n";
     let envelope = Envelope {
         client_ip: [192, 0, 2, 1].into(),
+        proxy_ip: None,
+        ingress: crate::mail::Ingress::Smtp,
         helo: "mail.example.com".into(),
         mail_from: "ada@example.com".into(),
         rcpt_to: vec!["support@example.test".into()],

@@ -52,7 +52,10 @@ pub struct EventMessage {
 
 #[derive(Debug, Serialize)]
 pub struct Smtp {
+    /// The client: the connecting address, or the one a `proxy_protocol` balancer's header carried.
     pub client_ip: String,
+    /// The balancer the connection came through (PROXY protocol); null for a direct connection.
+    pub proxy_ip: Option<String>,
     pub helo: String,
     pub mail_from: String,
     pub rcpt_to: Vec<String>,

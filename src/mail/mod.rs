@@ -15,7 +15,7 @@ mod standing;
 mod verdicts;
 
 pub use delivery::{DeliveryStatus, Destination, NextState};
-pub use envelope::Envelope;
+pub use envelope::{Envelope, Ingress};
 pub use event::{Attachment, EventMessage, Mailbox, ParseStatus, Raw, Smtp, Spam, sha256_hex};
 pub use event_json::{EventJson, with_raw_base64};
 pub use event_type::EventType;

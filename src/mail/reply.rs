@@ -40,6 +40,8 @@ pub enum Reason {
     StoreFailed,
     /// A `sync` route's endpoint did not accept the message, or did not answer in time.
     SyncEndpoint,
+    /// A PROXY header missing from a `proxy_protocol` balancer, or sent by a client not listed.
+    Proxy,
 }
 
 /// Client-supplied text made safe for logs and replies: control characters become `?`, and it is
@@ -65,6 +67,7 @@ impl Reason {
             Reason::Policy => "policy",
             Reason::StoreFailed => "store_failed",
             Reason::SyncEndpoint => "sync_endpoint",
+            Reason::Proxy => "proxy",
         }
     }
 }

@@ -1,8 +1,12 @@
-//! One SMTP session: reads bounded command lines, hands each to a per-verb handler, streams DATA
-//! through smtp-proto's `DataReceiver` (only `\r\n.\r\n` ends it, so no smuggling), and answers.
+//! One SMTP or LMTP session: reads bounded command lines, hands each to a per-verb handler, streams
+//! DATA through smtp-proto's `DataReceiver` (only `\r\n.\r\n` ends it, so no smuggling), and answers.
 //! Replies are buffered and flushed only before we wait for input, which is what PIPELINING needs.
+//!
+//! LMTP (RFC 2033) is the same machine: LHLO instead of EHLO/HELO, and after the data one reply per
+//! recipient. The message is stored once for all of them; only when that is refused is each recipient
+//! tried on its own, so that one recipient's failure (a sync endpoint down) defers just that one.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use std::pin::Pin;
@@ -11,13 +15,13 @@ use std::task::{Context, Poll};
 use smtp_proto::request::receiver::{DataReceiver, DummyDataReceiver};
 use smtp_proto::{Error as ProtoError, Request};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 
 use super::{Limits, Sink};
-use crate::mail::{Envelope, Reason, printable};
+use crate::mail::{Envelope, Ingress, Reason, printable};
 use crate::metrics::Metrics;
 
 /// Longest command line we take (RFC 5321 says 512; smtp-proto and Postfix allow more for extensions).
@@ -37,8 +41,22 @@ enum Next {
     Quit,
 }
 
+/// Who is at the other end, as the accept loop found out (after any PROXY header).
+pub struct Origin {
+    /// The client: the connecting address, or the one its balancer's PROXY header carried.
+    pub client: SocketAddr,
+    /// The balancer's own address, when the client came through one.
+    pub proxy_ip: Option<IpAddr>,
+    pub ingress: Ingress,
+    /// Bytes the client sent after the PROXY header, read with it.
+    pub input: Vec<u8>,
+}
+
 struct Session<S: Sink> {
     peer: SocketAddr,
+    proxy_ip: Option<IpAddr>,
+    /// SMTP or LMTP: the greeting, the hello verb, and one reply per recipient after the data.
+    ingress: Ingress,
     limits: Arc<Limits>,
     sink: Arc<S>,
     metrics: Arc<Metrics>,
@@ -61,23 +79,27 @@ struct Session<S: Sink> {
 }
 
 pub async fn run<S: Sink>(
-    stream: TcpStream,
-    peer: SocketAddr,
+    stream: Conn,
+    origin: Origin,
     limits: Arc<Limits>,
     sink: Arc<S>,
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) {
     let deadline = Instant::now() + limits.session_timeout;
+    let mut input = origin.input;
+    input.reserve(1024);
     let mut s = Session {
-        peer,
+        peer: origin.client,
+        proxy_ip: origin.proxy_ip,
+        ingress: origin.ingress,
         limits,
         sink,
         metrics,
         shutdown,
         io: BufWriter::new(Stream::Plain(stream)),
         tls: None,
-        input: Vec::with_capacity(1024),
+        input,
         deadline,
         errors: 0,
         helo: None,
@@ -95,7 +117,10 @@ pub async fn run<S: Sink>(
 
 impl<S: Sink> Session<S> {
     async fn talk(&mut self) -> std::io::Result<()> {
-        let greeting = format!("{} ESMTP mxhook", self.limits.hostname);
+        let greeting = match self.ingress {
+            Ingress::Lmtp => format!("{} LMTP mxhook", self.limits.hostname),
+            _ => format!("{} ESMTP mxhook", self.limits.hostname),
+        };
         self.reply(220, &greeting).await?;
         loop {
             let line = match self.read_line().await? {
@@ -127,6 +152,14 @@ impl<S: Sink> Session<S> {
     }
 
     async fn command(&mut self, line: &[u8]) -> std::io::Result<Next> {
+        if super::proxy::looks_like_header(line) {
+            // Only a listed balancer may say who the client is; its header was read before the banner.
+            tracing::warn!(peer = %self.peer, "PROXY header from an address not in proxy_protocol; closing");
+            self.metrics.rejected(Reason::Proxy);
+            self.reply(421, "4.7.0 Error: PROXY header not accepted from your address").await?;
+            return Ok(Next::Quit);
+        }
+        let lmtp = self.ingress == Ingress::Lmtp;
         let request = match Request::parse(&mut line.iter()) {
             Ok(r) => r,
             Err(e) => {
@@ -149,6 +182,10 @@ impl<S: Sink> Session<S> {
             }
         };
         match request {
+            Request::Ehlo { .. } | Request::Helo { .. } if lmtp => {
+                self.error(500, "5.5.1 Error: this is LMTP, say LHLO").await?
+            }
+            Request::Lhlo { host } if lmtp => self.ehlo(host.into_owned(), true).await?,
             Request::Ehlo { host } => self.ehlo(host.into_owned(), true).await?,
             Request::Helo { host } => self.ehlo(host.into_owned(), false).await?,
             Request::Lhlo { .. } => self.error(500, "5.5.1 Error: LHLO is for LMTP").await?,
@@ -193,7 +230,8 @@ impl<S: Sink> Session<S> {
         }
         let size = format!("SIZE {}", self.limits.max_message_size);
         let mut lines = vec![name.as_str(), "PIPELINING", &size, "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES"];
-        if self.limits.tls.is_some() && self.tls.is_none() {
+        let unix = matches!(self.io.get_ref(), Stream::Plain(Conn::Unix(_)));
+        if self.limits.tls.is_some() && self.tls.is_none() && !unix {
             lines.push("STARTTLS");
         }
         for (i, l) in lines.iter().enumerate() {
@@ -217,7 +255,7 @@ impl<S: Sink> Session<S> {
         // Anything the client pipelined after STARTTLS arrived in plaintext: it must not be
         // executed inside the TLS session (the CVE-2011-0411 command injection).
         self.input.clear();
-        let Stream::Plain(tcp) = std::mem::replace(self.io.get_mut(), Stream::Closed) else {
+        let Stream::Plain(Conn::Tcp(tcp)) = std::mem::replace(self.io.get_mut(), Stream::Closed) else {
             return Ok(Next::Quit);
         };
         let timeout = self.limits.command_timeout.min(self.deadline.saturating_duration_since(Instant::now()));
@@ -245,7 +283,12 @@ impl<S: Sink> Session<S> {
 
     async fn mail(&mut self, from: String, declared_size: u64) -> std::io::Result<()> {
         if self.helo.is_none() {
-            return self.error(503, "5.5.1 Error: send HELO/EHLO first").await;
+            let text = if self.ingress == Ingress::Lmtp {
+                "5.5.1 Error: send LHLO first"
+            } else {
+                "5.5.1 Error: send HELO/EHLO first"
+            };
+            return self.error(503, text).await;
         }
         if self.mail_from.is_some() {
             return self.error(503, "5.5.1 Error: nested MAIL command").await;
@@ -306,13 +349,20 @@ impl<S: Sink> Session<S> {
             return self.error(503, "5.5.1 Error: need RCPT command").await;
         }
         self.reply(354, "End data with <CR><LF>.<CR><LF>").await?;
+        // LMTP answers the data once per recipient, whatever the answer.
+        let answers = if self.ingress == Ingress::Lmtp { self.rcpt_to.len() } else { 1 };
         let Some(raw) = self.receive_data().await? else {
             self.metrics.rejected(Reason::Size);
             self.reset();
-            return self.reply(552, "5.3.4 Error: message size exceeds fixed limit").await;
+            for _ in 0..answers {
+                self.reply(552, "5.3.4 Error: message size exceeds fixed limit").await?;
+            }
+            return Ok(());
         };
         let envelope = Envelope {
             client_ip: self.peer.ip(),
+            proxy_ip: self.proxy_ip,
+            ingress: self.ingress,
             helo: self.helo.clone().unwrap_or_default(),
             mail_from: self.mail_from.take().unwrap_or_default(),
             rcpt_to: std::mem::take(&mut self.rcpt_to),
@@ -321,22 +371,52 @@ impl<S: Sink> Session<S> {
         };
         let Some(sender) = self.sender.take() else {
             self.reset();
-            return self.reply(451, "4.3.0 Error: lost the sender, try again").await;
+            for _ in 0..answers {
+                self.reply(451, "4.3.0 Error: lost the sender, try again").await?;
+            }
+            return Ok(());
         };
-        let size = raw.len();
-        let started = std::time::Instant::now();
-        let result = self.sink.accept(envelope.clone(), sender, raw).await;
         self.reset();
+        if answers == 1 {
+            let (code, text) = self.accept(envelope, sender, raw).await;
+            return self.reply(code, &text).await;
+        }
+        // LMTP with several recipients: one message for all when it can be stored; otherwise each
+        // recipient alone, so that one that cannot be stored gets its 4xx and the others their 250.
+        let spare = (sender.clone(), raw.clone());
+        let rcpts = envelope.rcpt_to.clone();
+        let (code, text) = self.accept(envelope.clone(), sender, raw).await;
+        if code == 250 {
+            for _ in 0..answers {
+                self.reply(code, &text).await?;
+            }
+            return Ok(());
+        }
+        tracing::info!(peer = %self.peer, rcpts = rcpts.len(), "refused for all recipients; trying each on its own");
+        for rcpt in rcpts {
+            let alone = Envelope { rcpt_to: vec![rcpt], ..envelope.clone() };
+            let (code, text) = self.accept(alone, spare.0.clone(), spare.1.clone()).await;
+            self.reply(code, &text).await?;
+        }
+        Ok(())
+    }
+
+    /// Hands a finished message to the sink: the reply to give for it.
+    async fn accept(&mut self, envelope: Envelope, sender: S::Sender, raw: Vec<u8>) -> (u16, String) {
+        let size = raw.len();
+        let rcpts = envelope.rcpt_to.len();
+        let started = std::time::Instant::now();
+        let result = self.sink.accept(envelope, sender, raw).await;
         let ms = started.elapsed().as_millis() as u64;
         match result {
             Ok(id) => {
-                tracing::info!(peer = %self.peer, message_id = %id, size, rcpts = envelope.rcpt_to.len(), store_ms = ms, "accepted");
-                self.reply(250, &format!("2.0.0 Ok: queued as {id}")).await
+                tracing::info!(peer = %self.peer, message_id = %id, size, rcpts, store_ms = ms, "accepted");
+                (250, format!("2.0.0 Ok: queued as {id}"))
             }
             Err(r) => {
                 tracing::warn!(peer = %self.peer, size, code = r.code, reason = %r.text, "message not accepted");
                 self.metrics.rejected(r.reason);
-                self.reply(r.code, &r.text).await
+                (r.code, r.text)
             }
         }
     }
@@ -442,9 +522,47 @@ impl<S: Sink> Session<S> {
     }
 }
 
-/// The connection under the session: plain TCP, or TLS after STARTTLS.
+/// An accepted connection: TCP, or a Unix socket (LMTP from a local MTA).
+pub enum Conn {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Conn::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The connection under the session: plain, or TLS after STARTTLS.
 enum Stream {
-    Plain(TcpStream),
+    Plain(Conn),
     Tls(Box<TlsStream<TcpStream>>),
     /// Between the two, while the handshake owns the socket.
     Closed,

@@ -96,6 +96,8 @@ impl World {
 pub fn envelope(helo: &str, mail_from: &str) -> Envelope {
     Envelope {
         client_ip: SENDER_IP,
+        proxy_ip: None,
+        ingress: mxhook::mail::Ingress::Smtp,
         helo: helo.into(),
         mail_from: mail_from.into(),
         rcpt_to: vec!["support@mx.auth.test".into()],

@@ -152,6 +152,8 @@ pub(crate) struct ParseFigures {
 fn envelope() -> mxhook::mail::Envelope {
     mxhook::mail::Envelope {
         client_ip: "192.0.2.7".parse().unwrap(),
+        proxy_ip: None,
+        ingress: mxhook::mail::Ingress::Smtp,
         helo: "fuzz.test".into(),
         mail_from: "fuzz@sender.test".into(),
         rcpt_to: vec!["inbox@example.test".into()],
