@@ -12,7 +12,7 @@ use crate::config::{Endpoint, Stream, WebhookConfig};
 use crate::deliver::{Deliverer, Ordering};
 use crate::http::links::UrlSigner;
 use crate::mail::{DeliveryStatus, Destination, EventMessage, EventType, Standing};
-use crate::mail::{Envelope, Reason, Reply};
+use crate::mail::{Envelope, Ingress, Reason, Reply};
 use crate::route::{Mode, Plan, Router};
 use crate::senders::Proven;
 use crate::smtp::Sink;
@@ -59,7 +59,13 @@ struct Stored {
 impl Sink for Ingest {
     type Sender = Option<SenderChecks>;
 
-    async fn check_mail(&self, client_ip: IpAddr, helo: &str, mail_from: &str) -> Result<Self::Sender, Reply> {
+    async fn check_mail(
+        &self,
+        client_ip: IpAddr,
+        ingress: Ingress,
+        helo: &str,
+        mail_from: &str,
+    ) -> Result<Self::Sender, Reply> {
         // Nothing is proven yet (SPF is checked below): only an IP allow rule counts here, unless
         // `[auth]` is off.
         let unchecked = self.auth.is_none();
@@ -71,7 +77,7 @@ impl Sink for Ingest {
         match &self.auth {
             // An allowed sender is not refused for its SPF: the checks run again at DATA and are
             // recorded in the event as usual.
-            Some(auth) => match auth.check_mail(client_ip, helo, mail_from).await {
+            Some(auth) => match auth.check_mail(client_ip, ingress, helo, mail_from).await {
                 Err(_) if standing == Standing::Allowed => Ok(None),
                 checked => checked,
             },

@@ -9,6 +9,7 @@
 mod cache;
 mod health;
 mod settings;
+mod upstream;
 mod verdict;
 
 use std::net::{IpAddr, SocketAddr};
@@ -24,7 +25,9 @@ use mail_auth::{
 };
 use tokio::time::Instant;
 
-use crate::mail::{ArcVerdict, Auth, DkimVerdict, DmarcVerdict, Envelope, Reason, Reply, SpfVerdict, printable};
+use crate::mail::{
+    ArcVerdict, Auth, AuthSource, DkimVerdict, DmarcVerdict, Envelope, Ingress, Reason, Reply, SpfVerdict, printable,
+};
 
 pub use cache::Caches;
 pub use settings::{AuthSettings, DmarcReject, SpfMode};
@@ -103,8 +106,15 @@ impl Authenticator {
 
     /// At MAIL FROM, only with `spf = "strict"`: refuses a sender whose SPF fails (550 5.7.1) or
     /// cannot be checked now (451 4.7.1). None in other modes: SPF then runs at the end of DATA.
-    pub async fn check_mail(&self, ip: IpAddr, helo: &str, mail_from: &str) -> Result<Option<SenderChecks>, Reply> {
-        if self.settings.spf != SpfMode::Strict {
+    /// Mail handed over by a mail server in front is never checked here: its address says nothing.
+    pub async fn check_mail(
+        &self,
+        ip: IpAddr,
+        ingress: Ingress,
+        helo: &str,
+        mail_from: &str,
+    ) -> Result<Option<SenderChecks>, Reply> {
+        if self.settings.spf != SpfMode::Strict || ingress.from_upstream() {
             return Ok(None);
         }
         let started = Instant::now();
@@ -145,8 +155,16 @@ impl Authenticator {
         let from_domain = message.as_ref().and_then(from_domain);
         // DMARC's SPF identity is the one SPF checked: MAIL FROM's domain, or HELO for `<>`.
         let spf_domain = mail_from.rsplit_once('@').map_or(helo, |(_, d)| d);
-        let check_spf = self.settings.spf != SpfMode::Off;
-        let (checked_helo, checked_from) = sender.map(|s| (s.helo, s.mail_from)).unzip();
+        let upstream = envelope.ingress.from_upstream();
+        let check_spf = self.settings.spf != SpfMode::Off && !upstream;
+        let (checked_helo, mut checked_from) = sender.map(|s| (s.helo, s.mail_from)).unzip();
+        if upstream && self.settings.spf != SpfMode::Off {
+            // The upstream's verdict stands in for ours, DMARC's SPF side included.
+            checked_from = Some(match upstream::spf(raw, &self.settings.trusted_authserv_ids) {
+                Some(u) => SpfOutput::new(u.domain).with_result(u.result),
+                None => SpfOutput::new(spf_domain.to_ascii_lowercase()).with_result(SpfResult::None),
+            });
+        }
 
         let helo_spf = async {
             match checked_helo {
@@ -227,6 +245,7 @@ impl Authenticator {
             dmarc: DmarcVerdict::new(&dmarc, from_domain.as_deref()),
             arc: ArcVerdict::new(&arc),
             header,
+            source: if upstream { AuthSource::Upstream } else { AuthSource::Smtp },
         };
 
         let dmarc_rejects = matches!(dmarc.result(), DmarcResult::Fail(_))

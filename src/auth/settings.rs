@@ -35,4 +35,6 @@ pub struct AuthSettings {
     pub timeout: Duration,
     pub dmarc_reject: DmarcReject,
     pub spf: SpfMode,
+    /// `[lmtp] trusted_authserv_ids`, lower-case: whose SPF verdict counts for mail handed over.
+    pub trusted_authserv_ids: Vec<String>,
 }

@@ -104,6 +104,7 @@ mod tests {
 
     fn auth(dmarc: &str, spf: (&str, &str), dkim: Option<(&str, &str)>) -> Auth {
         Auth {
+            source: crate::mail::AuthSource::Smtp,
             spf: Some(SpfVerdict { result: spf.0.into(), domain: spf.1.into() }),
             spf_helo: None,
             dkim: dkim

@@ -316,7 +316,10 @@ impl Settings {
         }
         let spam = spam_settings(&raw.spam, text, problems);
         let forward = raw.forward.as_ref().and_then(|f| forward_settings(f, base, doc, problems));
-        let auth = auth_settings(doc, &raw.auth, problems);
+        let mut auth = auth_settings(doc, &raw.auth, problems);
+        if let (Some(a), Some(l)) = (auth.as_mut(), lmtp.as_ref()) {
+            a.trusted_authserv_ids = l.trusted_authserv_ids.clone();
+        }
         let senders = senders_settings(&raw.senders, text, problems);
         let api = raw.api.as_ref().map(|a| api_settings(a, base, doc, problems));
         let streams = stream_settings(&raw, text, problems);
@@ -635,7 +638,13 @@ fn auth_settings(doc: &Doc, raw: &AuthConfig, problems: &mut Vec<Problem>) -> Op
     if raw.timeout.is_zero() {
         problems.push(doc.at("auth.timeout", "must be more than 0 (e.g. \"5s\")"));
     }
-    raw.enabled.then_some(AuthSettings { dns, timeout: raw.timeout, dmarc_reject: raw.dmarc_reject, spf: raw.spf })
+    raw.enabled.then_some(AuthSettings {
+        dns,
+        timeout: raw.timeout,
+        dmarc_reject: raw.dmarc_reject,
+        spf: raw.spf,
+        trusted_authserv_ids: Vec::new(),
+    })
 }
 
 /// An endpoint's signing keys from exactly one of `secret`, `secret_file` and `secrets`, each parsed

@@ -24,4 +24,4 @@ pub use report::{Bounce, BounceOriginal, BounceRecipient, BounceTo, Complaint};
 pub use schema::EVENT_VERSION;
 pub use signing_key::{KeyError, SigningKey, SigningKeys, generate_secret};
 pub use standing::Standing;
-pub use verdicts::{ArcVerdict, Auth, DkimVerdict, DmarcVerdict, SpfVerdict};
+pub use verdicts::{ArcVerdict, Auth, AuthSource, DkimVerdict, DmarcVerdict, SpfVerdict};

@@ -17,6 +17,21 @@ pub struct Auth {
     /// The Authentication-Results value mxhook computed (RFC 8601), unfolded to one line:
     /// `mx.example.com; spf=pass (…) smtp.mailfrom=…; dkim=pass header.d=… ; dmarc=pass …`.
     pub header: String,
+    /// Where the SPF verdicts come from (DKIM, ARC and DMARC are always verified here). Events
+    /// stored before this field existed read as `smtp`, which they were.
+    #[serde(default)]
+    pub source: AuthSource,
+}
+
+/// `smtp`: SPF checked here against the sending server's address. `upstream`: the message was handed
+/// over by a mail server in front (LMTP, `mxhook deliver`); SPF is that server's verdict from its
+/// trusted `Authentication-Results` / `Received-SPF` header, or `none` without one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthSource {
+    #[default]
+    Smtp,
+    Upstream,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -33,6 +33,7 @@ pub trait Sink: Send + Sync + 'static {
     fn check_mail(
         &self,
         client_ip: IpAddr,
+        ingress: Ingress,
         helo: &str,
         mail_from: &str,
     ) -> impl Future<Output = Result<Self::Sender, Reply>> + Send;

@@ -305,7 +305,7 @@ impl<S: Sink> Session<S> {
             return self.reply(552, "5.3.4 Error: message size exceeds fixed limit").await;
         }
         let helo = self.helo.as_deref().unwrap_or_default();
-        match self.sink.check_mail(self.peer.ip(), helo, &from).await {
+        match self.sink.check_mail(self.peer.ip(), self.ingress, helo, &from).await {
             Ok(sender) => {
                 self.sender = Some(sender);
                 self.mail_from = Some(from);

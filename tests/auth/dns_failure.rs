@@ -11,7 +11,13 @@ use crate::helpers::mail::message;
 use crate::helpers::{Algo, DnsServer, Signer};
 
 fn authenticator(dns: std::net::SocketAddr, timeout: Duration) -> Authenticator {
-    let settings = AuthSettings { dns: vec![dns], timeout, dmarc_reject: DmarcReject::Accept, spf: SpfMode::Relaxed };
+    let settings = AuthSettings {
+        dns: vec![dns],
+        timeout,
+        dmarc_reject: DmarcReject::Accept,
+        spf: SpfMode::Relaxed,
+        trusted_authserv_ids: Vec::new(),
+    };
     Authenticator::new(&settings, "mx.auth.test").unwrap()
 }
 

@@ -26,7 +26,13 @@ pub struct World {
 impl World {
     pub fn new(dmarc_reject: DmarcReject, spf: SpfMode) -> World {
         let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        let settings = AuthSettings { dns: vec![closed], timeout: Duration::from_secs(1), dmarc_reject, spf };
+        let settings = AuthSettings {
+            dns: vec![closed],
+            timeout: Duration::from_secs(1),
+            dmarc_reject,
+            spf,
+            trusted_authserv_ids: Vec::new(),
+        };
         World { auth: Authenticator::new(&settings, "mx.auth.test").unwrap() }
     }
 

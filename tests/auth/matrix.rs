@@ -243,13 +243,24 @@ async fn spf_off_leaves_spf_null_and_dmarc_relies_on_dkim() {
 async fn strict_spf_refuses_fail_and_temperror_at_mail_from() {
     let w = World::new(DmarcReject::Accept, SpfMode::Strict).with_spf_fixtures();
     let ip = crate::fixture::SENDER_IP;
-    let fail = w.auth.check_mail(ip, "x.test", "a@fail.spf.test").await.expect_err("SPF fail is refused");
+    let fail = w
+        .auth
+        .check_mail(ip, mxhook::mail::Ingress::Smtp, "x.test", "a@fail.spf.test")
+        .await
+        .expect_err("SPF fail is refused");
     assert_eq!((fail.code, &fail.text[..6]), (550, "5.7.1 "), "{}", fail.text);
-    let temp = w.auth.check_mail(ip, "x.test", "a@temperror.spf.test").await.expect_err("temperror is refused");
+    let temp = w
+        .auth
+        .check_mail(ip, mxhook::mail::Ingress::Smtp, "x.test", "a@temperror.spf.test")
+        .await
+        .expect_err("temperror is refused");
     assert_eq!((temp.code, &temp.text[..6]), (451, "4.7.1 "), "{}", temp.text);
     for ok in ["a@softfail.spf.test", "a@none.spf.test", "a@pass.spf.test"] {
-        let sender =
-            w.auth.check_mail(ip, "x.test", ok).await.unwrap_or_else(|r| panic!("{ok}: {} {}", r.code, r.text));
+        let sender = w
+            .auth
+            .check_mail(ip, mxhook::mail::Ingress::Smtp, "x.test", ok)
+            .await
+            .unwrap_or_else(|r| panic!("{ok}: {} {}", r.code, r.text));
         // What MAIL FROM found is what the event reports: no second lookup decides otherwise.
         let auth = w.auth.verify(&envelope("x.test", ok), sender, &message("a@example.org", "16")).await.unwrap();
         assert_eq!(auth.spf.unwrap().result, ok.trim_start_matches("a@").trim_end_matches(".spf.test"));

@@ -45,7 +45,13 @@ impl TestSink {
 impl Sink for TestSink {
     type Sender = ();
 
-    async fn check_mail(&self, _client_ip: IpAddr, _helo: &str, _mail_from: &str) -> Result<(), Reply> {
+    async fn check_mail(
+        &self,
+        _client_ip: IpAddr,
+        _ingress: mxhook::mail::Ingress,
+        _helo: &str,
+        _mail_from: &str,
+    ) -> Result<(), Reply> {
         Ok(())
     }
 
