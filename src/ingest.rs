@@ -40,6 +40,44 @@ pub struct Ingest {
     pub senders: crate::senders::Live,
     /// Each `[streams.NAME]`'s event types decide whether it keeps a message's event.
     pub streams: BTreeMap<String, Stream>,
+    /// Whether new deliveries are handed to this process's scheduler. False in `mxhook deliver`:
+    /// they stay in the store's queue, where the running `serve` picks them up.
+    pub hand_off: bool,
+}
+
+impl Ingest {
+    /// The ingest `serve` and `mxhook deliver` both run: one way into the store.
+    pub fn new(
+        settings: &crate::config::Settings,
+        store: Arc<Store>,
+        signer: Arc<UrlSigner>,
+        deliverer: Arc<Deliverer>,
+        metrics: Arc<crate::metrics::Metrics>,
+        wake: Arc<Notify>,
+    ) -> anyhow::Result<Ingest> {
+        let auth = match &settings.auth {
+            Some(a) => Some(Arc::new(Authenticator::new(a, &settings.smtp.hostname)?)),
+            None => None,
+        };
+        Ok(Ingest {
+            router: Router::new(settings.domains.clone(), &settings.routes),
+            store: store.clone(),
+            endpoints: settings.endpoints.clone(),
+            wake,
+            signer,
+            webhook: Arc::new(WebhookConfig {
+                inline_raw_max: settings.webhook.inline_raw_max,
+                max_payload: settings.webhook.max_payload,
+            }),
+            metrics,
+            deliverer,
+            spam: settings.spam.as_ref().map(crate::spam::SpamCheck::new),
+            auth,
+            senders: crate::senders::Live::new(&settings.senders, store),
+            streams: settings.streams.clone(),
+            hand_off: true,
+        })
+    }
 }
 
 const STORE_FAILED: &str = "4.3.0 Error: queue file write error, try again later";
@@ -205,7 +243,10 @@ impl Sink for Ingest {
             self.wake.notify_one();
             return Err(refusal);
         }
-        let left = self.deliverer.hand_off(stored.now, stored.event_type, &stored.event_message);
+        let left = match self.hand_off {
+            true => self.deliverer.hand_off(stored.now, stored.event_type, &stored.event_message),
+            false => stored.now,
+        };
         if !left.is_empty() {
             self.store.unclaim(&left);
         }

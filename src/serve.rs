@@ -10,13 +10,11 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::{Notify, watch};
 
-use crate::auth::Authenticator;
 use crate::config::Settings;
 use crate::deliver::{self, Deliverer};
 use crate::http::links::UrlSigner;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
-use crate::route::Router;
 use crate::smtp::tls::Tls;
 use crate::store::Store;
 use crate::{http, smtp};
@@ -47,19 +45,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if resumed > 0 {
         tracing::warn!(deliveries = resumed, "resuming deliveries left in flight by the last run");
     }
-    // One authenticator for every session: its record cache is what makes repeat senders free.
-    // Built before the listeners are announced, so it adds nothing to the start after that.
-    let auth = match &settings.auth {
-        Some(a) => Some(Arc::new(Authenticator::new(a, &settings.smtp.hostname)?)),
-        None => None,
-    };
-    let mut listeners: Vec<smtp::Listener> =
-        smtp::bind(&settings.listen).await?.into_iter().map(smtp::Listener::from).collect();
-    if let Some(lmtp) = &settings.lmtp {
-        listeners.extend(smtp::bind_lmtp(lmtp).await?);
-    }
-    let http_listener = http::bind(settings.http_listen).await?;
-
     let key_file = settings.url_secret_file.clone().unwrap_or_else(|| settings.data_dir.join("url.key"));
     let key = UrlSigner::load_or_create_key(&key_file)?;
     let signer = Arc::new(UrlSigner::new(&key, &settings.public_url, settings.link_ttl.as_secs() as i64));
@@ -73,20 +58,23 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let deliverer =
         Arc::new(Deliverer::new(store.clone(), &settings.endpoints, metrics.clone()).with_forwarder(forwarder));
-    let ingest = Arc::new(Ingest {
-        router: Router::new(settings.domains.clone(), &settings.routes),
-        store: store.clone(),
-        endpoints: settings.endpoints.clone(),
-        wake: wake.clone(),
-        signer: signer.clone(),
-        webhook: Arc::new(settings.webhook),
-        metrics: metrics.clone(),
-        deliverer: deliverer.clone(),
-        spam: settings.spam.as_ref().map(crate::spam::SpamCheck::new),
-        auth,
-        senders: crate::senders::Live::new(&settings.senders, store.clone()),
-        streams: settings.streams.clone(),
-    });
+    // One authenticator for every session: its record cache is what makes repeat senders free.
+    // Built before the listeners are announced, so it adds nothing to the start after that.
+    let ingest = Arc::new(Ingest::new(
+        &settings,
+        store.clone(),
+        signer.clone(),
+        deliverer.clone(),
+        metrics.clone(),
+        wake.clone(),
+    )?);
+    let mut listeners: Vec<smtp::Listener> =
+        smtp::bind(&settings.listen).await?.into_iter().map(smtp::Listener::from).collect();
+    if let Some(lmtp) = &settings.lmtp {
+        listeners.extend(smtp::bind_lmtp(lmtp).await?);
+    }
+    let http_listener = http::bind(settings.http_listen).await?;
+
     let mut limits = smtp::Limits::from(&settings.smtp);
     if let Some(t) = &settings.smtp.tls {
         limits.tls = Some(Arc::new(Tls::load(&t.cert, &t.key, t.require)?));

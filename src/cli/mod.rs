@@ -2,6 +2,7 @@
 //! store the server uses (`messages`, `deliveries`, `endpoints`, `secret`). Commands other than
 //! `serve` open the SQLite file directly; WAL lets them read and edit it while `serve` runs.
 
+mod deliver;
 mod deliveries;
 mod doctor;
 mod endpoints;
@@ -44,6 +45,17 @@ enum Command {
     Serve,
     /// Validate the configuration file; names the line and key of every problem.
     CheckConfig,
+    /// Take one message on standard input (an MTA's pipe transport) into the store, as if received
+    /// over SMTP. Exit codes (sysexits): 0 stored, 65 unreadable input, 67 no route for a recipient,
+    /// 75 could not store (try again), 77 refused by policy.
+    Deliver {
+        /// The envelope sender (`""` or `<>` for the null sender).
+        #[arg(long, allow_hyphen_values = true)]
+        from: String,
+        /// A recipient; repeat for several.
+        #[arg(long, required = true)]
+        to: Vec<String>,
+    },
     /// Inspect stored messages, print raw mail, replay events.
     #[command(subcommand)]
     Messages(messages::Cmd),
@@ -132,6 +144,14 @@ pub fn run() -> anyhow::Result<ExitCode> {
             Err(e) => {
                 println!("{e}");
                 Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Deliver { from, to } => match Settings::load(&cli.config) {
+            Ok(settings) => Ok(deliver::run(&settings, &from, &to)),
+            Err(e) => {
+                // A broken config is the operator's to fix; the MTA keeps the message meanwhile.
+                eprintln!("{e}");
+                Ok(ExitCode::from(deliver::EX_TEMPFAIL))
             }
         },
         Command::Messages(cmd) => messages::run(&load(&cli.config)?, cmd),
