@@ -70,7 +70,6 @@ impl Postfix {
 
     /// One transaction Postfix must accept (queue it); panics with its log otherwise.
     #[allow(dead_code)]
-    /// One transaction Postfix must accept (queue it); panics with its log otherwise.
     #[track_caller]
     pub fn submit(&self, from: &str, to: &str, body: &[u8]) {
         let mut c = SmtpClient::ready_as(self.smtp, "client.test");
