@@ -172,7 +172,7 @@ retry = ["0s", "1m", "5x"]
         format!(
             "{f}:3:1: smtp.max_recipents: unknown field `max_recipents`, expected one of `listen`, `hostname`, \
              `max_message_size`, `max_recipients`, `max_sessions`, `max_sessions_per_ip`, \
-             `max_messages_per_minute_per_ip`, `max_errors`, `command_timeout`, `data_timeout`, `session_timeout`, `tls`"
+             `max_messages_per_minute_per_ip`, `max_errors`, `command_timeout`, `data_timeout`, `session_timeout`, `trusted_networks`, `proxy_protocol`, `tls`"
         ),
         format!(
             "{f}:7:1: storage.retension: unknown field `retension`, expected one of `data_dir`, `retention`, \
