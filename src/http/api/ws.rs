@@ -32,9 +32,11 @@ pub(super) async fn socket(
     _caller: Reader,
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    // The stream first: an unknown one is 404 whatever the request is.
     stream(&app, &name)?;
+    let upgrade = upgrade.map_err(|e| ApiError::bad_request(format!("a WebSocket upgrade is needed here: {e}")))?;
     Ok(upgrade.max_message_size(MAX_FRAME).on_upgrade(move |socket| async move {
         let mut socket = socket;
         if let Err(e) = serve(&mut socket, &app, &name).await {
