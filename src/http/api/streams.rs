@@ -365,6 +365,15 @@ mod tests {
     }
 
     #[test]
+    fn schema_openapi_json_documents_every_stream_route() {
+        let doc: serde_json::Value = serde_json::from_str(super::super::OPENAPI).unwrap();
+        for (path, method) in [("events", "get"), ("ws", "get"), ("poll", "get"), ("ack", "post")] {
+            let op = &doc["paths"][format!("/streams/{{name}}/{path}")][method];
+            assert!(op["responses"]["401"].is_object(), "{method} /streams/{{name}}/{path}");
+        }
+    }
+
+    #[test]
     fn query_values_are_checked() {
         assert_eq!(cursor("after", "7").unwrap(), 7);
         assert!(cursor("after", "-1").is_err() && cursor("after", "x").is_err());
