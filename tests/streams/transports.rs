@@ -28,7 +28,7 @@ fn scenario(client_name: &str, first_args: &[&str], resume: impl Fn(&Gateway, &R
     let gw = h.start();
     let first_id = send(&gw, "first");
     let first = client(&gw, client_name, &[&["--count", "1"], first_args].concat());
-    assert_eq!(first.message_ids(), [first_id.clone()]);
+    assert_eq!(first.message_ids(), std::slice::from_ref(&first_id));
     let missed = send_many(&gw, "missed", 50);
     let marker = send(&gw, "marker");
     let resumed = resume(&gw, &first, "marker");
