@@ -111,3 +111,26 @@ fn polling_starts_now_or_after_a_cursor_and_a_long_poll_wakes_on_commit() {
     assert!(started.elapsed() < std::time::Duration::from_secs(20), "the long poll woke on the commit");
     drop(h);
 }
+
+/// An open SSE reader does not hold a stopping gateway open: SIGTERM ends its stream and the
+/// gateway exits.
+#[test]
+fn sigterm_ends_open_readers_and_the_gateway_exits() {
+    use std::io::{Read, Write};
+    let h = harness();
+    let mut gw = h.start();
+    send(&gw, "one");
+    let mut sse = std::net::TcpStream::connect(gw.http).unwrap();
+    write!(sse, "GET /v1/streams/{STREAM}/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    h.wait_until(SHORT, "the first SSE event", || {
+        let n = sse.read(&mut buf).unwrap();
+        got.extend_from_slice(&buf[..n]);
+        String::from_utf8_lossy(&got).contains("\nid: ")
+    });
+    gw.signal(libc::SIGTERM);
+    let status = gw.wait_exit(SHORT);
+    assert!(status.success(), "{status}\n{}", gw.log());
+}
