@@ -96,12 +96,21 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             store: store.clone(),
             signer,
             metrics: metrics.clone(),
-            api: settings.api.clone().map(http::api::Api::new),
+            api: settings
+                .api
+                .clone()
+                .map(|a| http::api::Api::new(a).with_streams(settings.streams.keys().cloned(), stopped.clone())),
         }),
         stopped.clone(),
     ));
     let deliver_task = tokio::spawn(deliver::run(deliverer.clone(), wake, stopped.clone()));
-    let janitor_task = tokio::spawn(janitor(store.clone(), settings.retention, settings.keep_metadata, stopped));
+    let stream_retention: Vec<(String, Duration)> =
+        settings.streams.values().map(|s| (s.name.clone(), s.retention)).collect();
+    if !stream_retention.is_empty() {
+        tokio::spawn(streams_tip(store.clone(), stopped.clone()));
+    }
+    let janitor_task =
+        tokio::spawn(janitor(store.clone(), settings.retention, settings.keep_metadata, stream_retention, stopped));
     fresh.keep();
     tracing::info!(config = %settings.file.display(), data_dir = %settings.data_dir.display(), "mxhook started");
 
@@ -150,9 +159,41 @@ impl Drop for FreshDir {
     }
 }
 
-/// Applies retention at start and then hourly.
-async fn janitor(store: Arc<Store>, retention: Duration, keep_metadata: Duration, mut stop: watch::Receiver<bool>) {
+/// Once a second, wakes the stream readers if another process (`mxhook deliver`) added stream
+/// events: this process's own commits wake them at once (`Store::streams_watch`).
+async fn streams_tip(store: Arc<Store>, mut stop: watch::Receiver<bool>) {
     loop {
+        let s = store.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.check_streams_tip()).await {
+            tracing::warn!(error = %format!("{e:#}"), "reading the streams' newest cursor failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Applies retention at start and then hourly: messages' files and records, and each stream's
+/// events older than its own `retention`.
+async fn janitor(
+    store: Arc<Store>,
+    retention: Duration,
+    keep_metadata: Duration,
+    streams: Vec<(String, Duration)>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        for (name, keep) in &streams {
+            let (s, n) = (store.clone(), name.clone());
+            let cutoff = crate::time::now_ms() - keep.as_millis() as i64;
+            match tokio::task::spawn_blocking(move || s.purge_stream(&n, cutoff)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(stream = %name, events = n, "stream retention applied"),
+                Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "stream retention failed"),
+                Err(e) => tracing::error!(error = %e, "stream retention task failed"),
+            }
+        }
         let s = store.clone();
         let (r, k) = (retention.as_millis() as i64, keep_metadata.as_millis() as i64);
         match tokio::task::spawn_blocking(move || s.apply_retention(crate::time::now_ms(), r, k)).await {

@@ -73,16 +73,21 @@ fn verify(key: &SigningKey, headers: &HeaderMap, body: &[u8]) -> Result<(), Stri
     Ok(())
 }
 
-fn summary(e: &Value) -> String {
+/// A readable few lines of an event (a webhook's, or a stream's: `mxhook listen --stream`).
+pub(super) fn summary(e: &Value) -> String {
     let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
     let m = &e["message"];
     let rcpts: Vec<String> = m["smtp"]["rcpt_to"].as_array().map(|a| a.iter().map(s).collect()).unwrap_or_default();
     let atts = m["attachments"].as_array().map_or(0, |a| a.len());
+    let (at, via) = match e.get("stream") {
+        Some(st) => (s(&e["created_at"]), format!("stream {} #{}", s(&st["name"]), st["cursor"])),
+        None => (s(&e["delivery"]["attempted_at"]), format!("attempt {}", e["delivery"]["attempt"])),
+    };
     let mut out = format!(
-        "{}  {} attempt {}  {}\n  from {} to {}\n  subject {}\n  parsed {}, {} attachment(s), {} bytes",
-        s(&e["delivery"]["attempted_at"]),
+        "{}  {} {}  {}\n  from {} to {}\n  subject {}\n  parsed {}, {} attachment(s), {} bytes",
+        at,
         s(&e["id"]),
-        e["delivery"]["attempt"],
+        via,
         s(&m["id"]),
         s(&m["from"]["address"]),
         rcpts.join(", "),

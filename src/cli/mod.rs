@@ -7,6 +7,7 @@ mod deliveries;
 mod doctor;
 mod endpoints;
 mod listen;
+mod listen_stream;
 mod messages;
 mod routes;
 mod senders;
@@ -83,17 +84,32 @@ enum Command {
         #[arg(long)]
         skip_endpoints: bool,
     },
-    /// A local receiver for development: verifies signatures and prints each event.
+    /// A local receiver for development: verifies signatures and prints each event. With
+    /// `--stream`, reads a gateway's stream instead (nothing exposed) and prints each event, or
+    /// POSTs it signed to `--forward-to`.
     Listen {
         /// The port to listen on (127.0.0.1).
         #[arg(long, default_value_t = 9000)]
         port: u16,
-        /// The endpoint's secret (`whsec_…`).
+        /// The endpoint's secret (`whsec_…`): checks requests, or with `--forward-to` signs them.
         #[arg(long, env = "MXHOOK_LISTEN_SECRET")]
-        secret: String,
+        secret: Option<String>,
         /// Print whole events as JSON.
         #[arg(long)]
         json: bool,
+        /// A gateway's stream to read, e.g. `https://mx.example.com/v1/streams/dev`.
+        #[arg(long, value_name = "URL")]
+        stream: Option<String>,
+        /// The API token for `--stream` (read scope).
+        #[arg(long, env = "MXHOOK_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// A named consumer: the gateway keeps its place, so a restart continues where it stopped
+        /// (without one, only events from now on).
+        #[arg(long, value_name = "NAME")]
+        consumer: Option<String>,
+        /// POST each stream event here, signed with `--secret` as the gateway signs webhooks.
+        #[arg(long, value_name = "URL")]
+        forward_to: Option<String>,
     },
     /// Webhook signing secrets.
     #[command(subcommand)]
@@ -162,7 +178,19 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Doctor { dns, public_ip, skip_endpoints } => {
             doctor::run(&load(&cli.config)?, &dns, public_ip, skip_endpoints)
         }
-        Command::Listen { port, secret, json } => listen::run(port, &secret, json),
+        Command::Listen { port, secret, json, stream: None, .. } => match secret {
+            Some(secret) => listen::run(port, &secret, json),
+            None => anyhow::bail!("`mxhook listen` needs --secret (or MXHOOK_LISTEN_SECRET), or --stream"),
+        },
+        Command::Listen { secret, json, stream: Some(url), token, consumer, forward_to, .. } => {
+            let token = token.ok_or_else(|| anyhow::anyhow!("--stream needs --token (or MXHOOK_TOKEN)"))?;
+            let forward = match (forward_to, secret) {
+                (Some(to), Some(secret)) => Some((to, crate::mail::SigningKey::parse(&secret)?)),
+                (Some(_), None) => anyhow::bail!("--forward-to needs --secret to sign the requests"),
+                (None, _) => None,
+            };
+            listen_stream::run(&listen_stream::Options { url, token, consumer, forward, json })
+        }
         Command::Tokens(cmd) => tokens::run(cmd),
         Command::Secret(SecretCmd::Generate) => {
             println!("{}", crate::mail::generate_secret()?);

@@ -15,7 +15,7 @@ pub enum Cmd {
     Create {
         /// The token's name, shown in `whoami` (e.g. the app that uses it).
         name: String,
-        /// Also allow changes: delete, retry, replay, acks.
+        /// Also allow changes: delete, retry, replay (acking a stream needs only read).
         #[arg(long)]
         write: bool,
     },

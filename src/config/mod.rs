@@ -228,6 +228,24 @@ mod tests {
         );
     }
 
+    /// Both files carry the same commented `[streams.dev]` example, and it is a valid one.
+    #[test]
+    fn the_commented_stream_example_is_in_both_files_and_valid() {
+        let example = |text: &str| -> String {
+            let start = text.find("# [streams.dev]").expect("a commented [streams.dev] example");
+            text[start..]
+                .lines()
+                .take_while(|l| l.starts_with("# ") && !l[2..].trim().is_empty())
+                .map(|l| l[2..].split("  #").next().unwrap_or("").trim_end().to_string() + "\n")
+                .collect()
+        };
+        let packaged = example(include_str!("../../packaging/gateway.toml"));
+        assert_eq!(packaged, example(include_str!("../../gateway.example.toml")));
+        let s = load(&packaged).expect("the example is a valid [streams.dev]");
+        assert_eq!(s.streams["dev"].retention, Duration::from_secs(7 * 86400));
+        assert!(s.streams["dev"].wants(crate::mail::EventType::Bounced));
+    }
+
     const DOMAIN: &str = "[[domains]]\nname = \"a.test\"\n";
 
     #[test]

@@ -5,34 +5,12 @@
 use std::io::Read;
 use std::time::Instant;
 
-use serde::Serialize;
-
 use super::resolve::CachingResolver;
 use crate::config::Endpoint;
-use crate::mail::EVENT_VERSION;
-use crate::mail::EventType;
+use crate::mail::{EventType, Via};
 
 /// How much of an endpoint's answer we keep for `deliveries show`.
 const RESPONSE_EXCERPT: u64 = 1024;
-
-/// The event around its `message`, which is added as the JSON it already is (see `event_body`).
-#[derive(Serialize)]
-struct Event<'a> {
-    id: &'a str,
-    #[serde(rename = "type")]
-    kind: &'a str,
-    version: &'a str,
-    created_at: &'a str,
-    delivery: DeliveryInfo<'a>,
-}
-
-#[derive(Serialize)]
-struct DeliveryInfo<'a> {
-    id: &'a str,
-    endpoint: &'a str,
-    attempt: i64,
-    attempted_at: &'a str,
-}
 
 pub struct EventParts<'a> {
     pub event_id: &'a str,
@@ -47,27 +25,11 @@ pub struct EventParts<'a> {
     pub message_json: &'a str,
 }
 
+/// The webhook's event body (see `mail::event_body`, shared with the streams).
 pub fn event_body(p: &EventParts<'_>) -> anyhow::Result<Vec<u8>> {
-    let event = Event {
-        id: p.event_id,
-        kind: p.event_type.as_str(),
-        version: EVENT_VERSION,
-        created_at: p.created_at,
-        delivery: DeliveryInfo {
-            id: p.delivery_id,
-            endpoint: p.endpoint,
-            attempt: p.attempt,
-            attempted_at: p.attempted_at,
-        },
-    };
-    // `message` was serialised by us at ingest: it is spliced in, not parsed and copied again.
-    let mut body = serde_json::to_vec(&event)?;
-    anyhow::ensure!(body.pop() == Some(b'}'), "an event serialises as a JSON object");
-    body.reserve(p.message_json.len() + 12);
-    body.extend_from_slice(b",\"message\":");
-    body.extend_from_slice(p.message_json.as_bytes());
-    body.push(b'}');
-    Ok(body)
+    let via =
+        Via::Delivery { id: p.delivery_id, endpoint: p.endpoint, attempt: p.attempt, attempted_at: p.attempted_at };
+    crate::mail::event_body(p.event_id, p.event_type, p.created_at, &via, p.message_json)
 }
 
 /// What one POST came to.

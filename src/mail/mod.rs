@@ -5,6 +5,7 @@
 mod delivery;
 mod envelope;
 mod event;
+mod event_body;
 mod event_json;
 mod event_type;
 mod reply;
@@ -17,6 +18,7 @@ mod verdicts;
 pub use delivery::{DeliveryStatus, Destination, NextState};
 pub use envelope::{Envelope, Ingress};
 pub use event::{Attachment, EventMessage, Mailbox, ParseStatus, Raw, Smtp, Spam, sha256_hex};
+pub use event_body::{Via, event_body};
 pub use event_json::{EventJson, with_raw_base64};
 pub use event_type::EventType;
 pub use reply::{Reason, Reply, printable};

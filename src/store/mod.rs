@@ -22,7 +22,7 @@ pub use ingest::{FirstAttempt, NewAttachment, NewMessage};
 pub use reads::{AttachmentRow, Delivery, MessageRow};
 pub use retention::Purged;
 pub use senders::SenderRule;
-pub use streams::StreamEvent;
+pub use streams::{StreamEvent, StreamItem, StreamPage};
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -49,6 +49,11 @@ pub struct Store {
     db_path: PathBuf,
     /// Counted up after each commit that added stream events (streams.rs).
     streams_tip: tokio::sync::watch::Sender<u64>,
+    /// The newest stream cursor `check_streams_tip` has seen, to notice other processes' writes.
+    streams_seen: std::sync::atomic::AtomicI64,
+    /// The stream readers' connection (read-only): many SSE, WebSocket and polling readers must not
+    /// queue behind the delivery side's claims, nor it behind them.
+    streams_read: Mutex<Connection>,
 }
 
 impl Store {
@@ -71,6 +76,9 @@ impl Store {
         let deliver = Connection::open(&db).with_context(|| format!("opening {}", db.display()))?;
         deliver.busy_timeout(Duration::from_secs(10))?;
         deliver.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")?;
+        let streams_read = Connection::open(&db).with_context(|| format!("opening {}", db.display()))?;
+        streams_read.busy_timeout(Duration::from_secs(10))?;
+        streams_read.execute_batch("PRAGMA query_only=ON;")?;
         Ok(Store {
             conn: Mutex::new(conn),
             deliver: Mutex::new(deliver),
@@ -80,6 +88,8 @@ impl Store {
             attachment_dir,
             db_path: db,
             streams_tip: tokio::sync::watch::Sender::new(0),
+            streams_seen: std::sync::atomic::AtomicI64::new(0),
+            streams_read: Mutex::new(streams_read),
         })
     }
 
@@ -92,6 +102,11 @@ impl Store {
     /// The delivery connection, for reads.
     fn deliver_conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.deliver.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The stream readers' connection (streams.rs).
+    fn streams_conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.streams_read.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The deliveries claimed in memory (queue.rs).

@@ -94,6 +94,12 @@ fn the_readmes_event_reference_has_exactly_the_schemas_fields() {
     let schema: Value = serde_json::from_str(include_str!("../../schema/event.schema.json")).unwrap();
     let (mut documented, mut published) = Default::default();
     paths_of(&example, "", &mut documented);
+    // A stream event has `stream` where a webhook has `delivery`: the Streams section shows it.
+    let streams = &readme[readme.find("## Streams").expect("README has \"Streams\"")..];
+    let start = streams.find("```json\n").expect("a stream event example") + "```json\n".len();
+    let stream_example: Value = serde_json::from_str(&streams[start..start + streams[start..].find("```").unwrap()])
+        .expect("README's stream event example is JSON");
+    paths_of(&stream_example, "", &mut documented);
     schema_paths(&schema, &schema, "", &mut published);
     // Below an array the example leaves empty, or an object it shows as null, there is nothing to
     // compare.

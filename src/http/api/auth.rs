@@ -3,7 +3,7 @@
 //! scope a route needs is 403, and a client address that keeps presenting wrong tokens is held off
 //! with 429 for the rest of the minute. Neither the token nor its hash is ever logged.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,6 +12,7 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use subtle::ConstantTimeEq;
+use tokio::sync::watch;
 
 use super::error::ApiError;
 use super::settings::{ApiSettings, Token};
@@ -21,11 +22,28 @@ use crate::http::App;
 pub struct Api {
     pub settings: ApiSettings,
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    /// The configured `[streams.NAME]`: any other name is 404.
+    pub streams: BTreeSet<String>,
+    /// Becomes true when the server stops: open SSE and WebSocket readers end instead of holding
+    /// the graceful shutdown open for ever.
+    pub stopping: watch::Receiver<bool>,
 }
 
 impl Api {
     pub fn new(settings: ApiSettings) -> Self {
-        Api { settings, failures: Mutex::new(HashMap::new()) }
+        Api {
+            settings,
+            failures: Mutex::new(HashMap::new()),
+            streams: BTreeSet::new(),
+            stopping: watch::channel(false).1,
+        }
+    }
+
+    /// The streams readers may read, and the signal that ends their connections.
+    pub fn with_streams(mut self, names: impl IntoIterator<Item = String>, stopping: watch::Receiver<bool>) -> Self {
+        self.streams = names.into_iter().collect();
+        self.stopping = stopping;
+        self
     }
 
     /// The token `presented` matches, if any. Every configured hash is compared, whichever matches.

@@ -5,6 +5,9 @@
 mod auth;
 mod error;
 mod settings;
+mod sse;
+mod streams;
+mod ws;
 
 pub use auth::{Api, Reader, Writer};
 pub use error::ApiError;
@@ -21,7 +24,7 @@ use super::App;
 pub const OPENAPI: &str = include_str!("../../../schema/openapi.json");
 
 pub fn router() -> Router<Arc<App>> {
-    Router::new().route("/openapi.json", get(openapi)).route("/whoami", get(whoami))
+    Router::new().route("/openapi.json", get(openapi)).route("/whoami", get(whoami)).merge(streams::routes())
 }
 
 async fn openapi() -> ([(axum::http::header::HeaderName, &'static str); 1], &'static str) {
