@@ -10,6 +10,7 @@
 //! - `receiver`: the webhook receiver.
 //! - `smtp`: the SMTP client; `starttls`: certificates and an SMTP session over TLS.
 //! - `http`: an HTTP client, /metrics and /healthz.
+//! - `postfix`: a throwaway real Postfix instance with transports the test names.
 //! - `dns`: a UDP DNS server the test controls (records, SERVFAIL, silence, the questions asked).
 //! - `rng`: `Rng`, a seeded xorshift64* generator.
 //! - `wait`: `poll` and `wait_for`.
@@ -20,6 +21,7 @@ pub mod dns;
 pub mod gateway;
 pub mod harness;
 pub mod http;
+pub mod postfix;
 pub mod receiver;
 pub mod rng;
 pub mod schema;

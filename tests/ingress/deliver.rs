@@ -5,8 +5,8 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 
+use crate::common::postfix::{self, POSTFIX_TIMEOUT, Postfix};
 use crate::common::*;
-use crate::postfix::{self, POSTFIX_TIMEOUT, Postfix};
 
 const MESSAGE: &[u8] = b"From: Ada <ada@sender.test>\nTo: inbox@example.test\nSubject: piped\n\
     Message-ID: <piped@sender.test>\n\nThrough a pipe.\n";

@@ -4,8 +4,8 @@
 
 use serde_json::Value;
 
+use crate::common::postfix::{self, POSTFIX_TIMEOUT, Postfix};
 use crate::common::*;
-use crate::postfix::{self, POSTFIX_TIMEOUT, Postfix};
 
 /// Recipients a@ and b@ go to endpoint `app`; c@ to endpoint `flaky` in sync mode (250 only after its
 /// 2xx), which the receiver fails while `flaky` is broken.

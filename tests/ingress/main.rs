@@ -22,22 +22,9 @@ mod common;
 mod deliver;
 mod lmtp;
 mod load;
-mod postfix;
 mod proxy;
 
-use std::path::PathBuf;
-
-/// The first of `candidates` that exists; None prints why the calling test is skipped.
-pub fn tool(name: &str) -> Option<PathBuf> {
-    let found = ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"]
-        .iter()
-        .map(|d| PathBuf::from(d).join(name))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        eprintln!("SKIPPED: `{name}` is not installed (Debian packages in .ci/apt-packages; CI installs them)");
-    }
-    found
-}
+pub use common::postfix::tool;
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

@@ -1,199 +1,25 @@
 //! A real Postfix bounces a message and sends its own delivery status notification to the gateway
-//! (issue 16): a throwaway Postfix instance with its own config, queue and log in a temp dir, relaying
-//! mail for `example.test` to the running gateway and mail for `nowhere.test` to a dead-end SMTP server
-//! that refuses every recipient with `550 5.1.1`. Postfix needs root to start (it drops to its
-//! `postfix` user itself); the tests skip with a message otherwise. Debian package: `postfix` (see
-//! .ci/apt-packages; .ci/run preseeds debconf so the install asks nothing).
+//! (issue 16): a throwaway Postfix instance (`common::postfix`) relaying mail for `example.test` to
+//! the running gateway and mail for `nowhere.test` to a dead-end SMTP server that refuses every
+//! recipient with `550 5.1.1`.
 
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{Harness, Session, SmtpClient, poll, wait_for};
-use crate::engines::free_port;
+use crate::common::postfix::{self, Postfix};
+use crate::common::{Harness, wait_for};
 use crate::sink::{Answer, Sink};
 
 /// Postfix bounces at once on a 5xx, and relays the DSN at once; a slow CI machine may still take a
 /// few seconds for the start of each of its daemons.
 const DSN_TIMEOUT: Duration = Duration::from_secs(60);
-/// `postfix start|stop` run under `timeout`: a wedged Postfix must not hang the suite.
-const COMMAND_TIMEOUT: &str = "60";
 
-/// A Postfix instance of its own: `postfix -c DIR/etc start`, stopped on drop.
-pub struct Postfix {
-    dir: tempfile::TempDir,
-    /// Its smtpd, where the test injects mail.
-    pub smtp: SocketAddr,
-}
-
-impl Postfix {
-    /// Starts Postfix with `transports`: each (domain, address) relays that domain's mail to
-    /// `smtp:[IP]:PORT`; every other destination fails (no DNS, no local delivery).
-    pub fn start(transports: &[(&str, SocketAddr)]) -> Postfix {
-        let bin = postfix_bin();
-        let dir = tempfile::Builder::new().prefix("mxhook-postfix-").tempdir().unwrap();
-        // Postfix's daemons run as the `postfix` user and must traverse to their queue.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let (etc, queue, data) = (dir.path().join("etc"), dir.path().join("queue"), dir.path().join("data"));
-        for d in [&etc, &queue, &data] {
-            std::fs::create_dir(d).unwrap();
-        }
-        chown_to_postfix(&data);
-        let smtp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let table: String = transports
-            .iter()
-            .map(|(domain, addr)| format!("{domain} smtp:[{}]:{}\n", addr.ip(), addr.port()))
-            .collect();
-        std::fs::write(etc.join("transport"), table).unwrap();
-        std::fs::write(etc.join("main.cf"), main_cf(dir.path())).unwrap();
-        std::fs::write(etc.join("master.cf"), master_cf(smtp)).unwrap();
-        let pf = Postfix { dir, smtp };
-        let out = run(Command::new("timeout").arg(COMMAND_TIMEOUT).arg(&bin).arg("-c").arg(&etc).arg("start"));
-        if !out.status.success() {
-            panic!(
-                "`postfix -c {} start` failed ({}):\n{}{}\n----- maillog -----\n{}",
-                etc.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr),
-                pf.maillog()
-            );
-        }
-        // `start` returns once the master has bound its listeners (`master -w`): no wait needed.
-        pf
-    }
-
-    fn etc(&self) -> PathBuf {
-        self.dir.path().join("etc")
-    }
-
-    /// Postfix's log (`maillog_file`), for failure messages.
-    pub fn maillog(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("maillog")).unwrap_or_else(|e| format!("(no maillog: {e})"))
-    }
-
-    /// One transaction Postfix must accept (queue it); panics with its log otherwise.
-    #[track_caller]
-    pub fn submit(&self, from: &str, to: &str, body: &[u8]) {
-        let mut c = SmtpClient::ready_as(self.smtp, "client.test");
-        for (cmd, code) in [(format!("MAIL FROM:<{from}>"), 250), (format!("RCPT TO:<{to}>"), 250)] {
-            let r = c.cmd(&cmd);
-            assert_eq!(r.code, code, "Postfix answered `{r}` to {cmd}\n----- maillog -----\n{}", self.maillog());
-        }
-        let r = c.data(body);
-        assert_eq!(r.code, 250, "Postfix answered `{r}` to the data\n----- maillog -----\n{}", self.maillog());
-        c.cmd("QUIT");
-    }
-
-    /// The master's pid, from its pid file.
-    fn master_pid(&self) -> Option<i32> {
-        let text = std::fs::read_to_string(self.dir.path().join("queue/pid/master.pid")).ok()?;
-        text.trim().parse().ok()
-    }
-}
-
-impl Drop for Postfix {
-    fn drop(&mut self) {
-        let pid = self.master_pid();
-        let _ =
-            run(Command::new("timeout").arg(COMMAND_TIMEOUT).arg(postfix_bin()).arg("-c").arg(self.etc()).arg("stop"));
-        let Some(pid) = pid else { return };
-        // SAFETY: signal 0 only asks whether the process exists.
-        let alive = || unsafe { libc::kill(pid, 0) } == 0;
-        if !poll(Duration::from_secs(10), || !alive()) {
-            // SAFETY: the pid is the master of this instance, read from its own pid file.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    }
-}
-
-/// main.cf: this instance's directories, no DNS, no local delivery, relaying only for the loopback
-/// client, and a log file instead of syslog (Postfix 3.4+: `maillog_file` with the `postlog` service).
-fn main_cf(dir: &Path) -> String {
-    let d = dir.display();
-    format!(
-        "compatibility_level = 3.6
-queue_directory = {d}/queue
-data_directory = {d}/data
-maillog_file = {d}/maillog
-maillog_file_prefixes = {d}
-myhostname = postfix.test
-mydomain = postfix.test
-myorigin = postfix.test
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mydestination =
-local_recipient_maps =
-local_transport = error:no local delivery in this test
-alias_maps =
-alias_database =
-mynetworks = 127.0.0.0/8
-relay_domains =
-transport_maps = texthash:{d}/etc/transport
-default_transport = error:no other destinations in this test
-smtp_host_lookup = native
-smtp_dns_support_level = disabled
-biff = no
-"
-    )
-}
-
-/// master.cf: smtpd on `smtp` only, every daemon unchrooted (the queue is a temp dir), and postlogd.
-fn master_cf(smtp: SocketAddr) -> String {
-    format!(
-        "{smtp} inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-"
-    )
-}
-
-fn postfix_bin() -> PathBuf {
-    ["/usr/sbin/postfix", "/usr/local/sbin/postfix"]
-        .map(PathBuf::from)
-        .into_iter()
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("Postfix is not installed: `apt-get install postfix` (it is listed in .ci/apt-packages)")
-        })
-}
-
-fn run(cmd: &mut Command) -> Output {
-    // Its own process group: a Ctrl-C at the test runner must not reach Postfix's master half-started.
-    cmd.stdin(Stdio::null()).process_group(0).output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
-}
-
-fn chown_to_postfix(path: &Path) {
-    let out = run(Command::new("chown").arg("postfix").arg(path));
-    assert!(out.status.success(), "chown postfix {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+/// Relays `domain`'s mail to `addr` over SMTP.
+fn relay(domain: &str, addr: SocketAddr) -> (&str, String) {
+    (domain, format!("smtp:[{}]:{}", addr.ip(), addr.port()))
 }
 
 /// The header `name` (case-insensitive) of an event's message, or "".
@@ -208,15 +34,14 @@ fn header<'a>(event: &'a Value, name: &str) -> &'a str {
 
 #[test]
 fn a_real_postfix_bounce_reaches_the_gateway_as_its_dsn() {
-    if !is_root() {
-        eprintln!("skipping: Postfix needs root to start its own instance (run the tests as root, as CI does)");
+    if !postfix::available() {
         return;
     }
     let h = Harness::basic();
     let gw = h.start();
     let dead_end = Sink::start();
     dead_end.script(&[Answer::Refuse]);
-    let pf = Postfix::start(&[("example.test", gw.smtp), ("nowhere.test", dead_end.addr)]);
+    let pf = Postfix::start(&[relay("example.test", gw.smtp), relay("nowhere.test", dead_end.addr)], "");
 
     // An app's message with a VERP return path at the gateway's domain, to an address that does not exist.
     let original = b"From: Shop <orders@example.test>\r\nTo: <gone@nowhere.test>\r\nSubject: Your order 42\r\n\

@@ -1,7 +1,9 @@
-//! A throwaway Postfix instance for the ingress tests (the approach of tests/routing/postfix.rs): its
-//! own config, queue and log in a temp dir, mail injected over its smtpd, each test domain sent to a
-//! transport the test names (LMTP to the gateway, a pipe to `mxhook deliver`). Needs root (Postfix
-//! drops to its `postfix` user itself) and the Debian package `postfix`.
+//! A throwaway Postfix instance: its own config, queue and log in a temp dir, mail injected over its
+//! smtpd, each test domain sent to a transport the test names (SMTP relay to the gateway or a dead
+//! end, LMTP to the gateway, a pipe to `mxhook deliver`). Needs root (Postfix drops to its `postfix`
+//! user itself) and the Debian package `postfix` (.ci/apt-packages; .ci/run preseeds debconf).
+// Not every test binary starts a Postfix.
+#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -10,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::common::{Session, SmtpClient, poll};
+use super::{Session, SmtpClient, poll};
 
 /// A slow CI machine may take a few seconds for the start of each of Postfix's daemons.
 pub const POSTFIX_TIMEOUT: Duration = Duration::from_secs(60);
@@ -38,7 +40,7 @@ impl Postfix {
             std::fs::create_dir(d).unwrap();
         }
         chown_to_postfix(&data);
-        let smtp: SocketAddr = format!("127.0.0.1:{}", crate::free_port()).parse().unwrap();
+        let smtp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let table: String = transports.iter().map(|(domain, transport)| format!("{domain} {transport}\n")).collect();
         std::fs::write(etc.join("transport"), table).unwrap();
         std::fs::write(etc.join("main.cf"), main_cf(dir.path())).unwrap();
@@ -69,7 +71,6 @@ impl Postfix {
     }
 
     /// One transaction Postfix must accept (queue it); panics with its log otherwise.
-    #[allow(dead_code)]
     #[track_caller]
     pub fn submit(&self, from: &str, to: &str, body: &[u8]) {
         let mut c = SmtpClient::ready_as(self.smtp, "client.test");
@@ -176,7 +177,7 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 }
 
 fn postfix_bin() -> PathBuf {
-    crate::tool("postfix").expect("Postfix is installed (checked by `available`)")
+    tool("postfix").expect("Postfix is installed (checked by `available`)")
 }
 
 /// Whether a Postfix instance can run here; says why not (the test then returns).
@@ -185,7 +186,7 @@ pub fn available() -> bool {
         eprintln!("SKIPPED: Postfix needs root to start its own instance (run the tests as root, as CI does)");
         return false;
     }
-    crate::tool("postfix").is_some()
+    tool("postfix").is_some()
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -201,4 +202,21 @@ pub fn chown_to_postfix(path: &Path) {
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// The path of an installed program, or None with a SKIPPED line saying how to get it.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let found = ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"]
+        .iter()
+        .map(|d| PathBuf::from(d).join(name))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        eprintln!("SKIPPED: `{name}` is not installed (Debian packages in .ci/apt-packages; CI installs them)");
+    }
+    found
+}
+
+/// A port that was free a moment ago (Postfix binds it itself).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
