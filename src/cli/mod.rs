@@ -230,9 +230,11 @@ fn load(file: &Path) -> anyhow::Result<Settings> {
 
 /// Opens the store of a configured data_dir; refuses to create one where none exists.
 fn open_store(settings: &Settings) -> anyhow::Result<Store> {
-    let db = settings.data_dir.join("mxhook.db");
-    anyhow::ensure!(db.exists(), "no store at {} (has `mxhook serve` run with this config?)", db.display());
-    Store::open(&settings.data_dir)
+    if settings.database.is_none() {
+        let db = settings.data_dir.join("mxhook.db");
+        anyhow::ensure!(db.exists(), "no store at {} (has `mxhook serve` run with this config?)", db.display());
+    }
+    Store::open_configured(&settings.data_dir, settings.database.as_ref())
 }
 
 fn init_logging(serving: bool, format: LogFormat) {

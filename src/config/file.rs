@@ -145,6 +145,11 @@ impl Default for SmtpConfig {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct StorageConfig {
     pub data_dir: PathBuf,
+    /// A `postgres://` URL: the store lives in that database, shared by every gateway that names it
+    /// (None: SQLite in `data_dir`).
+    pub database: Option<Spanned<String>>,
+    /// A file holding that URL (so the password stays out of the config file).
+    pub database_file: Option<Spanned<PathBuf>>,
     /// Raw messages and attachments are deleted this long after arrival (their links then answer 410).
     #[serde(deserialize_with = "duration")]
     pub retention: Duration,
@@ -157,6 +162,8 @@ impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("./data"),
+            database: None,
+            database_file: None,
             retention: Duration::from_secs(7 * 86400),
             keep_metadata: Duration::from_secs(90 * 86400),
         }

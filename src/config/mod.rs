@@ -93,6 +93,29 @@ mod tests {
         assert!(e.starts_with("t.toml:3:1: smtp.bogus: unknown field `bogus`"), "{e}");
     }
 
+    #[test]
+    fn a_postgres_database_is_checked_and_its_password_never_printed() {
+        let s = load("[storage]\ndatabase = \"postgres://mx:hunter2@db.internal/mx\"\n").unwrap();
+        let url = s.database.expect("database");
+        assert_eq!(url.to_string(), "postgres://mx:***@db.internal/mx");
+        assert!(!format!("{s:?}", s = url).contains("hunter2"));
+        assert!(load("").unwrap().database.is_none(), "SQLite in data_dir by default");
+
+        let e = load("[storage]\ndata_dir = \"d\"\ndatabase = \"mysql://mx:hunter2@db/mx\"\n").unwrap_err();
+        assert_eq!(located(&e), ["3:12: storage.database"]);
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let e = load("[storage]\ndatabase = \"postgres://db/mx\"\ndatabase_file = \"url\"\n").unwrap_err();
+        assert_eq!(located(&e), ["3:17: storage.database_file"]);
+
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("gw.toml");
+        std::fs::write(dir.path().join("db.url"), "postgres://mx:hunter2@db/mx\n").unwrap();
+        let s = Settings::from_str(&conf, "[storage]\ndatabase_file = \"db.url\"\n").unwrap();
+        assert_eq!(s.database.unwrap().to_string(), "postgres://mx:***@db/mx");
+        let e = Settings::from_str(&conf, "[storage]\ndatabase_file = \"missing\"\n").unwrap_err();
+        assert_eq!(located(&e), ["2:17: storage.database_file"]);
+    }
+
     /// `FILE:LINE:COL: key` of each problem, in the order printed.
     fn located(e: &ConfigError) -> Vec<String> {
         e.problems.iter().map(|p| format!("{}:{}: {}", p.line, p.column, p.key)).collect()

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::file::{
     ApiConfig, AuthConfig, Config, EndpointConfig, ForwardConfig, RouteConfig, SendersConfig, SmtpConfig, SpamConfig,
-    WebhookConfig,
+    StorageConfig, WebhookConfig,
 };
 use super::problems::{Doc, Problem, problem};
 use super::values::{self, Secret};
@@ -20,6 +20,7 @@ use crate::http::api::{ApiSettings, Token};
 use crate::mail::{EventType, SigningKey, SigningKeys};
 use crate::route::{Action, Mode, Route};
 use crate::senders::{Lists, Rule, SendersSettings};
+use crate::store::DatabaseUrl;
 use toml::Spanned;
 
 /// A validated configuration with secrets resolved: what the rest of the program uses.
@@ -31,6 +32,9 @@ pub struct Settings {
     /// None: no `[lmtp] listen`.
     pub lmtp: Option<Lmtp>,
     pub data_dir: PathBuf,
+    /// None: the store is SQLite in `data_dir`; else this PostgreSQL database, shared by every
+    /// gateway that names it (`data_dir` still holds this host's lock file).
+    pub database: Option<DatabaseUrl>,
     pub retention: Duration,
     pub keep_metadata: Duration,
     pub http_listen: SocketAddr,
@@ -167,6 +171,7 @@ impl Settings {
         if !values::http_url(&raw.http.public_url) {
             problems.push(doc.at("http.public_url", "must start with http:// or https://"));
         }
+        let database = database_url(&raw.storage, base, text, problems);
         if raw.storage.keep_metadata < raw.storage.retention {
             problems.push(doc.at("storage.keep_metadata", "must be at least `retention`"));
         }
@@ -334,6 +339,7 @@ impl Settings {
             listen,
             lmtp,
             data_dir: base.join(raw.storage.data_dir),
+            database,
             retention: raw.storage.retention,
             keep_metadata: raw.storage.keep_metadata,
             http_listen,
@@ -384,6 +390,36 @@ fn stream_settings(raw: &Config, text: &str, problems: &mut Vec<Problem>) -> BTr
         streams.insert(name.clone(), Stream { name: name.clone(), events, retention: s.retention });
     }
     streams
+}
+
+/// `[storage] database` or `database_file`: the PostgreSQL URL, checked as the driver reads it. No
+/// message repeats the URL (it may hold a password).
+fn database_url(c: &StorageConfig, base: &Path, text: &str, problems: &mut Vec<Problem>) -> Option<DatabaseUrl> {
+    let (written, span, key) = match (&c.database, &c.database_file) {
+        (None, None) => return None,
+        (Some(_), Some(f)) => {
+            let msg = "set one of `database` and `database_file`, not both";
+            problems.push(problem(text, f.span(), "storage.database_file", msg));
+            return None;
+        }
+        (Some(url), None) => (url.get_ref().clone(), url.span(), "storage.database"),
+        (None, Some(f)) => {
+            let path = base.join(f.get_ref());
+            match std::fs::read_to_string(&path) {
+                Ok(url) if !url.trim().is_empty() => (url, f.span(), "storage.database_file"),
+                Ok(_) => {
+                    problems.push(problem(text, f.span(), "storage.database_file", "the file is empty"));
+                    return None;
+                }
+                Err(e) => {
+                    let msg = format!("cannot read {}: {e}", path.display());
+                    problems.push(problem(text, f.span(), "storage.database_file", &msg));
+                    return None;
+                }
+            }
+        }
+    };
+    DatabaseUrl::parse(&written).map_err(|msg| problems.push(problem(text, span, key, &msg))).ok()
 }
 
 /// `[[api.tokens]]`: each token's hash (from `token_sha256`, or hashed from `token_file`) and scopes.

@@ -1,116 +1,127 @@
-//! The store: `data_dir/mxhook.db` (SQLite, WAL) plus the spool for large messages, the durable
-//! queue between `ingest` (which hands it a message and its deliveries) and `deliver` (which claims
-//! due deliveries and records attempts); the CLI and HTTP read and edit it while `serve` runs.
+//! The store: the durable queue between `ingest` (which hands it a message and its deliveries) and
+//! `deliver` (which claims due deliveries and records attempts); the CLI and HTTP read and edit it
+//! while `serve` runs. `Store` is the one type they hold; behind it a backend per engine: SQLite in
+//! `data_dir` (`sqlite/`, the default). Each public method forwards to the backend (an enum
+//! dispatch, see docs/architecture.md "Store backends").
 
-mod attempts;
-mod commit;
-mod contents;
-mod ingest;
-mod queue;
-mod reads;
-mod retention;
-mod schema;
-mod senders;
-mod spool;
-mod streams;
-#[cfg(test)]
-pub(crate) mod tests;
+mod postgres;
+mod sqlite;
 
-pub use attempts::Attempt;
-pub use contents::Content;
-pub use ingest::{FirstAttempt, NewAttachment, NewMessage};
-pub use reads::{AttachmentRow, Delivery, MessageRow};
-pub use retention::Purged;
-pub use senders::SenderRule;
-pub use streams::{StreamEvent, StreamItem, StreamPage};
+pub use self::postgres::DatabaseUrl;
 
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::Duration;
+pub use sqlite::{
+    AttachmentRow, Attempt, Content, Delivery, FirstAttempt, MessageRow, NewAttachment, NewMessage, Purged, SenderRule,
+    StreamEvent, StreamItem, StreamPage,
+};
 
-use anyhow::Context;
-use rusqlite::Connection;
+use std::path::Path;
+
+use crate::mail::{DeliveryStatus, EventType, NextState};
 
 pub struct Store {
-    /// The connection for ingest and the CLI's edits (`synchronous=FULL`). Its mutex is also the
-    /// process's write lock: SQLite has one writer anyway, and a mutex is cheaper and clearer than
-    /// SQLITE_BUSY retries between our own threads.
-    conn: Mutex<Connection>,
-    /// The delivery side's connection, for reads: claims (claim_due), the event per attempt, the
-    /// next due time, links. They do not wait for a group commit in progress.
-    deliver: Mutex<Connection>,
-    /// Messages and attempt outcomes waiting for the next group commit (commit.rs).
-    queue: Mutex<Vec<commit::Queued>>,
-    /// Deliveries this process's scheduler has claimed and not yet recorded (see claim_due).
-    claimed: Mutex<HashSet<String>>,
-    spool_dir: PathBuf,
-    attachment_dir: PathBuf,
-    db_path: PathBuf,
-    /// Counted up after each commit that added stream events (streams.rs).
-    streams_tip: tokio::sync::watch::Sender<u64>,
-    /// The newest stream cursor `check_streams_tip` has seen, to notice other processes' writes.
-    streams_seen: std::sync::atomic::AtomicI64,
-    /// The stream readers' connection (read-only): many SSE, WebSocket and polling readers must not
-    /// queue behind the delivery side's claims, nor it behind them.
-    streams_read: Mutex<Connection>,
+    backend: Backend,
+}
+
+/// The engine behind a `Store`.
+enum Backend {
+    /// One host's `data_dir`.
+    Sqlite(sqlite::Sqlite),
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in `data_dir`.
+    /// Opens (creating if needed) the SQLite store in `data_dir`.
     pub fn open(data_dir: &Path) -> anyhow::Result<Store> {
-        let spool_dir = data_dir.join("spool");
-        let attachment_dir = data_dir.join("attachments");
-        for dir in [&spool_dir, &attachment_dir] {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Store { backend: Backend::Sqlite(sqlite::Sqlite::open(data_dir)?) })
+    }
+
+    /// Opens the configured store: `database` when `[storage]` names one, else SQLite in `data_dir`.
+    pub fn open_configured(data_dir: &Path, database: Option<&DatabaseUrl>) -> anyhow::Result<Store> {
+        match database {
+            None => Store::open(data_dir),
+            Some(url) => anyhow::bail!(
+                "[storage] database = {url}: this build cannot use PostgreSQL yet (its backend is being built); \
+                 remove the key to keep the store in data_dir"
+            ),
         }
-        let db = data_dir.join("mxhook.db");
-        let conn = Connection::open(&db).with_context(|| format!("opening {}", db.display()))?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-        anyhow::ensure!(mode.eq_ignore_ascii_case("wal"), "{} cannot use WAL (got {mode})", db.display());
-        // FULL: a committed transaction is on disk before COMMIT returns; that is what a 250 promises.
-        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;")?;
-        conn.execute_batch(schema::SCHEMA).with_context(|| format!("creating tables in {}", db.display()))?;
-        schema::migrate(&conn).with_context(|| format!("upgrading the tables in {}", db.display()))?;
-        let deliver = Connection::open(&db).with_context(|| format!("opening {}", db.display()))?;
-        deliver.busy_timeout(Duration::from_secs(10))?;
-        deliver.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")?;
-        let streams_read = Connection::open(&db).with_context(|| format!("opening {}", db.display()))?;
-        streams_read.busy_timeout(Duration::from_secs(10))?;
-        streams_read.execute_batch("PRAGMA query_only=ON;")?;
-        Ok(Store {
-            conn: Mutex::new(conn),
-            deliver: Mutex::new(deliver),
-            queue: Mutex::new(Vec::new()),
-            claimed: Mutex::new(HashSet::new()),
-            spool_dir,
-            attachment_dir,
-            db_path: db,
-            streams_tip: tokio::sync::watch::Sender::new(0),
-            streams_seen: std::sync::atomic::AtomicI64::new(0),
-            streams_read: Mutex::new(streams_read),
-        })
     }
+}
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave SQLite half-written (transactions roll back),
-        // so a poisoned mutex is still safe to use.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
-    }
+/// Each method of the store's interface, forwarded to the backend's method of the same name (each
+/// backend documents what its version does). One line per method here, one `match` arm per backend
+/// in the macro: a backend that lacks a method does not compile.
+macro_rules! forward {
+    ($($(#[$doc:meta])* fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+        impl Store {
+            $(
+                $(#[$doc])*
+                pub fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    match &self.backend {
+                        Backend::Sqlite(s) => s.$name($($arg),*),
+                    }
+                }
+            )*
+        }
+    };
+}
 
-    /// The delivery connection, for reads.
-    fn deliver_conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.deliver.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The stream readers' connection (streams.rs).
-    fn streams_conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.streams_read.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The deliveries claimed in memory (queue.rs).
-    fn claimed(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.claimed.lock().unwrap_or_else(|p| p.into_inner())
-    }
+forward! {
+    /// The durable hand-off of a new message; returns its deliveries due now, already claimed.
+    fn ingest(&self, m: &NewMessage<'_>) -> anyhow::Result<Vec<Delivery>>;
+    /// Removes a message that was stored but never acknowledged (a sync delivery failed).
+    fn withdraw(&self, message_id: &str) -> anyhow::Result<()>;
+    /// Records one attempt and moves the delivery on.
+    fn finish_attempt(&self, d: &Delivery, a: &Attempt, next: &NextState) -> anyhow::Result<()>;
+    /// Gives back deliveries claimed but not attempted.
+    fn unclaim(&self, deliveries: &[Delivery]) -> ();
+    /// Deliveries a crash left in flight go back to the queue (at-least-once).
+    fn release_in_flight(&self) -> anyhow::Result<usize>;
+    /// Claims up to `limit` due deliveries (at most `room(endpoint)` each; `fifo` endpoints in order).
+    fn claim_due(&self, now: i64, limit: usize, room: &dyn Fn(&str) -> usize, fifo: &[String]) -> anyhow::Result<Vec<Delivery>>;
+    /// Puts claimed deliveries back in the queue (their outcome could not be recorded).
+    fn release(&self, ids: &[String]) -> anyhow::Result<()>;
+    /// When the next pending delivery is due (None: nothing is waiting).
+    fn next_due(&self, fifo: &[String]) -> anyhow::Result<Option<i64>>;
+    /// Asks for an attempt now, keeping the event id. False: no such delivery.
+    fn request_retry(&self, delivery_id: &str) -> anyhow::Result<bool>;
+    /// The raw message (`attachment` None) or one decoded attachment, as stored.
+    fn content(&self, message_id: &str, attachment: Option<usize>) -> anyhow::Result<Content>;
+    /// The raw message's bytes, in memory (None: no such message, or its bytes were removed).
+    fn raw(&self, message_id: &str) -> anyhow::Result<Option<Vec<u8>>>;
+    /// An attachment's record, for its link.
+    fn attachment(&self, message_id: &str, index: usize) -> anyhow::Result<Option<AttachmentRow>>;
+    fn deliveries(&self, status: Option<DeliveryStatus>, message_id: Option<&str>) -> anyhow::Result<Vec<Delivery>>;
+    /// The deliveries of the messages `messages` lists down to (and with) `(received_at, id)`.
+    fn deliveries_since(&self, received_at: i64, id: &str) -> anyhow::Result<Vec<Delivery>>;
+    fn delivery(&self, id: &str) -> anyhow::Result<Option<Delivery>>;
+    fn attempts(&self, delivery_id: &str) -> anyhow::Result<Vec<Attempt>>;
+    /// The newest `limit` messages, of one type when `kind` says so.
+    fn messages(&self, limit: usize, kind: Option<EventType>) -> anyhow::Result<Vec<MessageRow>>;
+    fn message(&self, id: &str) -> anyhow::Result<Option<MessageRow>>;
+    /// Pending deliveries and when the oldest of them was created.
+    fn queue_stats(&self) -> anyhow::Result<(i64, Option<i64>)>;
+    /// True when the store takes durable writes (the health probe).
+    fn writable(&self) -> bool;
+    fn purge_files(&self, cutoff_ms: i64) -> anyhow::Result<usize>;
+    fn purge_files_with(&self, cutoff_ms: i64, progress: &mut dyn FnMut(usize)) -> anyhow::Result<usize>;
+    fn purge_records(&self, cutoff_ms: i64) -> anyhow::Result<usize>;
+    fn purge_records_with(&self, cutoff_ms: i64, progress: &mut dyn FnMut(usize)) -> anyhow::Result<usize>;
+    /// Messages older than `cutoff_ms` kept only because a delivery is pending.
+    fn pending_before(&self, cutoff_ms: i64) -> anyhow::Result<usize>;
+    /// One janitor pass: files past `retention_ms`, records past `keep_metadata_ms`.
+    fn apply_retention(&self, now_ms: i64, retention_ms: i64, keep_metadata_ms: i64) -> anyhow::Result<Purged>;
+    /// The generation of the stored sender rules: it changes whenever they do.
+    fn sender_rules_generation(&self) -> anyhow::Result<i64>;
+    fn sender_rules(&self) -> anyhow::Result<(i64, Vec<SenderRule>)>;
+    fn set_sender_rule(&self, rule: &str, allow: bool) -> anyhow::Result<bool>;
+    fn remove_sender_rule(&self, rule: &str) -> anyhow::Result<bool>;
+    /// Moves after each commit that added stream events.
+    fn streams_watch(&self) -> tokio::sync::watch::Receiver<u64>;
+    fn stream_events(&self, stream: &str, after: i64, limit: usize, types: Option<&[EventType]>) -> anyhow::Result<Vec<StreamEvent>>;
+    fn stream_read(&self, stream: &str, after: i64, limit: usize, types: Option<&[EventType]>) -> anyhow::Result<StreamPage>;
+    fn purge_stream(&self, stream: &str, cutoff_ms: i64) -> anyhow::Result<usize>;
+    /// Wakes stream readers when another process committed newer stream events.
+    fn check_streams_tip(&self) -> anyhow::Result<()>;
+    fn stream_last(&self, stream: &str) -> anyhow::Result<i64>;
+    fn consumer_acked(&self, stream: &str, name: &str) -> anyhow::Result<Option<i64>>;
+    fn ack(&self, stream: &str, name: &str, cursor: i64) -> anyhow::Result<i64>;
 }

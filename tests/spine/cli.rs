@@ -175,8 +175,8 @@ retry = ["0s", "1m", "5x"]
              `max_messages_per_minute_per_ip`, `max_errors`, `command_timeout`, `data_timeout`, `session_timeout`, `trusted_networks`, `proxy_protocol`, `tls`"
         ),
         format!(
-            "{f}:7:1: storage.retension: unknown field `retension`, expected one of `data_dir`, `retention`, \
-             `keep_metadata`"
+            "{f}:7:1: storage.retension: unknown field `retension`, expected one of `data_dir`, `database`, \
+             `database_file`, `retention`, `keep_metadata`"
         ),
         format!(
             "{f}:13:1: endpoints.app: set exactly one of `secret`, `secret_file` or `secrets` (make one with \

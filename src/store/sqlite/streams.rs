@@ -5,7 +5,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::Store;
+use super::Sqlite;
 use crate::mail::EventType;
 
 /// One event of a stream, as kept: its body is built from its message's stored event when read.
@@ -40,7 +40,7 @@ pub struct StreamPage {
 /// Rows read per statement by `stream_read` (and events deleted per statement by retention).
 const SCAN: i64 = 200;
 
-impl Store {
+impl Sqlite {
     /// Moves after each commit that added stream events: wait on `changed()`, then read again.
     pub fn streams_watch(&self) -> tokio::sync::watch::Receiver<u64> {
         self.streams_tip.subscribe()
@@ -220,18 +220,18 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use crate::mail::EventType;
-    use crate::store::Store;
-    use crate::store::tests::message;
+    use crate::store::sqlite::Sqlite;
+    use crate::store::sqlite::tests::message;
 
-    fn add(store: &Store, id: &str, at: i64, streams: &[String]) {
-        let m = crate::store::NewMessage { streams, ..message(id, at, &[], &[]) };
+    fn add(store: &Sqlite, id: &str, at: i64, streams: &[String]) {
+        let m = crate::store::sqlite::NewMessage { streams, ..message(id, at, &[], &[]) };
         store.ingest(&m).unwrap();
     }
 
     #[test]
     fn pages_follow_the_cursor_and_retention_drops_only_old_events_of_one_stream() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Sqlite::open(dir.path()).unwrap();
         let dev = vec!["dev".to_string()];
         let both = vec!["dev".to_string(), "audit".to_string()];
         for i in 0..5 {
@@ -260,14 +260,14 @@ mod tests {
     #[test]
     fn an_ack_never_moves_back_and_the_tip_check_wakes_readers_once_per_new_cursor() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Sqlite::open(dir.path()).unwrap();
         assert_eq!(store.ack("dev", "w1", 5).unwrap(), 5);
         assert_eq!(store.ack("dev", "w1", 3).unwrap(), 5);
         assert_eq!(store.consumer_acked("dev", "w2").unwrap(), None);
         let mut watch = store.streams_watch();
         watch.borrow_and_update();
         // Another process's write, as the tip check sees it (this store's commit also moves it).
-        add(&Store::open(dir.path()).unwrap(), "msg_1", 1, &["dev".to_string()]);
+        add(&Sqlite::open(dir.path()).unwrap(), "msg_1", 1, &["dev".to_string()]);
         store.check_streams_tip().unwrap();
         assert!(watch.has_changed().unwrap());
         watch.borrow_and_update();

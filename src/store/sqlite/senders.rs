@@ -3,7 +3,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::Store;
+use super::Sqlite;
 use crate::time::now_ms;
 
 /// A rule as stored: its canonical text (checked by the caller), and which list it is on.
@@ -18,7 +18,7 @@ fn list(allow: bool) -> &'static str {
     if allow { "allow" } else { "block" }
 }
 
-impl Store {
+impl Sqlite {
     /// The generation of the stored rules: it changes whenever they do. A read on the delivery
     /// connection, so it never waits for a group commit.
     pub fn sender_rules_generation(&self) -> anyhow::Result<i64> {
@@ -76,12 +76,12 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::Store;
+    use crate::store::sqlite::Sqlite;
 
     #[test]
     fn every_change_moves_the_generation_and_a_no_op_does_not() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Sqlite::open(dir.path()).unwrap();
         let g0 = store.sender_rules_generation().unwrap();
         assert!(store.set_sender_rule("example.com", false).unwrap());
         assert!(!store.set_sender_rule("example.com", false).unwrap());
@@ -96,7 +96,7 @@ mod tests {
         assert!(!store.remove_sender_rule("example.com").unwrap());
         assert!(store.sender_rules().unwrap().1.is_empty());
         drop(store);
-        let again = Store::open(dir.path()).unwrap();
+        let again = Sqlite::open(dir.path()).unwrap();
         assert!(again.sender_rules_generation().unwrap() > g2, "reopening keeps the one generation row");
     }
 }

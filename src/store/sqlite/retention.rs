@@ -4,7 +4,7 @@
 
 use rusqlite::params;
 
-use super::Store;
+use super::Sqlite;
 
 /// Work per statement, so the janitor never holds the write lock for long.
 const BATCH: i64 = 500;
@@ -20,7 +20,7 @@ pub struct Purged {
 const OLD_AND_SETTLED: &str = "received_at < ?1 AND NOT EXISTS
     (SELECT 1 FROM deliveries d WHERE d.message_id = messages.id AND d.status = 'pending')";
 
-impl Store {
+impl Sqlite {
     /// Deletes the files of messages received before `cutoff_ms`.
     pub fn purge_files(&self, cutoff_ms: i64) -> anyhow::Result<usize> {
         self.purge_files_with(cutoff_ms, &mut |_| {})
@@ -108,16 +108,16 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::{Content, Store};
+    use crate::store::sqlite::{Content, Sqlite};
 
-    fn add(store: &Store, id: &str, received_at: i64) {
-        crate::store::tests::add(store, id, received_at, &["app"]);
+    fn add(store: &Sqlite, id: &str, received_at: i64) {
+        crate::store::sqlite::tests::add(store, id, received_at, &["app"]);
     }
 
     #[test]
     fn old_settled_messages_lose_files_then_records_pending_ones_stay() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Sqlite::open(dir.path()).unwrap();
         add(&store, "msg_old", 1_000);
         add(&store, "msg_pending", 1_000);
         add(&store, "msg_new", 50_000);

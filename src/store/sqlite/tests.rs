@@ -1,6 +1,6 @@
 //! Helpers for the store's unit tests (each module's tests are next to it).
 
-use super::{FirstAttempt, NewAttachment, NewMessage, Store};
+use super::{FirstAttempt, NewAttachment, NewMessage, Sqlite};
 
 const RCPT: &[String] = &[];
 
@@ -39,7 +39,7 @@ pub(crate) fn message<'a>(
 }
 
 /// Stores a small message with one attachment, received at `received_at`, due to `endpoints`.
-pub(crate) fn add(store: &Store, id: &str, received_at: i64, endpoints: &[&str]) {
+pub(crate) fn add(store: &Sqlite, id: &str, received_at: i64, endpoints: &[&str]) {
     let eps: Vec<_> = endpoints.iter().map(|e| due(e, received_at, false)).collect();
     let att = [NewAttachment { filename: Some("a.txt"), content_type: "text/plain", sha256: "x", bytes: b"hi" }];
     let handed = store.ingest(&message(id, received_at, &att, &eps)).unwrap();
@@ -50,16 +50,16 @@ pub(crate) fn add(store: &Store, id: &str, received_at: i64, endpoints: &[&str])
 #[cfg(test)]
 mod group_commit {
     use crate::mail::NextState;
-    use crate::store::attempts::AttemptRecord;
-    use crate::store::commit::{Work, write_batch};
-    use crate::store::ingest::Row;
-    use crate::store::tests::{due, message};
-    use crate::store::{Attempt, Store};
+    use crate::store::sqlite::attempts::AttemptRecord;
+    use crate::store::sqlite::commit::{Work, write_batch};
+    use crate::store::sqlite::ingest::Row;
+    use crate::store::sqlite::tests::{due, message};
+    use crate::store::sqlite::{Attempt, Sqlite};
 
     #[test]
     fn an_item_of_a_group_commit_that_fails_fails_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Sqlite::open(dir.path()).unwrap();
         let eps = [due("e", 1_000, false)];
         let record = |delivery_id: &str| AttemptRecord {
             delivery_id: delivery_id.into(),

@@ -5,7 +5,7 @@ use anyhow::Context;
 use rusqlite::params;
 
 use super::commit::Work;
-use super::{Delivery, Store};
+use super::{Delivery, Sqlite};
 use crate::mail::{DeliveryStatus, NextState};
 use crate::time::now_ms;
 
@@ -19,7 +19,7 @@ pub struct Attempt {
     pub response_body: Option<String>,
 }
 
-impl Store {
+impl Sqlite {
     /// Records one attempt and moves the delivery on, in the next group commit.
     pub fn finish_attempt(&self, d: &Delivery, a: &Attempt, next: &NextState) -> anyhow::Result<()> {
         let record = AttemptRecord {

@@ -8,7 +8,7 @@ use std::sync::mpsc;
 
 use anyhow::Context;
 
-use super::{Store, spool};
+use super::{Sqlite, spool};
 
 /// What one caller needs committed: a new message's rows (`ingest.rs`) or an attempt's outcome
 /// (`attempts.rs`). The group commit knows them only by what it must do for them.
@@ -31,7 +31,7 @@ pub(super) struct Queued {
     done: mpsc::SyncSender<Result<(), String>>,
 }
 
-impl Store {
+impl Sqlite {
     /// Queues `work`, then either finds it committed by the caller that held the connection
     /// meanwhile, or takes the connection and commits every queued item. Returns once the
     /// transaction holding `work` has committed: on disk for a message (see `write_batch`).

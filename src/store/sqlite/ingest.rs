@@ -8,7 +8,7 @@ use rusqlite::params;
 use super::commit::Work;
 use super::contents::{self, Placement};
 use super::reads::MESSAGE_COLS;
-use super::{Delivery, Store, spool};
+use super::{Delivery, Sqlite, spool};
 use crate::mail::{DeliveryStatus, EventType};
 
 /// One delivery to create for a new message: its destination (`Destination::key`), when its first
@@ -226,7 +226,7 @@ fn insert_rows(tx: &rusqlite::Connection, m: &Row) -> anyhow::Result<()> {
     Ok(())
 }
 
-impl Store {
+impl Sqlite {
     /// The durable hand-off: one transaction with the message, its bytes (or, for a large one, after
     /// its files are fsync'd) and its deliveries (each with its own event id). Returns only once
     /// all of it is on disk, with the deliveries due at once (not a session's sync ones, nor a fifo
@@ -306,13 +306,13 @@ pub(super) fn delete_message_rows(tx: &rusqlite::Transaction<'_>, message_id: &s
 
 #[cfg(test)]
 mod tests {
-    use crate::store::Store;
-    use crate::store::tests::{due, message};
+    use crate::store::sqlite::Sqlite;
+    use crate::store::sqlite::tests::{due, message};
 
     #[test]
     fn ingest_hands_over_the_deliveries_due_now_already_claimed() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Sqlite::open(dir.path()).unwrap();
         let mut fifo = due("fifo", 1_000, false);
         fifo.ordered = true;
         let eps = [due("now", 1_000, false), due("later", 9_000, false), due("sync", 1_000, true), fifo];

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Store, spool};
+use super::{Sqlite, spool};
 
 /// The largest raw message kept in the database.
 const INLINE_MAX: usize = 1 << 20;
@@ -68,13 +68,13 @@ pub(super) fn insert(tx: &rusqlite::Connection, message_id: &str, rows: &[(i64, 
 
 /// Deletes a message's bytes, wherever they are. Rows in the caller's transaction; files best
 /// effort (an orphan file is harmless, a link to a missing one answers 410).
-pub(super) fn remove(store: &Store, tx: &rusqlite::Connection, message_id: &str) -> rusqlite::Result<()> {
+pub(super) fn remove(store: &Sqlite, tx: &rusqlite::Connection, message_id: &str) -> rusqlite::Result<()> {
     tx.prepare_cached("DELETE FROM contents WHERE message_id = ?1")?.execute([message_id])?;
     spool::discard(&store.spool_dir, &store.attachment_dir, message_id);
     Ok(())
 }
 
-impl Store {
+impl Sqlite {
     /// The raw message (`attachment` None) or one decoded attachment, as stored.
     pub fn content(&self, message_id: &str, attachment: Option<usize>) -> anyhow::Result<Content> {
         let conn = self.deliver_conn();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Attempt, Store};
+use super::{Attempt, Sqlite};
 use crate::mail::{DeliveryStatus, EventType};
 
 #[derive(Debug, Clone)]
@@ -59,7 +59,7 @@ pub struct MessageRow {
 pub(super) const DELIVERY_COLS: &str = "id, message_id, event_id, endpoint, status, attempts, step, retry_requested_at, next_attempt_at, last_status, last_error, created_at";
 pub(super) const MESSAGE_COLS: &str = "id, received_at, client_ip, helo, mail_from, rcpt_to, size, sha256, subject, from_addr, parsed_status, event_message, raw_inline, type";
 
-impl Store {
+impl Sqlite {
     /// An attachment's record, for its link: a read, so a download never waits for a group commit.
     pub fn attachment(&self, message_id: &str, index: usize) -> anyhow::Result<Option<AttachmentRow>> {
         let conn = self.deliver_conn();

@@ -4,10 +4,10 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::reads::{DELIVERY_COLS, delivery_row};
-use super::{Delivery, Store};
+use super::{Delivery, Sqlite};
 use crate::time::now_ms;
 
-impl Store {
+impl Sqlite {
     /// Gives back deliveries claimed but not attempted: the scheduler's next claim takes them.
     pub fn unclaim(&self, deliveries: &[Delivery]) {
         self.forget(deliveries.iter().map(|d| &d.id));
@@ -185,13 +185,13 @@ fn fifo_head(
 
 #[cfg(test)]
 mod tests {
-    use crate::store::Store;
-    use crate::store::tests::add;
+    use crate::store::sqlite::Sqlite;
+    use crate::store::sqlite::tests::add;
 
     #[test]
     fn fresh_deliveries_are_claimed_before_retries_and_busy_endpoints_wait() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Sqlite::open(dir.path()).unwrap();
         add(&store, "msg_retry", 1_000, &["dead"]);
         store.conn().execute("UPDATE deliveries SET attempts = 3, next_attempt_at = 10", []).unwrap();
         add(&store, "msg_fresh", 1_000, &["live"]);
@@ -213,7 +213,7 @@ mod tests {
     #[test]
     fn a_fifo_endpoint_gets_its_oldest_pending_delivery_alone_even_while_it_waits_for_a_retry() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Sqlite::open(dir.path()).unwrap();
         add(&store, "msg_1", 1_000, &["f", "c"]);
         add(&store, "msg_2", 2_000, &["f", "c"]);
         // msg_1 failed once everywhere and waits for its retry at 9_000.
@@ -249,7 +249,7 @@ mod tests {
     #[test]
     fn a_retried_failed_fifo_delivery_is_the_oldest_again_and_goes_next() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Sqlite::open(dir.path()).unwrap();
         add(&store, "msg_1", 1_000, &["f"]);
         add(&store, "msg_2", 2_000, &["f"]);
         store

@@ -134,7 +134,7 @@ mod tests {
     use rusqlite::Connection;
 
     use super::SCHEMA;
-    use crate::store::Store;
+    use crate::store::sqlite::Sqlite;
 
     #[test]
     fn a_store_from_before_raw_inline_is_upgraded_and_its_events_read_as_stored() {
@@ -151,7 +151,7 @@ mod tests {
         .unwrap();
         drop(old);
         for _ in 0..2 {
-            let store = Store::open(dir.path()).unwrap();
+            let store = Sqlite::open(dir.path()).unwrap();
             let m = store.message("msg_old").unwrap().unwrap();
             assert!(!m.raw_inline, "rows from before keep raw.base64 in their event");
             assert_eq!(m.event_message, r#"{"raw":{"base64":"aGk="}}"#);
@@ -179,7 +179,7 @@ mod tests {
         .unwrap();
         drop(old);
         for _ in 0..2 {
-            let store = Store::open(dir.path()).unwrap();
+            let store = Sqlite::open(dir.path()).unwrap();
             let m = store.message("msg_old").unwrap().unwrap();
             assert_eq!(m.event_type, crate::mail::EventType::Received);
             assert_eq!(store.messages(10, Some(crate::mail::EventType::Bounced)).unwrap().len(), 0);

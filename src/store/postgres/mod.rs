@@ -1,0 +1,207 @@
+//! The PostgreSQL backend: one database shared by any number of gateways (see docs/architecture.md
+//! "Store backends"). Everything lives in the database, the bytes too, so any gateway delivers any
+//! message, serves any link and answers any CLI call; a claim is a lease in the database, so the
+//! others take over a dead gateway's work.
+//!
+//! Built in layers; so far: the URL (`url.rs`), the pool and the schema with its migrations
+//! (`schema.rs`), ingest with its group commit (`ingest.rs`, `commit.rs`, `bytes.rs`), the leases
+//! this gateway holds and their renewal (here), LISTEN/NOTIFY (`listen.rs`). `store::Store` routes
+//! to this backend once every method of its interface is here.
+// Until `Store` routes to it, only (some of) the tests use this backend.
+#![allow(dead_code)]
+
+mod bytes;
+mod commit;
+mod ingest;
+mod listen;
+mod schema;
+#[cfg(test)]
+mod tests;
+mod url;
+
+pub use url::DatabaseUrl;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use r2d2_postgres::PostgresConnectionManager;
+use r2d2_postgres::postgres::NoTls;
+use r2d2_postgres::r2d2;
+use tokio::sync::watch;
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+
+/// Connections per gateway: the group commit's leader, the scheduler's claims, attempts, links and
+/// CLI/API reads at once. A cluster of N gateways needs N times this below `max_connections`.
+const POOL_SIZE: u32 = 16;
+/// How long a caller waits for a connection (the database down: the SMTP session answers 451
+/// after at most this, rather than holding the client).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a claim holds a delivery without renewal: after a gateway dies, the others take its
+/// deliveries over this long after its last renewal.
+pub(super) const LEASE: Duration = Duration::from_secs(30);
+
+/// The PostgreSQL store of one database, as one gateway sees it.
+pub(super) struct Postgres {
+    url: DatabaseUrl,
+    pool: Pool,
+    /// This gateway's id for this run (`gw_` + ULID): the owner of the leases it takes. A restarted
+    /// gateway is a new owner; its old leases expire like a dead gateway's.
+    owner: String,
+    /// The lease length, in ms (`LEASE`; tests shorten it).
+    lease: i64,
+    /// Messages and attempt outcomes waiting for the next group commit (commit.rs).
+    queue: Mutex<Vec<commit::Queued>>,
+    /// Held by the group commit's leader.
+    writer: Mutex<()>,
+    /// The deliveries this gateway holds a lease on (claimed, or handed off at ingest), renewed by
+    /// the renewal thread until their outcome is recorded or they are given back.
+    held: Arc<Mutex<HashSet<String>>>,
+    /// Moved when any gateway commits deliveries for anyone (LISTEN `mxhook_due`).
+    due_tip: Arc<watch::Sender<u64>>,
+    /// Moved when any gateway commits stream events (LISTEN `mxhook_streams`, and our own commits).
+    streams_tip: Arc<watch::Sender<u64>>,
+    /// Tells the LISTEN and renewal threads to end (Drop).
+    stop: Arc<AtomicBool>,
+}
+
+/// The end of a lease taken at `now`.
+pub(super) fn lease_until(now: i64, lease: i64) -> i64 {
+    now + lease
+}
+
+impl Postgres {
+    /// Connects to `url` and brings its schema up to date (refusing a newer one).
+    pub(super) fn open(url: &DatabaseUrl) -> anyhow::Result<Postgres> {
+        Postgres::open_with_lease(url, LEASE)
+    }
+
+    pub(super) fn open_with_lease(url: &DatabaseUrl, lease: Duration) -> anyhow::Result<Postgres> {
+        let mut config = url.config()?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        config.application_name("mxhook");
+        let manager = PostgresConnectionManager::new(config.clone(), NoTls);
+        let pool = r2d2::Pool::builder()
+            .max_size(POOL_SIZE)
+            .min_idle(Some(1))
+            .connection_timeout(CONNECT_TIMEOUT)
+            // A connection cut by a restart of the database is found at checkout, not by a caller.
+            .test_on_check_out(true)
+            .build(manager)
+            .with_context(|| format!("connecting to {url}"))?;
+        let store = Postgres {
+            url: url.clone(),
+            pool,
+            owner: crate::ids::new_id("gw"),
+            lease: lease.as_millis() as i64,
+            queue: Mutex::new(Vec::new()),
+            writer: Mutex::new(()),
+            held: Arc::new(Mutex::new(HashSet::new())),
+            due_tip: Arc::new(watch::Sender::new(0)),
+            streams_tip: Arc::new(watch::Sender::new(0)),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let mut conn = store.conn()?;
+        schema::migrate(&mut conn).with_context(|| format!("the schema of {url}"))?;
+        drop(conn);
+        let ears =
+            listen::Ears { due: store.due_tip.clone(), streams: store.streams_tip.clone(), stop: store.stop.clone() };
+        listen::spawn(config, ears).context("starting the LISTEN thread")?;
+        store.spawn_renewal().context("starting the lease renewal thread")?;
+        Ok(store)
+    }
+
+    /// A connection from the pool (an error names the database, never its password).
+    fn conn(&self) -> anyhow::Result<Conn> {
+        self.pool.get().with_context(|| format!("no connection to {}", self.url))
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts renewing the leases on `ids` (taken in the database by the caller's transaction).
+    fn hold(&self, ids: &[String]) {
+        self.held().extend(ids.iter().cloned());
+    }
+
+    /// Stops renewing them (their outcome is recorded, or they were given back).
+    fn drop_held<'a>(&self, ids: impl IntoIterator<Item = &'a String>) {
+        let mut held = self.held();
+        ids.into_iter().for_each(|id| {
+            held.remove(id);
+        });
+    }
+
+    /// Every third of a lease, extends the leases this gateway holds: an attempt that takes longer
+    /// than a lease (a slow endpoint) keeps its delivery. While the database is away renewal fails
+    /// and the leases may lapse: another gateway may then attempt the same delivery too, which
+    /// at-least-once allows.
+    fn spawn_renewal(&self) -> std::io::Result<()> {
+        let (pool, held, stop) = (self.pool.clone(), self.held.clone(), self.stop.clone());
+        let (owner, lease, url) = (self.owner.clone(), self.lease, self.url.clone());
+        let every = Duration::from_millis((lease / 3).max(1) as u64);
+        std::thread::Builder::new()
+            .name("pg-leases".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(every);
+                    let ids: Vec<String> = held.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
+                    if ids.is_empty() {
+                        continue;
+                    }
+                    let until = lease_until(crate::time::now_ms(), lease);
+                    let renewed = pool.get().map_err(anyhow::Error::from).and_then(|mut c| {
+                        Ok(c.execute(
+                            "UPDATE deliveries SET lease_until = $1 WHERE lease_owner = $2 AND id = ANY($3)",
+                            &[&until, &owner, &ids],
+                        )?)
+                    });
+                    if let Err(e) = renewed {
+                        tracing::warn!(database = %url, error = %format!("{e:#}"), "cannot renew delivery leases");
+                    }
+                }
+            })
+            .map(|_| ())
+    }
+
+    /// Moves after each commit (of any gateway) that added deliveries for anyone to claim.
+    pub(super) fn due_watch(&self) -> watch::Receiver<u64> {
+        self.due_tip.subscribe()
+    }
+
+    /// Moves after each commit (of any gateway) that added stream events.
+    pub(super) fn streams_watch(&self) -> watch::Receiver<u64> {
+        self.streams_tip.subscribe()
+    }
+
+    fn streams_changed(&self) {
+        self.streams_tip.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// True when the database takes writes (a read-only standby or a full disk does not).
+    pub(super) fn writable(&self) -> bool {
+        let probe = || -> anyhow::Result<()> {
+            let mut conn = self.conn()?;
+            let mut tx = conn.transaction()?;
+            let read_only: String = tx.query_one("SHOW transaction_read_only", &[])?.get(0);
+            anyhow::ensure!(read_only == "off", "read-only");
+            tx.execute("SELECT txid_current()", &[])?;
+            tx.commit()?;
+            Ok(())
+        };
+        probe().is_ok()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
