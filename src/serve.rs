@@ -46,12 +46,22 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         tracing::warn!(deliveries = resumed, "resuming deliveries left in flight by the last run");
     }
     let key_file = settings.url_secret_file.clone().unwrap_or_else(|| settings.data_dir.join("url.key"));
-    let key = UrlSigner::load_or_create_key(&key_file)?;
+    let key = UrlSigner::key_for(&store, settings.url_secret_file.as_deref(), &key_file)?;
     let signer = Arc::new(UrlSigner::new(&key, &settings.public_url, settings.link_ttl.as_secs() as i64));
 
     let metrics = Arc::new(Metrics::new());
     let (stop, stopped) = watch::channel(false);
     let wake = Arc::new(Notify::new());
+    // Shared with other gateways: their new deliveries wake this scheduler at once (LISTEN/NOTIFY),
+    // not at its next look at the queue.
+    if let Some(mut due) = store.due_watch() {
+        let wake = wake.clone();
+        tokio::spawn(async move {
+            while due.changed().await.is_ok() {
+                wake.notify_one();
+            }
+        });
+    }
     let forwarder = match &settings.forward {
         Some(f) => Some(deliver::forward::Forwarder::new(f, &settings.routes, &settings.smtp.hostname)?),
         None => None,
@@ -112,7 +122,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let janitor_task =
         tokio::spawn(janitor(store.clone(), settings.retention, settings.keep_metadata, stream_retention, stopped));
     fresh.keep();
-    tracing::info!(config = %settings.file.display(), data_dir = %settings.data_dir.display(), "mxhook started");
+    tracing::info!(
+        config = %settings.file.display(),
+        data_dir = %settings.data_dir.display(),
+        store = %store.describe(),
+        "mxhook started"
+    );
 
     stop_signal.await;
     tracing::info!("shutting down: no new sessions; finishing open sessions and attempts in flight");

@@ -91,7 +91,7 @@ async fn deliver(settings: &Settings, from: &str, to: &[String], raw: Vec<u8>) -
 fn open(settings: &Settings) -> anyhow::Result<Ingest> {
     let store = Arc::new(Store::open_configured(&settings.data_dir, settings.database.as_ref())?);
     let key_file = settings.url_secret_file.clone().unwrap_or_else(|| settings.data_dir.join("url.key"));
-    let key = UrlSigner::load_or_create_key(&key_file)?;
+    let key = UrlSigner::key_for(&store, settings.url_secret_file.as_deref(), &key_file)?;
     let signer = Arc::new(UrlSigner::new(&key, &settings.public_url, settings.link_ttl.as_secs() as i64));
     let metrics = Arc::new(Metrics::new());
     let forwarder = match &settings.forward {

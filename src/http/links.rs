@@ -38,6 +38,17 @@ impl UrlSigner {
     }
 
     /// Reads the key file, creating it (32 random bytes, 0600) when it does not exist yet.
+    /// The link key: the store's shared one (PostgreSQL: every gateway signs and checks with the
+    /// same) unless `[http] url_secret_file` names a file, else `key_file` (made on first start).
+    pub fn key_for(store: &crate::store::Store, configured: Option<&Path>, key_file: &Path) -> anyhow::Result<Vec<u8>> {
+        if configured.is_none()
+            && let Some(key) = store.shared_link_key(&new_key)?
+        {
+            return Ok(key);
+        }
+        UrlSigner::load_or_create_key(key_file)
+    }
+
     pub fn load_or_create_key(path: &Path) -> anyhow::Result<Vec<u8>> {
         match std::fs::read(path) {
             Ok(k) if k.len() >= 32 => return Ok(k),
@@ -45,8 +56,7 @@ impl UrlSigner {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         }
-        let mut key = vec![0u8; 32];
-        SystemRandom::new().fill(&mut key).map_err(|_| anyhow::anyhow!("the system random source failed"))?;
+        let key = new_key()?;
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
         #[cfg(unix)]
@@ -90,6 +100,13 @@ impl UrlSigner {
         }
         if now_secs > exp_n { Check::Expired } else { Check::Valid }
     }
+}
+
+/// 32 fresh random bytes.
+fn new_key() -> anyhow::Result<Vec<u8>> {
+    let mut key = vec![0u8; 32];
+    SystemRandom::new().fill(&mut key).map_err(|_| anyhow::anyhow!("the system random source failed"))?;
+    Ok(key)
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! The store: the durable queue between `ingest` (which hands it a message and its deliveries) and
 //! `deliver` (which claims due deliveries and records attempts); the CLI and HTTP read and edit it
 //! while `serve` runs. `Store` is the one type they hold; behind it a backend per engine: SQLite in
-//! `data_dir` (`sqlite/`, the default). Each public method forwards to the backend (an enum
-//! dispatch, see docs/architecture.md "Store backends").
+//! `data_dir` (`sqlite/`, the default) or a PostgreSQL database shared by several gateways
+//! (`postgres/`). Each public method forwards to the backend (an enum dispatch, see
+//! docs/architecture.md "Store backends").
 
 mod postgres;
 mod sqlite;
@@ -23,9 +24,13 @@ pub struct Store {
 }
 
 /// The engine behind a `Store`.
+// One per process, behind an Arc: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum Backend {
     /// One host's `data_dir`.
     Sqlite(sqlite::Sqlite),
+    /// A database shared by any number of gateways.
+    Postgres(self::postgres::Postgres),
 }
 
 impl Store {
@@ -38,10 +43,36 @@ impl Store {
     pub fn open_configured(data_dir: &Path, database: Option<&DatabaseUrl>) -> anyhow::Result<Store> {
         match database {
             None => Store::open(data_dir),
-            Some(url) => anyhow::bail!(
-                "[storage] database = {url}: this build cannot use PostgreSQL yet (its backend is being built); \
-                 remove the key to keep the store in data_dir"
-            ),
+            Some(url) => {
+                let pg = self::postgres::off_runtime(|| self::postgres::Postgres::open(url))?;
+                Ok(Store { backend: Backend::Postgres(pg) })
+            }
+        }
+    }
+
+    /// The key that signs links when the store keeps one for every gateway (PostgreSQL: made with
+    /// `make` by the first gateway, read by the others). None: this host's key file is the key.
+    pub fn shared_link_key(&self, make: &dyn Fn() -> anyhow::Result<Vec<u8>>) -> anyhow::Result<Option<Vec<u8>>> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(None),
+            Backend::Postgres(p) => self::postgres::off_runtime(|| p.link_key(make)).map(Some),
+        }
+    }
+
+    /// Moves when another gateway committed deliveries this one may claim (None: no other gateway
+    /// shares this store, this process's own hand-off wakes its scheduler).
+    pub fn due_watch(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(p) => Some(p.due_watch()),
+        }
+    }
+
+    /// Which engine, for the log line at start: `sqlite` or the database's URL (password hidden).
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Sqlite(_) => "sqlite".into(),
+            Backend::Postgres(p) => p.describe(),
         }
     }
 }
@@ -57,6 +88,7 @@ macro_rules! forward {
                 pub fn $name(&self $(, $arg: $ty)*) -> $ret {
                     match &self.backend {
                         Backend::Sqlite(s) => s.$name($($arg),*),
+                        Backend::Postgres(p) => self::postgres::off_runtime(|| p.$name($($arg),*)),
                     }
                 }
             )*

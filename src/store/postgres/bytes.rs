@@ -29,7 +29,7 @@ pub(super) fn insert(
 
 impl Postgres {
     /// The raw message (`attachment` None) or one decoded attachment, as stored.
-    pub(super) fn content(&self, message_id: &str, attachment: Option<usize>) -> anyhow::Result<Content> {
+    pub(in crate::store) fn content(&self, message_id: &str, attachment: Option<usize>) -> anyhow::Result<Content> {
         let mut conn = self.conn()?;
         let mut tx = conn.build_transaction().read_only(true).start()?;
         let removed =
@@ -56,7 +56,7 @@ impl Postgres {
     }
 
     /// The raw message's bytes, in memory (the CLI, the forward relay).
-    pub(super) fn raw(&self, message_id: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    pub(in crate::store) fn raw(&self, message_id: &str) -> anyhow::Result<Option<Vec<u8>>> {
         match self.content(message_id, None)? {
             Content::Missing | Content::Removed | Content::File(_) => Ok(None),
             Content::Bytes(b) => Ok(Some(b)),

@@ -202,7 +202,7 @@ impl Postgres {
     /// The durable hand-off (see `sqlite::Sqlite::ingest`): returns once the transaction with the
     /// message, its bytes, its deliveries and its stream events has committed, with the deliveries
     /// due now (not a session's sync ones, nor a fifo endpoint's) leased to this gateway.
-    pub(super) fn ingest(&self, m: &NewMessage<'_>) -> anyhow::Result<Vec<Delivery>> {
+    pub(in crate::store) fn ingest(&self, m: &NewMessage<'_>) -> anyhow::Result<Vec<Delivery>> {
         let until = lease_until(m.received_at.max(crate::time::now_ms()), self.lease);
         let alone = m.keep_files && m.raw.len() > GROUP_MAX;
         let row = Row::new(m, !alone);
@@ -264,7 +264,7 @@ impl Postgres {
     }
 
     /// Removes a message that was stored but never acknowledged (a sync delivery failed).
-    pub(super) fn withdraw(&self, message_id: &str) -> anyhow::Result<()> {
+    pub(in crate::store) fn withdraw(&self, message_id: &str) -> anyhow::Result<()> {
         let mut conn = self.conn()?;
         // Every other row of the message goes with it (ON DELETE CASCADE).
         conn.execute("DELETE FROM messages WHERE id = $1", &[&message_id])?;

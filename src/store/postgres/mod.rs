@@ -3,18 +3,22 @@
 //! message, serves any link and answers any CLI call; a claim is a lease in the database, so the
 //! others take over a dead gateway's work.
 //!
-//! Built in layers; so far: the URL (`url.rs`), the pool and the schema with its migrations
-//! (`schema.rs`), ingest with its group commit (`ingest.rs`, `commit.rs`, `bytes.rs`), the leases
-//! this gateway holds and their renewal (here), LISTEN/NOTIFY (`listen.rs`). `store::Store` routes
-//! to this backend once every method of its interface is here.
-// Until `Store` routes to it, only (some of) the tests use this backend.
-#![allow(dead_code)]
+//! Here: the pool, this gateway's lease owner id, the leases it holds and their renewal. Beside it
+//! one concept per file, as `sqlite/`: `url.rs`, `schema.rs` (migrations), `ingest.rs` with
+//! `commit.rs` (group commit) and `bytes.rs` (chunks), `queue.rs` (claims as leases),
+//! `attempts.rs`, `reads.rs`, `retention.rs`, `senders.rs`, `streams.rs`, `listen.rs` (LISTEN).
 
+mod attempts;
 mod bytes;
 mod commit;
 mod ingest;
 mod listen;
+mod queue;
+mod reads;
+mod retention;
 mod schema;
+mod senders;
+mod streams;
 #[cfg(test)]
 mod tests;
 mod url;
@@ -65,8 +69,22 @@ pub(super) struct Postgres {
     due_tip: Arc<watch::Sender<u64>>,
     /// Moved when any gateway commits stream events (LISTEN `mxhook_streams`, and our own commits).
     streams_tip: Arc<watch::Sender<u64>>,
+    /// The newest stream cursor `check_streams_tip` has seen.
+    streams_seen: std::sync::atomic::AtomicI64,
     /// Tells the LISTEN and renewal threads to end (Drop).
     stop: Arc<AtomicBool>,
+}
+
+/// Runs `f`, which talks to the database through the synchronous driver, so that it may block: each
+/// driver client runs a small runtime of its own, which tokio refuses to start on one of its worker
+/// threads. The program calls the store from blocking threads (`spawn_blocking`, the CLI), and from
+/// async code here and there, which SQLite never minded: there, `block_in_place` moves the worker's
+/// other tasks away while `f` blocks.
+pub(super) fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 /// The end of a lease taken at `now`.
@@ -76,11 +94,11 @@ pub(super) fn lease_until(now: i64, lease: i64) -> i64 {
 
 impl Postgres {
     /// Connects to `url` and brings its schema up to date (refusing a newer one).
-    pub(super) fn open(url: &DatabaseUrl) -> anyhow::Result<Postgres> {
+    pub(in crate::store) fn open(url: &DatabaseUrl) -> anyhow::Result<Postgres> {
         Postgres::open_with_lease(url, LEASE)
     }
 
-    pub(super) fn open_with_lease(url: &DatabaseUrl, lease: Duration) -> anyhow::Result<Postgres> {
+    pub(in crate::store) fn open_with_lease(url: &DatabaseUrl, lease: Duration) -> anyhow::Result<Postgres> {
         let mut config = url.config()?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
@@ -105,6 +123,7 @@ impl Postgres {
             held: Arc::new(Mutex::new(HashSet::new())),
             due_tip: Arc::new(watch::Sender::new(0)),
             streams_tip: Arc::new(watch::Sender::new(0)),
+            streams_seen: std::sync::atomic::AtomicI64::new(0),
             stop: Arc::new(AtomicBool::new(false)),
         };
         let mut conn = store.conn()?;
@@ -172,12 +191,12 @@ impl Postgres {
     }
 
     /// Moves after each commit (of any gateway) that added deliveries for anyone to claim.
-    pub(super) fn due_watch(&self) -> watch::Receiver<u64> {
+    pub(in crate::store) fn due_watch(&self) -> watch::Receiver<u64> {
         self.due_tip.subscribe()
     }
 
     /// Moves after each commit (of any gateway) that added stream events.
-    pub(super) fn streams_watch(&self) -> watch::Receiver<u64> {
+    pub(in crate::store) fn streams_watch(&self) -> watch::Receiver<u64> {
         self.streams_tip.subscribe()
     }
 
@@ -185,8 +204,25 @@ impl Postgres {
         self.streams_tip.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// The database, for the log (password hidden).
+    pub(in crate::store) fn describe(&self) -> String {
+        format!("postgres {} (gateway {})", self.url, self.owner)
+    }
+
+    /// The cluster's link-signing key: made with `make` by the first gateway to ask, the same for all.
+    pub(in crate::store) fn link_key(&self, make: &dyn Fn() -> anyhow::Result<Vec<u8>>) -> anyhow::Result<Vec<u8>> {
+        let mut conn = self.conn()?;
+        if let Some(r) = conn.query_opt("SELECT key FROM link_key WHERE id = 1", &[])? {
+            return Ok(r.get(0));
+        }
+        let key = make()?;
+        conn.execute("INSERT INTO link_key (id, key) VALUES (1, $1) ON CONFLICT (id) DO NOTHING", &[&key])?;
+        // Another gateway may have made it first: theirs is the key.
+        Ok(conn.query_one("SELECT key FROM link_key WHERE id = 1", &[])?.get(0))
+    }
+
     /// True when the database takes writes (a read-only standby or a full disk does not).
-    pub(super) fn writable(&self) -> bool {
+    pub(in crate::store) fn writable(&self) -> bool {
         let probe = || -> anyhow::Result<()> {
             let mut conn = self.conn()?;
             let mut tx = conn.transaction()?;

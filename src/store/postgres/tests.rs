@@ -1,14 +1,19 @@
-//! Helpers for the PostgreSQL backend's unit tests: one throwaway cluster per test process (the
-//! harness's `tests/common/postgres.rs`), a database of its own per test.
+//! The PostgreSQL backend's tests, through `Store` as the program calls it, on a throwaway cluster
+//! (the harness's `tests/common/postgres.rs`, one per test process), a database of its own per test.
+//! Several `Store`s on one database are several gateways.
 
 #[path = "../../../tests/common/postgres.rs"]
 mod cluster;
 
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 pub(crate) use cluster::PgCluster;
 
 use super::{DatabaseUrl, Postgres};
+use crate::mail::{DeliveryStatus, NextState};
+use crate::store::sqlite::tests::{due, message};
+use crate::store::{Attempt, Backend, Content, NewAttachment, Store};
 
 /// The test process's cluster (fsync off: these tests are not about durability). Never dropped: the
 /// reaper started with it stops it when the test process exits.
@@ -26,8 +31,167 @@ pub(crate) fn database() -> DatabaseUrl {
     DatabaseUrl::parse(&cluster().new_database().expect("a database")).expect("its URL")
 }
 
-/// A store on a fresh database.
-pub(crate) fn store() -> (Postgres, DatabaseUrl) {
+/// A gateway on `url` whose leases last `lease`.
+fn gateway(url: &DatabaseUrl, lease: Duration) -> Store {
+    Store { backend: Backend::Postgres(Postgres::open_with_lease(url, lease).expect("opening the store")) }
+}
+
+fn ok(attempt: i64) -> Attempt {
+    Attempt { attempt, started_at: 1, duration_ms: 1, http_status: Some(200), error: None, response_body: None }
+}
+
+/// Polls `f` until it is Some, for at most `within`.
+fn eventually<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(t) = f() {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "not within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_message_its_chunked_bytes_and_deliveries_commit_together_and_the_due_ones_are_leased_to_the_ingester() {
     let url = database();
-    (Postgres::open(&url).expect("opening the store"), url)
+    let store = gateway(&url, Duration::from_secs(30));
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let att =
+        [NewAttachment { filename: Some("a.bin"), content_type: "application/octet-stream", sha256: "x", bytes: &big }];
+    let mut fifo = due("fifo", 1_000, false);
+    fifo.ordered = true;
+    let eps = [due("now", 1_000, false), due("later", 9_000, false), due("sync", 1_000, true), fifo];
+    let mut m = message("msg_1", 1_000, &att, &eps);
+    m.raw = &big;
+    let handed = store.ingest(&m).unwrap();
+    assert_eq!(handed.iter().map(|d| d.endpoint.as_str()).collect::<Vec<_>>(), ["now"]);
+    assert!(matches!(store.content("msg_1", None).unwrap(), Content::Bytes(b) if b == big));
+    assert!(matches!(store.content("msg_1", Some(0)).unwrap(), Content::Bytes(b) if b == big));
+    assert!(matches!(store.content("msg_1", Some(1)).unwrap(), Content::Missing));
+    assert!(matches!(store.content("msg_nope", None).unwrap(), Content::Missing));
+    let db = url.to_string().rsplit('/').next().unwrap().to_string();
+    let chunks = cluster().psql(&db, "SELECT COUNT(*) FROM contents WHERE message_id = 'msg_1'").unwrap();
+    assert_eq!(chunks, "24", "two parts of 3 MB in 256 KiB chunks");
+
+    let any = |_: &str| 10;
+    let mut claimed: Vec<_> = store.claim_due(10_000, 10, &any, &[]).unwrap().into_iter().map(|d| d.endpoint).collect();
+    claimed.sort();
+    assert_eq!(claimed, ["fifo", "later"], "the handed one and the session's sync one are leased already");
+    store.unclaim(&handed);
+    let again = store.claim_due(10_000, 10, &any, &[]).unwrap();
+    assert_eq!(again.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), [handed[0].id.as_str()]);
+
+    store.finish_attempt(&again[0], &ok(1), &NextState::Succeeded).unwrap();
+    let d = store.delivery(&again[0].id).unwrap().unwrap();
+    assert_eq!((d.status, d.attempts), (DeliveryStatus::Succeeded, 1));
+    assert_eq!(store.attempts(&d.id).unwrap().len(), 1);
+    assert_eq!(store.messages(10, None).unwrap()[0].id, "msg_1");
+    store.withdraw("msg_1").unwrap();
+    assert!(store.message("msg_1").unwrap().is_none());
+    assert_eq!(cluster().psql(&db, "SELECT COUNT(*) FROM contents").unwrap(), "0");
+}
+
+#[test]
+fn concurrency_and_fifo_hold_across_gateways_and_a_dead_gateways_lease_is_taken_over() {
+    let url = database();
+    let (a, b) = (gateway(&url, Duration::from_millis(600)), gateway(&url, Duration::from_millis(600)));
+    let mut b_woken = b.due_watch().unwrap();
+    b_woken.borrow_and_update();
+    for (i, id) in ["msg_1", "msg_2", "msg_3"].iter().enumerate() {
+        let at = 1_000 + i as i64;
+        let mut f = due("f", at, false);
+        f.ordered = true;
+        // Due later than received: nobody's at ingest, the queue's (and every gateway is woken).
+        let eps = [due("c", at + 1, false), f];
+        a.ingest(&message(id, at, &[], &eps)).unwrap();
+    }
+    eventually(Duration::from_secs(5), || b_woken.has_changed().unwrap().then_some(()));
+    let fifo = ["f".to_string()];
+    let one = |_: &str| 1;
+    let now = crate::time::now_ms();
+    let got_a = a.claim_due(now, 10, &one, &fifo).unwrap();
+    let mut got: Vec<_> = got_a.iter().map(|d| (d.endpoint.as_str(), d.message_id.as_str())).collect();
+    got.sort();
+    assert_eq!(got, [("c", "msg_1"), ("f", "msg_1")]);
+    assert!(b.claim_due(now, 10, &one, &fifo).unwrap().is_empty(), "c's one slot and f's turn are a's");
+    let c2 = b.claim_due(now, 10, &|_: &str| 2, &fifo).unwrap();
+    let c2: Vec<_> = c2.iter().map(|d| (d.endpoint.as_str(), d.message_id.as_str())).collect();
+    assert_eq!(c2, [("c", "msg_2")], "room 2 less a's one on c; f's head is a's");
+
+    // a finishes f's head: b gets the next in line.
+    let head = got_a.iter().find(|d| d.endpoint == "f").unwrap();
+    a.finish_attempt(head, &ok(1), &NextState::Succeeded).unwrap();
+    let next = b.claim_due(crate::time::now_ms(), 10, &one, &fifo).unwrap();
+    assert_eq!(next.iter().filter(|d| d.endpoint == "f").map(|d| d.message_id.as_str()).collect::<Vec<_>>(), ["msg_2"]);
+
+    // a dies holding c's msg_1: once its lease ends, b takes it over with the same event id.
+    let held = got_a.iter().find(|d| d.endpoint == "c").unwrap().clone();
+    drop(a);
+    let taken = eventually(Duration::from_secs(10), || {
+        let got = b.claim_due(crate::time::now_ms(), 10, &|_: &str| 10, &[]).unwrap();
+        got.into_iter().find(|d| d.id == held.id)
+    });
+    assert_eq!(taken.event_id, held.event_id);
+    assert_eq!(b.next_due(&fifo).unwrap(), None, "what is left is b's, or waits in line behind it");
+}
+
+#[test]
+fn a_lease_is_renewed_while_its_attempt_runs() {
+    let url = database();
+    let (a, b) = (gateway(&url, Duration::from_millis(300)), gateway(&url, Duration::from_millis(300)));
+    a.ingest(&message("msg_1", 1_000, &[], &[due("e", 1_001, false)])).unwrap();
+    let got = a.claim_due(crate::time::now_ms(), 10, &|_: &str| 5, &[]).unwrap();
+    assert_eq!(got.len(), 1);
+    // Several leases long: the renewal keeps it a's.
+    let until = Instant::now() + Duration::from_millis(1_200);
+    while Instant::now() < until {
+        assert!(b.claim_due(crate::time::now_ms(), 10, &|_: &str| 5, &[]).unwrap().is_empty());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    a.finish_attempt(&got[0], &ok(1), &NextState::Retry { at: 0, step: 1 }).unwrap();
+    let d = b.claim_due(crate::time::now_ms(), 10, &|_: &str| 5, &[]).unwrap();
+    assert_eq!((d.len(), d[0].attempts), (1, 1), "given back with its outcome");
+}
+
+#[test]
+fn retention_senders_and_streams_on_the_shared_database() {
+    let url = database();
+    let (a, b) = (gateway(&url, Duration::from_secs(30)), gateway(&url, Duration::from_secs(30)));
+    let att = [NewAttachment { filename: Some("a.txt"), content_type: "text/plain", sha256: "x", bytes: b"hi" }];
+    for (id, at) in [("msg_old", 1_000), ("msg_new", 50_000)] {
+        a.ingest(&message(id, at, &att, &[])).unwrap();
+    }
+    let p = b.apply_retention(60_000, 20_000, 1_000_000).unwrap();
+    assert_eq!((p.files, p.records), (1, 0));
+    assert!(matches!(a.content("msg_old", Some(0)).unwrap(), Content::Removed));
+    assert!(matches!(a.content("msg_new", Some(0)).unwrap(), Content::Bytes(b) if b == b"hi"));
+    assert_eq!(b.apply_retention(60_000, 20_000, 30_000).unwrap().records, 1);
+    assert!(matches!(a.content("msg_old", None).unwrap(), Content::Missing));
+
+    let g0 = b.sender_rules_generation().unwrap();
+    assert!(a.set_sender_rule("example.com", false).unwrap());
+    assert!(!a.set_sender_rule("example.com", false).unwrap());
+    assert!(b.sender_rules_generation().unwrap() > g0, "another gateway sees the change");
+    assert!(b.remove_sender_rule("example.com").unwrap());
+    assert!(a.sender_rules().unwrap().1.is_empty());
+
+    let mut watch = b.streams_watch();
+    watch.borrow_and_update();
+    let dev = vec!["dev".to_string()];
+    for i in 0..3 {
+        let id = format!("msg_s{i}");
+        let m = crate::store::NewMessage { streams: &dev, ..message(&id, 60_000 + i, &[], &[]) };
+        a.ingest(&m).unwrap();
+    }
+    eventually(Duration::from_secs(5), || watch.has_changed().unwrap().then_some(()));
+    let page = b.stream_read("dev", 0, 2, None).unwrap();
+    assert_eq!((page.items.len(), page.done), (2, false));
+    let rest = b.stream_read("dev", page.next, 5, None).unwrap();
+    assert_eq!((rest.items.len(), rest.done), (1, true));
+    assert_eq!(b.stream_last("dev").unwrap(), rest.items[0].event.cursor);
+    assert_eq!(a.ack("dev", "w", 5).unwrap(), 5);
+    assert_eq!(b.ack("dev", "w", 3).unwrap(), 5, "an ack never moves back");
+    assert_eq!(b.consumer_acked("dev", "w").unwrap(), Some(5));
+    assert!(a.writable());
 }

@@ -1,0 +1,198 @@
+//! Claims as leases: a claim sets `lease_owner` (this gateway) and `lease_until` on the rows it
+//! takes, in one transaction, under a per-endpoint advisory lock so that an endpoint's
+//! `concurrency` and `fifo` order hold across every gateway; rows another transaction is writing are
+//! skipped (`FOR UPDATE SKIP LOCKED`), never waited for. A lease that has expired (its gateway died,
+//! or lost the database for longer than a lease) is free to claim again: at-least-once, same event
+//! id. Due times and lease ends are the callers' clocks (as SQLite's): gateways' clocks should agree
+//! (NTP); a skew only moves a takeover by as much.
+
+use super::reads::{DELIVERY_COLS, delivery_row};
+use super::{Postgres, lease_until};
+use crate::store::Delivery;
+use crate::time::now_ms;
+
+/// Each endpoint with a pending delivery, in name order: a skip scan of `deliveries_due`, so a large
+/// backlog on one endpoint costs one index probe, not a walk.
+const ENDPOINTS: &str = "WITH RECURSIVE e AS (
+        (SELECT endpoint FROM deliveries WHERE status = 'pending' ORDER BY endpoint LIMIT 1)
+        UNION ALL
+        SELECT (SELECT endpoint FROM deliveries WHERE status = 'pending' AND endpoint > e.endpoint
+                ORDER BY endpoint LIMIT 1)
+        FROM e WHERE e.endpoint IS NOT NULL
+    ) SELECT endpoint FROM e WHERE endpoint IS NOT NULL";
+
+/// Serialises the claims of one endpoint across the cluster (held to the claim's commit).
+const ENDPOINT_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtextextended('mxhook.claim:' || $1, 0))";
+
+impl Postgres {
+    /// Gives back deliveries claimed but not attempted (best effort: else their lease expires).
+    pub(in crate::store) fn unclaim(&self, deliveries: &[Delivery]) {
+        let ids: Vec<String> = deliveries.iter().map(|d| d.id.clone()).collect();
+        if let Err(e) = self.give_back(&ids) {
+            tracing::warn!(error = %format!("{e:#}"), "cannot give deliveries back; their leases will expire");
+        }
+        self.drop_held(&ids);
+    }
+
+    fn give_back(&self, ids: &[String]) -> anyhow::Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.conn()?.execute(
+            "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE id = ANY($1) AND lease_owner = $2",
+            &[&ids, &self.owner],
+        )?;
+        Ok(())
+    }
+
+    /// Nothing to do at start: a gateway's old leases (a crash) expire on their own, and are then
+    /// claimed by whichever gateway comes first.
+    pub(in crate::store) fn release_in_flight(&self) -> anyhow::Result<usize> {
+        Ok(0)
+    }
+
+    /// Claims up to `limit` due deliveries for this gateway (see `sqlite::Sqlite::claim_due` for the
+    /// order: first attempts before retries, each by due time). An endpoint gets at most `room` minus
+    /// what other gateways hold of it; a fifo endpoint only its oldest pending delivery, when nobody
+    /// holds one of its deliveries.
+    pub(in crate::store) fn claim_due(
+        &self,
+        now: i64,
+        limit: usize,
+        room: &dyn Fn(&str) -> usize,
+        fifo: &[String],
+    ) -> anyhow::Result<Vec<Delivery>> {
+        let held: Vec<String> = self.held().iter().cloned().collect();
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction()?;
+        let endpoints: Vec<String> = tx.query(ENDPOINTS, &[])?.iter().map(|r| r.get(0)).collect();
+        // (is a retry, due at, id)
+        let mut candidates: Vec<(bool, i64, String)> = Vec::new();
+        for e in &endpoints {
+            let free = room(e).min(limit);
+            if free == 0 {
+                continue;
+            }
+            tx.execute(ENDPOINT_LOCK, &[e])?;
+            if fifo.contains(e) {
+                if let Some(head) = fifo_head(&mut tx, e, now)?
+                    && head.1 <= now
+                    && !held.contains(&head.2)
+                {
+                    candidates.push(head);
+                }
+                continue;
+            }
+            let others: i64 = tx
+                .query_one(
+                    "SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND endpoint = $1
+                       AND lease_owner IS NOT NULL AND lease_owner <> $2 AND lease_until >= $3",
+                    &[e, &self.owner, &now],
+                )?
+                .get(0);
+            let free = free.saturating_sub(others as usize);
+            let mut mine: Vec<(bool, i64, String)> = Vec::new();
+            for retry in [false, true] {
+                if mine.len() >= free {
+                    break;
+                }
+                let rows = tx.query(
+                    "SELECT id, next_attempt_at FROM deliveries
+                     WHERE status = 'pending' AND endpoint = $1 AND (attempts > 0) = $2 AND next_attempt_at <= $3
+                       AND (lease_until IS NULL OR lease_until < $3) AND NOT (id = ANY($4))
+                     ORDER BY next_attempt_at LIMIT $5 FOR UPDATE SKIP LOCKED",
+                    &[e, &retry, &now, &held, &((free - mine.len()) as i64)],
+                )?;
+                mine.extend(rows.iter().map(|r| (retry, r.get(1), r.get(0))));
+            }
+            candidates.extend(mine);
+        }
+        candidates.sort_unstable();
+        candidates.truncate(limit);
+        let ids: Vec<String> = candidates.into_iter().map(|(_, _, id)| id).collect();
+        let rows = tx.query(
+            &format!(
+                "UPDATE deliveries SET lease_owner = $2, lease_until = $3 WHERE id = ANY($1) RETURNING {DELIVERY_COLS}"
+            ),
+            &[&ids, &self.owner, &lease_until(now, self.lease)],
+        )?;
+        let mut taken = rows.iter().map(delivery_row).collect::<anyhow::Result<Vec<_>>>()?;
+        tx.commit()?;
+        self.hold(&ids);
+        taken.sort_by_key(|d| (d.attempts > 0, d.next_attempt_at));
+        Ok(taken)
+    }
+
+    /// Puts claimed deliveries back in the queue (their outcome could not be recorded). A write: while
+    /// the database takes none it fails, and the caller keeps the ids for its next turn.
+    pub(in crate::store) fn release(&self, ids: &[String]) -> anyhow::Result<()> {
+        self.give_back(ids)?;
+        self.drop_held(ids);
+        Ok(())
+    }
+
+    /// When the next delivery this gateway could claim is due: a pending one's due time, or the end
+    /// of another gateway's lease on it (a takeover). Of a fifo endpoint only its next in line.
+    pub(in crate::store) fn next_due(&self, fifo: &[String]) -> anyhow::Result<Option<i64>> {
+        let held: Vec<String> = self.held().iter().cloned().collect();
+        let now = now_ms();
+        let mut conn = self.conn()?;
+        let mut tx = conn.build_transaction().read_only(true).start()?;
+        let mut next: Option<i64> = tx
+            .query_one(
+                "SELECT MIN(GREATEST(next_attempt_at, CASE WHEN lease_until >= $3 THEN lease_until + 1 ELSE 0 END))
+                 FROM deliveries WHERE status = 'pending' AND NOT (id = ANY($1)) AND NOT (endpoint = ANY($2))",
+                &[&held, &fifo, &now],
+            )?
+            .get(0);
+        for e in fifo {
+            if let Some((_, at, id)) = fifo_head(&mut tx, e, now)?
+                && !held.contains(&id)
+            {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        tx.commit()?;
+        Ok(next)
+    }
+
+    /// Asks for an attempt now, keeping the event id. False: no such delivery.
+    pub(in crate::store) fn request_retry(&self, delivery_id: &str) -> anyhow::Result<bool> {
+        let now = now_ms();
+        let n = self.conn()?.execute(
+            "UPDATE deliveries SET status = 'pending', retry_requested_at = $2, next_attempt_at = $2, updated_at = $2
+             WHERE id = $1",
+            &[&delivery_id, &now],
+        )?;
+        if n == 1 {
+            self.conn()?.batch_execute(&format!("NOTIFY {}", super::listen::DUE))?;
+        }
+        Ok(n == 1)
+    }
+}
+
+/// A fifo endpoint's next delivery in line as a claim candidate (is a retry, due at, id): its oldest
+/// pending one (received_at, then the order stored). While any gateway holds a lease on one of its
+/// pending deliveries, the head is due when that lease ends (None if this gateway holds it: it waits
+/// for the outcome, not a time).
+fn fifo_head(
+    tx: &mut postgres::Transaction<'_>,
+    endpoint: &str,
+    now: i64,
+) -> anyhow::Result<Option<(bool, i64, String)>> {
+    let busy = tx.query_opt(
+        "SELECT MAX(lease_until) FROM deliveries
+         WHERE status = 'pending' AND endpoint = $1 AND lease_until >= $2",
+        &[&endpoint, &now],
+    )?;
+    let busy_until: Option<i64> = busy.and_then(|r| r.get(0));
+    let head = tx.query_opt(
+        "SELECT attempts > 0, COALESCE(next_attempt_at, 0), id FROM deliveries
+         WHERE status = 'pending' AND endpoint = $1 ORDER BY created_at, seq LIMIT 1",
+        &[&endpoint],
+    )?;
+    Ok(head.map(|r| {
+        let due: i64 = r.get(1);
+        (r.get(0), busy_until.map_or(due, |b| due.max(b + 1)), r.get(2))
+    }))
+}

@@ -1,0 +1,117 @@
+//! Retention in the shared database, as SQLite's (`sqlite/retention.rs`): bytes go `retention` after
+//! arrival, records `keep_metadata` after; a message with a pending delivery is never touched. The
+//! janitor runs on one gateway at a time: a pass starts only if it takes a session advisory lock,
+//! and the others skip theirs.
+
+use super::Postgres;
+use crate::store::Purged;
+
+/// Work per statement, so no transaction holds many rows for long.
+const BATCH: i64 = 500;
+/// The janitor's advisory lock.
+const RETENTION_LOCK: i64 = 0x6d78_686f_6f6b_0003;
+
+const OLD_AND_SETTLED: &str = "received_at < $1 AND NOT EXISTS
+    (SELECT 1 FROM deliveries d WHERE d.message_id = messages.id AND d.status = 'pending')";
+
+impl Postgres {
+    pub(in crate::store) fn purge_files(&self, cutoff_ms: i64) -> anyhow::Result<usize> {
+        self.purge_files_with(cutoff_ms, &mut |_| {})
+    }
+
+    pub(in crate::store) fn purge_files_with(
+        &self,
+        cutoff_ms: i64,
+        progress: &mut dyn FnMut(usize),
+    ) -> anyhow::Result<usize> {
+        let mut total = 0;
+        loop {
+            let mut conn = self.conn()?;
+            let mut tx = conn.transaction()?;
+            let ids: Vec<String> = tx
+                .query(
+                    &format!(
+                        "SELECT id FROM messages WHERE files_removed_at IS NULL AND {OLD_AND_SETTLED}
+                         LIMIT $2 FOR UPDATE SKIP LOCKED"
+                    ),
+                    &[&cutoff_ms, &BATCH],
+                )?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            if ids.is_empty() {
+                return Ok(total);
+            }
+            tx.execute("DELETE FROM contents WHERE message_id = ANY($1)", &[&ids])?;
+            tx.execute(
+                "UPDATE messages SET files_removed_at = $2 WHERE id = ANY($1)",
+                &[&ids, &crate::time::now_ms()],
+            )?;
+            tx.commit()?;
+            total += ids.len();
+            progress(total);
+        }
+    }
+
+    pub(in crate::store) fn purge_records(&self, cutoff_ms: i64) -> anyhow::Result<usize> {
+        self.purge_records_with(cutoff_ms, &mut |_| {})
+    }
+
+    pub(in crate::store) fn purge_records_with(
+        &self,
+        cutoff_ms: i64,
+        progress: &mut dyn FnMut(usize),
+    ) -> anyhow::Result<usize> {
+        self.purge_files(cutoff_ms)?;
+        let mut total = 0;
+        loop {
+            // Every other row of each message goes with it (ON DELETE CASCADE).
+            let n = self.conn()?.execute(
+                &format!(
+                    "DELETE FROM messages WHERE id IN
+                     (SELECT id FROM messages WHERE {OLD_AND_SETTLED} LIMIT $2 FOR UPDATE SKIP LOCKED)"
+                ),
+                &[&cutoff_ms, &BATCH],
+            )? as usize;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n;
+            progress(total);
+        }
+    }
+
+    pub(in crate::store) fn pending_before(&self, cutoff_ms: i64) -> anyhow::Result<usize> {
+        let n: i64 = self
+            .conn()?
+            .query_one(
+                "SELECT COUNT(*) FROM messages WHERE received_at < $1 AND EXISTS
+                   (SELECT 1 FROM deliveries d WHERE d.message_id = messages.id AND d.status = 'pending')",
+                &[&cutoff_ms],
+            )?
+            .get(0);
+        Ok(n as usize)
+    }
+
+    /// One janitor pass, if no other gateway is running one (then nothing is purged here).
+    pub(in crate::store) fn apply_retention(
+        &self,
+        now_ms: i64,
+        retention_ms: i64,
+        keep_metadata_ms: i64,
+    ) -> anyhow::Result<Purged> {
+        let mut lock = self.conn()?;
+        let mine: bool = lock.query_one("SELECT pg_try_advisory_lock($1)", &[&RETENTION_LOCK])?.get(0);
+        if !mine {
+            return Ok(Purged::default());
+        }
+        let pass = || -> anyhow::Result<Purged> {
+            let files = self.purge_files(now_ms - retention_ms)?;
+            let records = self.purge_records(now_ms - keep_metadata_ms)?;
+            Ok(Purged { files, records, kept_pending: self.pending_before(now_ms - retention_ms)? })
+        };
+        let result = pass();
+        lock.execute("SELECT pg_advisory_unlock($1)", &[&RETENTION_LOCK])?;
+        result
+    }
+}
