@@ -44,7 +44,8 @@ impl Store {
         match database {
             None => Store::open(data_dir),
             Some(url) => {
-                let pg = self::postgres::off_runtime(|| self::postgres::Postgres::open(url))?;
+                let pg = self::postgres::off_runtime(|| self::postgres::Postgres::open(url))?
+                    .with_run_file(data_dir.join("gateway.run"));
                 Ok(Store { backend: Backend::Postgres(pg) })
             }
         }

@@ -23,6 +23,9 @@ pub struct Harness {
     logs: Mutex<Vec<Arc<Mutex<String>>>>,
     /// (URL path, secret) of each configured endpoint: on drop every request must verify.
     secrets: Mutex<Vec<(String, String)>>,
+    /// The harness's own PostgreSQL database when the run is on PostgreSQL (`postgres::on_postgres`):
+    /// every config it writes names it as `[storage] database`.
+    pub database: Option<String>,
 }
 
 impl Harness {
@@ -36,6 +39,8 @@ impl Harness {
             rx: Receiver::start(),
             logs: Mutex::new(Vec::new()),
             secrets: Mutex::new(Vec::new()),
+            database: super::postgres::on_postgres()
+                .then(|| super::postgres::shared().new_database().unwrap_or_else(|e| panic!("a test database: {e}"))),
         }
     }
 
@@ -62,7 +67,11 @@ impl Harness {
 
     /// `write_config` with another data_dir (e.g. a relative one).
     pub fn write_config_with_data_dir(&self, cfg: &Config, data_dir: &Path) {
-        std::fs::write(&self.config_path, cfg.render(data_dir)).unwrap();
+        let mut text = cfg.render(data_dir);
+        if let Some(url) = &self.database {
+            text = text.replacen("\n[storage]\n", &format!("\n[storage]\ndatabase = {url:?}\n"), 1);
+        }
+        std::fs::write(&self.config_path, text).unwrap();
         let mut secrets = self.secrets.lock().unwrap();
         for e in &cfg.endpoints {
             if let Some(path) = e.url.strip_prefix(&format!("http://{}", self.rx.addr)) {
@@ -149,6 +158,18 @@ impl Harness {
     /// The raw bytes as the store holds them on disk, read without the gateway: the database's
     /// `contents` row (messages up to 1 MiB) or the spool file (larger ones). None: neither exists.
     pub fn stored_raw(&self, msg_id: &str) -> Option<Vec<u8>> {
+        if let Some(url) = &self.database {
+            // PostgreSQL: the chunks of part -1, in order, as hex.
+            let db = url.rsplit('/').next().unwrap_or_default();
+            let sql = format!(
+                "SELECT encode(string_agg(data, ''::bytea ORDER BY chunk), 'hex') FROM contents
+                 WHERE message_id = '{msg_id}' AND part = -1"
+            );
+            let hex = super::postgres::shared().psql(db, &sql).expect("reading contents");
+            return (!hex.is_empty()).then(|| {
+                (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex")).collect()
+            });
+        }
         let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
         let db =
             rusqlite::Connection::open_with_flags(self.data_dir().join("mxhook.db"), flags).expect("open the database");

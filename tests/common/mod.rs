@@ -11,6 +11,7 @@
 //! - `smtp`: the SMTP client; `starttls`: certificates and an SMTP session over TLS.
 //! - `http`: an HTTP client, /metrics and /healthz.
 //! - `postfix`: a throwaway real Postfix instance with transports the test names.
+//! - `postgres`: a throwaway PostgreSQL cluster; `MXHOOK_TEST_BACKEND=postgres` runs the gateways on it.
 //! - `dns`: a UDP DNS server the test controls (records, SERVFAIL, silence, the questions asked).
 //! - `rng`: `Rng`, a seeded xorshift64* generator.
 //! - `wait`: `poll` and `wait_for`.
@@ -22,6 +23,7 @@ pub mod gateway;
 pub mod harness;
 pub mod http;
 pub mod postfix;
+pub mod postgres;
 pub mod receiver;
 pub mod rng;
 pub mod schema;

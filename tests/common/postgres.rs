@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A running cluster; `mxhook` is its superuser, `trust` its only authentication.
@@ -20,6 +21,26 @@ pub struct PgCluster {
 }
 
 static DATABASES: AtomicUsize = AtomicUsize::new(0);
+
+/// The environment variable that runs the harness's gateways on PostgreSQL (`postgres`) instead of
+/// SQLite in their data_dir (unset, or `sqlite`). `.ci/run` runs the store's suites both ways.
+pub const BACKEND_VAR: &str = "MXHOOK_TEST_BACKEND";
+
+/// True when this test run's gateways use PostgreSQL.
+pub fn on_postgres() -> bool {
+    std::env::var(BACKEND_VAR).is_ok_and(|v| v == "postgres")
+}
+
+/// The test process's cluster, started on first use (fsync on: durability is what the store's suites
+/// test). Never dropped: a reaper stops it when the test process exits.
+pub fn shared() -> &'static PgCluster {
+    static CLUSTER: OnceLock<PgCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let cluster = PgCluster::start(true).unwrap_or_else(|e| panic!("a throwaway PostgreSQL cluster: {e}"));
+        cluster.reap_when_gone(std::process::id());
+        cluster
+    })
+}
 
 impl PgCluster {
     /// initdb and start. `fsync`: false for tests that do not test durability (much faster).
@@ -139,10 +160,11 @@ impl PgCluster {
         Ok(self.url(&name))
     }
 
-    /// Runs `sql` in `database` with psql; its output.
+    /// Runs `sql` in `database` with psql; its output: a line per row, columns separated by the
+    /// unit separator (0x1f).
     pub fn psql(&self, database: &str, sql: &str) -> Result<String, String> {
         let out = Command::new(self.bin.join("psql"))
-            .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", &self.url(database), "-c", sql])
+            .args(["-X", "-q", "-At", "-F", "\x1f", "-v", "ON_ERROR_STOP=1", "-d", &self.url(database), "-c", sql])
             .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("psql: {e}"))?;

@@ -107,7 +107,8 @@ fn happy_path_delivers_one_signed_event_with_the_right_fields() {
     let raw = h.raw(&msg_id);
     assert!(raw == HAPPY, "messages show --raw differs from the bytes sent:\n{:?}", String::from_utf8_lossy(&raw));
     assert_eq!(h.stored_raw(&msg_id).as_deref(), Some(HAPPY), "the raw bytes in the store on disk");
-    assert!(h.data_dir().join("mxhook.db").exists());
+    // On PostgreSQL nothing of the store is on this host's disk.
+    assert_eq!(h.data_dir().join("mxhook.db").exists(), h.database.is_none());
 
     let msgs = h.messages();
     assert_eq!(msgs.len(), 1, "messages list: {msgs:?}");
@@ -311,6 +312,12 @@ fn long_data_lines_are_accepted_unchanged() {
 #[test]
 fn store_failure_is_451_never_250() {
     let h = Harness::basic();
+    if h.database.is_some() {
+        // The spool is SQLite's: on PostgreSQL the store's failure is the database's (the cluster
+        // tests stop it under load).
+        eprintln!("SKIPPED on PostgreSQL: breaks SQLite's spool directory");
+        return;
+    }
     let gw = h.start();
     let mut c = SmtpClient::ready(gw.smtp);
     c.send_mail("a@sender.test", &["first@example.test"], &simple("first", "first@example.test"));

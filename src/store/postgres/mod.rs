@@ -69,6 +69,9 @@ pub(super) struct Postgres {
     due_tip: Arc<watch::Sender<u64>>,
     /// Moved when any gateway commits stream events (LISTEN `mxhook_streams`, and our own commits).
     streams_tip: Arc<watch::Sender<u64>>,
+    /// `data_dir/gateway.run`: the lease owner of this host's last `serve`, whose leases
+    /// `release_in_flight` gives back at start (None: not known, e.g. in tests).
+    run_file: Option<std::path::PathBuf>,
     /// The newest stream cursor `check_streams_tip` has seen.
     streams_seen: std::sync::atomic::AtomicI64,
     /// Tells the LISTEN and renewal threads to end (Drop).
@@ -124,6 +127,7 @@ impl Postgres {
             due_tip: Arc::new(watch::Sender::new(0)),
             streams_tip: Arc::new(watch::Sender::new(0)),
             streams_seen: std::sync::atomic::AtomicI64::new(0),
+            run_file: None,
             stop: Arc::new(AtomicBool::new(false)),
         };
         let mut conn = store.conn()?;
@@ -134,6 +138,12 @@ impl Postgres {
         listen::spawn(config, ears).context("starting the LISTEN thread")?;
         store.spawn_renewal().context("starting the lease renewal thread")?;
         Ok(store)
+    }
+
+    /// Remembers this run in `file` (see `release_in_flight`).
+    pub(in crate::store) fn with_run_file(mut self, file: std::path::PathBuf) -> Postgres {
+        self.run_file = Some(file);
+        self
     }
 
     /// A connection from the pool (an error names the database, never its password).

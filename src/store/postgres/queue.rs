@@ -6,6 +6,8 @@
 //! id. Due times and lease ends are the callers' clocks (as SQLite's): gateways' clocks should agree
 //! (NTP); a skew only moves a takeover by as much.
 
+use anyhow::Context;
+
 use super::reads::{DELIVERY_COLS, delivery_row};
 use super::{Postgres, lease_until};
 use crate::store::Delivery;
@@ -45,10 +47,34 @@ impl Postgres {
         Ok(())
     }
 
-    /// Nothing to do at start: a gateway's old leases (a crash) expire on their own, and are then
-    /// claimed by whichever gateway comes first.
+    /// At the start of `serve`: the leases this host's previous run held (it crashed, or was killed)
+    /// go back to the queue at once, rather than when they expire. Other hosts' leases are theirs
+    /// until they expire. Then this run is remembered as the host's last.
     pub(in crate::store) fn release_in_flight(&self) -> anyhow::Result<usize> {
-        Ok(0)
+        let Some(file) = &self.run_file else {
+            return Ok(0);
+        };
+        let previous = match std::fs::read_to_string(file) {
+            Ok(owner) => Some(owner.trim().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+        };
+        let released = match previous.filter(|p| !p.is_empty() && *p != self.owner) {
+            Some(p) => self.conn()?.execute(
+                "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1 AND status = 'pending'",
+                &[&p],
+            )? as usize,
+            None => 0,
+        };
+        let tmp = file.with_extension("run.tmp");
+        std::fs::write(&tmp, &self.owner)
+            .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+            .and_then(|()| std::fs::rename(&tmp, file))
+            .with_context(|| format!("writing {}", file.display()))?;
+        if released > 0 {
+            self.conn()?.batch_execute(&format!("NOTIFY {}", super::listen::DUE))?;
+        }
+        Ok(released)
     }
 
     /// Claims up to `limit` due deliveries for this gateway (see `sqlite::Sqlite::claim_due` for the

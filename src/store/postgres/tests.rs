@@ -5,7 +5,6 @@
 #[path = "../../../tests/common/postgres.rs"]
 mod cluster;
 
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub(crate) use cluster::PgCluster;
@@ -15,15 +14,10 @@ use crate::mail::{DeliveryStatus, NextState};
 use crate::store::sqlite::tests::{due, message};
 use crate::store::{Attempt, Backend, Content, NewAttachment, Store};
 
-/// The test process's cluster (fsync off: these tests are not about durability). Never dropped: the
-/// reaper started with it stops it when the test process exits.
+/// The test process's cluster. Never dropped: the reaper started with it stops it when the test
+/// process exits.
 pub(crate) fn cluster() -> &'static PgCluster {
-    static CLUSTER: OnceLock<PgCluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| {
-        let cluster = PgCluster::start(false).expect("a throwaway PostgreSQL cluster");
-        cluster.reap_when_gone(std::process::id());
-        cluster
-    })
+    cluster::shared()
 }
 
 /// A fresh database's URL.
