@@ -189,3 +189,30 @@ fn retention_senders_and_streams_on_the_shared_database() {
     assert_eq!(b.consumer_acked("dev", "w").unwrap(), Some(5));
     assert!(a.writable());
 }
+
+#[test]
+fn while_the_database_is_down_ingest_fails_and_afterwards_everything_works_again_without_a_restart() {
+    // A cluster of its own: this test stops it.
+    let own = PgCluster::start(false).expect("a throwaway PostgreSQL cluster");
+    let url = DatabaseUrl::parse(&own.new_database().unwrap()).unwrap();
+    let store = gateway(&url, Duration::from_secs(30));
+    store.ingest(&message("msg_1", 1_000, &[], &[due("e", 5_000, false)])).unwrap();
+    let mut woken = store.due_watch().unwrap();
+    woken.borrow_and_update();
+
+    own.stop_server().unwrap();
+    let down = store.ingest(&message("msg_2", 2_000, &[], &[due("e", 5_000, false)]));
+    assert!(down.is_err(), "no commit, no acknowledgement");
+    assert!(!store.writable());
+
+    own.start_server().unwrap();
+    let again = eventually(Duration::from_secs(20), || {
+        store.ingest(&message("msg_3", 3_000, &[], &[due("e", 5_000, false)])).ok()
+    });
+    assert!(again.is_empty());
+    assert!(store.writable());
+    let ids: Vec<_> = store.messages(10, None).unwrap().into_iter().map(|m| m.id).collect();
+    assert_eq!(ids, ["msg_3", "msg_1"], "the refused one was never stored");
+    // The LISTEN connection came back too: it wakes the scheduler once on its return.
+    eventually(Duration::from_secs(10), || woken.has_changed().unwrap().then_some(()));
+}
