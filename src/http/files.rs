@@ -94,7 +94,7 @@ fn check(app: &App, path: &str, q: &LinkQuery, id: &str) -> Option<Response> {
     (!ours).then(|| status(StatusCode::NOT_FOUND))
 }
 
-async fn serve(content: Content, content_type: &str, filename: &str, req: Request) -> Response {
+pub(super) async fn serve(content: Content, content_type: &str, filename: &str, req: Request) -> Response {
     let mime = content_type.parse::<mime::Mime>().unwrap_or(mime::APPLICATION_OCTET_STREAM);
     let mut resp = match content {
         Content::Missing => return status(StatusCode::NOT_FOUND),

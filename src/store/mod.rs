@@ -2,12 +2,14 @@
 //! queue between `ingest` (which hands it a message and its deliveries) and `deliver` (which claims
 //! due deliveries and records attempts); the CLI and HTTP read and edit it while `serve` runs.
 
+mod api_reads;
 mod attempts;
 mod commit;
 mod contents;
 mod ingest;
 mod queue;
 mod reads;
+mod removal;
 mod retention;
 mod schema;
 mod senders;
@@ -16,10 +18,12 @@ mod streams;
 #[cfg(test)]
 pub(crate) mod tests;
 
+pub use api_reads::{DeliveryFilter, MessageFilter, Position};
 pub use attempts::Attempt;
 pub use contents::Content;
 pub use ingest::{FirstAttempt, NewAttachment, NewMessage};
 pub use reads::{AttachmentRow, Delivery, MessageRow};
+pub use removal::Removal;
 pub use retention::Purged;
 pub use senders::SenderRule;
 pub use streams::{StreamEvent, StreamItem, StreamPage};

@@ -5,6 +5,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::reads::{DELIVERY_COLS, delivery_row};
 use super::{Delivery, Store};
+use crate::mail::DeliveryStatus;
 use crate::time::now_ms;
 
 impl Store {
@@ -153,6 +154,26 @@ impl Store {
             params![delivery_id, now],
         )?;
         Ok(n == 1)
+    }
+
+    /// Asks for an attempt now of every delivery of the messages received in `[since, until)` (ms),
+    /// of one endpoint and in one state when given: the recovery after an app's outage. Each keeps
+    /// its event id, as a retry does. Returns how many were scheduled.
+    pub fn replay(
+        &self,
+        since: i64,
+        until: i64,
+        endpoint: Option<&str>,
+        status: Option<DeliveryStatus>,
+    ) -> anyhow::Result<usize> {
+        let now = now_ms();
+        let n = self.conn().execute(
+            "UPDATE deliveries SET status = 'pending', retry_requested_at = ?1, next_attempt_at = ?1, updated_at = ?1
+             WHERE message_id IN (SELECT id FROM messages WHERE received_at >= ?2 AND received_at < ?3)
+               AND (?4 IS NULL OR endpoint = ?4) AND (?5 IS NULL OR status = ?5)",
+            params![now, since, until, endpoint, status.map(DeliveryStatus::as_str)],
+        )?;
+        Ok(n)
     }
 }
 

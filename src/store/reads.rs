@@ -209,7 +209,7 @@ pub(super) fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> 
     })
 }
 
-fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
+pub(super) fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
     let rcpt: String = r.get(5)?;
     Ok(MessageRow {
         id: r.get(0)?,

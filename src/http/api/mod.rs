@@ -3,7 +3,11 @@
 //! `/v1/openapi.json`, without a token, as public documentation).
 
 mod auth;
+mod deliveries;
 mod error;
+mod messages;
+mod params;
+mod replay;
 mod settings;
 mod sse;
 mod streams;
@@ -16,15 +20,42 @@ pub use settings::{ApiSettings, Token};
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use super::App;
+use crate::store::Store;
 
 /// The OpenAPI 3.1 description of `/v1/`, kept in the repository.
 pub const OPENAPI: &str = include_str!("../../../schema/openapi.json");
 
+/// Every route; `schema/openapi.json` documents exactly these (a test holds them together).
 pub fn router() -> Router<Arc<App>> {
-    Router::new().route("/openapi.json", get(openapi)).route("/whoami", get(whoami)).merge(streams::routes())
+    Router::new()
+        .route("/openapi.json", get(openapi))
+        .route("/whoami", get(whoami))
+        .route("/messages", get(messages::list))
+        .route("/messages/{id}", get(messages::get).delete(messages::delete))
+        .route("/messages/{id}/raw", get(messages::raw))
+        .route("/messages/{id}/attachments/{index}", get(messages::attachment))
+        .route("/deliveries", get(deliveries::list))
+        .route("/deliveries/{id}", get(deliveries::get))
+        .route("/deliveries/{id}/retry", post(deliveries::retry))
+        .route("/replay", post(replay::replay))
+        .merge(streams::routes())
+        .fallback(|| async { ApiError::not_found("route") })
+}
+
+/// Runs a store call on a blocking thread: the store's failures are a 503 (`ApiError::internal`),
+/// logged, never a 500.
+async fn blocking<T: Send + 'static>(
+    app: &App,
+    f: impl FnOnce(&Store) -> anyhow::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = app.store.clone();
+    match tokio::task::spawn_blocking(move || f(&store)).await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(e) => Err(ApiError::internal(e)),
+    }
 }
 
 async fn openapi() -> ([(axum::http::header::HeaderName, &'static str); 1], &'static str) {
