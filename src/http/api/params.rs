@@ -75,40 +75,65 @@ impl Params {
 
 /// An RFC 3339 time as Unix milliseconds, or a 400 naming `key`.
 pub fn parse_time(key: &str, v: &str) -> Result<i64, ApiError> {
-    let bad = |why: String| {
-        ApiError::bad_request(format!("`{key}` must be an RFC 3339 time like 2026-11-29T18:00:00Z: {why}"))
-    };
-    // humantime takes `Z` only; an offset is turned into UTC here.
-    let t = humantime::parse_rfc3339_weak(&utc(v).ok_or_else(|| bad(format!("`{v}`")))?)
-        .map_err(|e| bad(format!("`{v}`: {e}")))?;
-    let ms = t.duration_since(std::time::UNIX_EPOCH).map_err(|_| bad(format!("`{v}` is before 1970")))?.as_millis();
-    i64::try_from(ms).map_err(|_| bad(format!("`{v}` is too far away")))
+    rfc3339_ms(v).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "`{key}` must be an RFC 3339 time like 2026-11-29T18:00:00Z or 2026-11-29T19:00:00.250+01:00, not `{v}`"
+        ))
+    })
 }
 
-/// `v` with its offset applied, ending in `Z` (None: not a date-time with `T`, and `Z` or an offset).
-fn utc(v: &str) -> Option<String> {
-    let v = v.trim();
-    if !v.is_ascii() || v.len() < 20 || !matches!(v.as_bytes()[10], b'T' | b't') {
+/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` as Unix milliseconds (negative before 1970). Any
+/// year from 0000 to 9999, as the format allows; a leap second counts as the next second.
+fn rfc3339_ms(v: &str) -> Option<i64> {
+    let b = v.as_bytes();
+    if b.len() < 20 || !v.is_ascii() {
         return None;
     }
-    if let Some(base) = v.strip_suffix(['Z', 'z']) {
-        return Some(format!("{}Z", base.replace('t', "T")));
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        b[r.clone()].iter().all(u8::is_ascii_digit).then(|| v[r].parse().ok()).flatten()
+    };
+    let seps = b[4] == b'-' && b[7] == b'-' && matches!(b[10], b'T' | b't') && b[13] == b':' && b[16] == b':';
+    if !seps {
+        return None;
     }
-    let (base, offset) = v.split_at(v.len() - 6);
-    let sign = match offset.as_bytes()[0] {
-        b'+' => 1,
-        b'-' => -1,
+    let (y, mo, d, h, mi, s) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let days_in = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if !(1..=12).contains(&mo) || d < 1 || d > days_in[(mo - 1) as usize] || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let mut rest = &v[19..];
+    let mut ms = 0;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        ms = frac[..digits.min(3)].parse::<i64>().ok()? * 10_i64.pow(3 - digits.min(3) as u32);
+        rest = &frac[digits..];
+    }
+    let offset = match rest.as_bytes() {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let digits = [h1, h2, m1, m2];
+            if !digits.iter().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            let (oh, om) = (((h1 - b'0') * 10 + (h2 - b'0')) as i64, ((m1 - b'0') * 10 + (m2 - b'0')) as i64);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            if *sign == b'+' { oh * 60 + om } else { -(oh * 60 + om) }
+        }
         _ => return None,
     };
-    let (h, m) = offset[1..].split_once(':')?;
-    let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
-    if h > 23 || m > 59 {
-        return None;
-    }
-    let local = humantime::parse_rfc3339_weak(&format!("{base}Z")).ok()?;
-    let secs = local.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64() - (sign * (h * 3600 + m * 60)) as f64;
-    let t = std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs_f64(secs.max(0.0)))?;
-    Some(humantime::format_rfc3339_nanos(t).to_string())
+    // Days from 1970-01-01 (Howard Hinnant's days_from_civil).
+    let (y2, m2) = if mo <= 2 { (y - 1, mo + 9) } else { (y, mo - 3) };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * m2 + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    Some(((days * 24 + h) * 60 + mi - offset) * 60_000 + s * 1000 + ms)
 }
 
 /// The opaque cursor of a page's last row: base64url of `<ms>:<id>`.
@@ -137,8 +162,10 @@ mod tests {
         assert_eq!(parse_time("since", "1970-01-01T00:00:01Z").unwrap(), 1_000);
         assert_eq!(parse_time("since", "1970-01-01T00:00:01.250Z").unwrap(), 1_250);
         assert_eq!(parse_time("since", "1970-01-01T01:00:01+01:00").unwrap(), 1_000);
+        assert_eq!(parse_time("since", "1969-12-31T23:59:59Z").unwrap(), -1_000);
+        assert_eq!(parse_time("since", "2026-11-29T18:00:00.5Z").unwrap(), 1_795_975_200_500);
         for bad in
-            ["", "yesterday", "2026-11-29", "2026-11-29 10:00:00", "2026-13-01T00:00:00Z", "1969-12-31T23:00:00Z"]
+            ["", "yesterday", "2026-11-29", "2026-11-29 10:00:00", "2026-13-01T00:00:00Z", "2026-02-29T00:00:00Z"]
         {
             assert!(parse_time("since", bad).is_err(), "{bad:?}");
         }
