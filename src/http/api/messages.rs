@@ -20,6 +20,9 @@ use crate::mail::EventType;
 use crate::store::{Content, MessageFilter, MessageRow, Removal, Store};
 use crate::time::rfc3339;
 
+/// The largest attachment index a request may name (the OpenAPI file says the same).
+const MAX_INDEX: usize = 1_000_000;
+
 type Q = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
 pub async fn list(_: Reader, State(app): State<Arc<App>>, query: Q) -> Result<Json<Value>, ApiError> {
@@ -125,9 +128,13 @@ pub async fn attachment(
     req: Request,
 ) -> Result<Response, ApiError> {
     let (id, index) = segment(path)?;
-    let index: usize = index.parse().map_err(|_| {
-        ApiError::bad_request(format!("the attachment index must be a whole number from 0, not `{index}`"))
-    })?;
+    let index: usize = match index.parse() {
+        Ok(i) if i <= MAX_INDEX => i,
+        _ => {
+            let why = format!("the attachment index must be a whole number from 0 to {MAX_INDEX}, not `{index}`");
+            return Err(ApiError::bad_request(why));
+        }
+    };
     let found = blocking(&app, move |s| {
         if s.message(&id)?.is_none() {
             return Ok(Err(ApiError::not_found("message")));
