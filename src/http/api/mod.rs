@@ -67,3 +67,44 @@ async fn whoami(caller: Reader) -> axum::Json<serde_json::Value> {
     let scopes = if caller.write { vec!["read", "write"] } else { vec!["read"] };
     axum::Json(serde_json::json!({ "token": caller.name, "scopes": scopes }))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// (METHOD, path) of every route `router()` declares, read from its source: axum cannot list a
+    /// router's routes, and a route missing from the OpenAPI file is a route nobody can find.
+    fn routed() -> BTreeSet<(String, String)> {
+        let source = include_str!("mod.rs");
+        let body = source.split("pub fn router()").nth(1).and_then(|s| s.split("\n}\n").next()).expect("router()");
+        let mut out = BTreeSet::new();
+        for line in body.lines().filter_map(|l| l.trim().strip_prefix(".route(\"")) {
+            let (path, handlers) = line.split_once('"').expect("a quoted path");
+            for method in ["get", "post", "put", "patch", "delete"] {
+                if handlers.contains(&format!(" {method}(")) || handlers.contains(&format!(".{method}(")) {
+                    out.insert((method.to_uppercase(), path.to_string()));
+                }
+            }
+        }
+        out
+    }
+
+    fn documented() -> BTreeSet<(String, String)> {
+        let spec: serde_json::Value = serde_json::from_str(super::OPENAPI).expect("openapi.json is JSON");
+        let mut out = BTreeSet::new();
+        for (path, item) in spec["paths"].as_object().expect("paths") {
+            for method in item.as_object().expect("a path item").keys().filter(|k| *k != "parameters") {
+                out.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_route_is_in_the_openapi_file_and_every_documented_operation_is_routed() {
+        let _ = super::router(); // axum refuses overlapping routes when the router is built
+        let (routed, documented) = (routed(), documented());
+        assert!(routed.len() >= 10, "{routed:?}");
+        assert_eq!(routed, documented, "router() and schema/openapi.json disagree");
+    }
+}
