@@ -210,6 +210,25 @@ mod tests {
     use crate::store::tests::add;
 
     #[test]
+    fn a_replay_takes_the_deliveries_of_its_window_and_filters_and_keeps_their_event_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        add(&store, "msg_before", 999, &["a"]);
+        add(&store, "msg_in", 1_000, &["a", "b"]);
+        add(&store, "msg_edge", 2_000, &["a"]);
+        store.conn().execute("UPDATE deliveries SET status = 'succeeded', next_attempt_at = NULL", []).unwrap();
+        let events: Vec<String> = store.deliveries(None, None).unwrap().into_iter().map(|d| d.event_id).collect();
+
+        assert_eq!(store.replay(1_000, 2_000, Some("b"), None).unwrap(), 1);
+        assert_eq!(store.replay(1_000, 2_000, None, Some(crate::mail::DeliveryStatus::Failed)).unwrap(), 0);
+        assert_eq!(store.replay(1_000, 2_000, None, None).unwrap(), 2, "[since, until): msg_in's two");
+        let pending: Vec<_> = store.deliveries(Some(crate::mail::DeliveryStatus::Pending), None).unwrap();
+        assert!(pending.iter().all(|d| d.message_id == "msg_in" && d.retry_requested_at.is_some()), "{pending:?}");
+        let after: Vec<String> = store.deliveries(None, None).unwrap().into_iter().map(|d| d.event_id).collect();
+        assert_eq!(events, after, "event ids never change");
+    }
+
+    #[test]
     fn fresh_deliveries_are_claimed_before_retries_and_busy_endpoints_wait() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();

@@ -98,7 +98,7 @@ fn wrong_tokens_from_one_address_are_held_off_with_429() {
 }
 
 #[test]
-fn without_api_in_the_config_there_is_no_v1_but_links_work() {
+fn without_api_in_the_config_there_is_no_v1() {
     let h = Harness::basic();
     let gw = h.start();
     let api = Api::of(&gw);
@@ -106,6 +106,19 @@ fn without_api_in_the_config_there_is_no_v1_but_links_work() {
         assert_eq!(api.call("GET", path, Some(READ), None).status, 404, "{path}");
     }
     assert_eq!(healthz(&gw), 200);
+}
+
+#[test]
+fn with_api_the_signed_links_still_need_no_token() {
+    let h = setup(|_| {});
+    let gw = h.start();
+    let id = send(&gw, "inbox@example.test", &plain("linked", "inbox@example.test", "hi\r\n"));
+    let (_, event) = h.event_for(&id);
+    let link = event["message"]["raw"]["url"].as_str().expect("raw.url");
+    let local = link.replace("http://127.0.0.1:8025", &format!("http://{}", gw.http));
+    let got = get(&agent(), &local, &[]);
+    assert_eq!(got.status, 200, "{local}");
+    assert_eq!(got.body, h.stored_raw(&id).unwrap());
 }
 
 #[test]

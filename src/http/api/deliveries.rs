@@ -4,25 +4,23 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::messages::page_end;
-use super::params::{Params, encode_cursor, segment};
+use super::params::{Params, RawQuery, encode_cursor, segment};
 use super::{Reader, Writer, blocking};
 use crate::http::App;
 use crate::mail::DeliveryStatus;
 use crate::store::{Attempt, Delivery, DeliveryFilter};
 use crate::time::rfc3339;
 
-type Q = Result<Query<Vec<(String, String)>>, QueryRejection>;
-
 pub const STATUSES: [&str; 3] = ["pending", "succeeded", "failed"];
 
-pub async fn list(_: Reader, State(app): State<Arc<App>>, query: Q) -> Result<Json<Value>, ApiError> {
+pub async fn list(_: Reader, State(app): State<Arc<App>>, query: RawQuery) -> Result<Json<Value>, ApiError> {
     let p = Params::parse(query, &["after", "limit", "status", "endpoint", "message"])?;
     let filter = DeliveryFilter {
         status: p.one_of("status", DeliveryStatus::parse, &STATUSES)?,

@@ -5,15 +5,15 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::deliveries::delivery_json;
 use super::error::ApiError;
-use super::params::{Params, encode_cursor, segment};
+use super::params::{Params, RawQuery, encode_cursor, segment};
 use super::{Reader, Writer, blocking};
 use crate::http::App;
 use crate::mail::EventType;
@@ -23,9 +23,7 @@ use crate::time::rfc3339;
 /// The largest attachment index a request may name (the OpenAPI file says the same).
 const MAX_INDEX: usize = 1_000_000;
 
-type Q = Result<Query<Vec<(String, String)>>, QueryRejection>;
-
-pub async fn list(_: Reader, State(app): State<Arc<App>>, query: Q) -> Result<Json<Value>, ApiError> {
+pub async fn list(_: Reader, State(app): State<Arc<App>>, query: RawQuery) -> Result<Json<Value>, ApiError> {
     let p = Params::parse(query, &["after", "limit", "to", "from", "type", "since", "until", "subject"])?;
     let types: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
     let filter = MessageFilter {

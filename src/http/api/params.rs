@@ -15,7 +15,8 @@ pub const MAX_LIMIT: usize = 500;
 /// A query string's parameters, each named at most once and known to the route.
 pub struct Params(Vec<(String, String)>);
 
-type RawQuery = Result<Query<Vec<(String, String)>>, QueryRejection>;
+/// A route's query string as axum hands it over: `Params::parse` turns a rejection into a 400.
+pub type RawQuery = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
 impl Params {
     pub fn parse(query: RawQuery, known: &[&str]) -> Result<Params, ApiError> {
