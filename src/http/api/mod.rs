@@ -75,10 +75,14 @@ mod tests {
     /// (METHOD, path) of every route `router()` declares, read from its source: axum cannot list a
     /// router's routes, and a route missing from the OpenAPI file is a route nobody can find.
     fn routed() -> BTreeSet<(String, String)> {
-        let source = include_str!("mod.rs");
-        let body = source.split("pub fn router()").nth(1).and_then(|s| s.split("\n}\n").next()).expect("router()");
+        let body = |source: &'static str, f: &str| {
+            source.split(f).nth(1).and_then(|s| s.split("\n}\n").next()).unwrap_or_else(|| panic!("{f}"))
+        };
+        let router = body(include_str!("mod.rs"), "pub fn router()");
+        assert!(router.contains(".merge(streams::routes())"), "router() takes the streams' routes");
+        let streams = body(include_str!("streams.rs"), "pub fn routes()");
         let mut out = BTreeSet::new();
-        for line in body.lines().filter_map(|l| l.trim().strip_prefix(".route(\"")) {
+        for line in router.lines().chain(streams.lines()).filter_map(|l| l.trim().strip_prefix(".route(\"")) {
             let (path, handlers) = line.split_once('"').expect("a quoted path");
             for method in ["get", "post", "put", "patch", "delete"] {
                 if handlers.contains(&format!(" {method}(")) || handlers.contains(&format!(".{method}(")) {

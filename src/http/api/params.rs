@@ -156,6 +156,21 @@ fn decode_cursor(v: &str) -> Result<Position, ApiError> {
     Ok(Position { at: at.parse().map_err(|_| bad())?, id: id.to_string() })
 }
 
+/// `Query<T>` whose rejection (a value of the wrong kind, a key given twice) is the API's JSON 400,
+/// not axum's plain-text one: for routes that read their query into a struct.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(q)) => Ok(ApiQuery(q)),
+            Err(e) => Err(ApiError::bad_request(format!("the query string is not valid: {}", e.body_text()))),
+        }
+    }
+}
+
 /// A path segment; a malformed one (bad percent-encoding) is a 400.
 pub fn segment<T>(path: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
     path.map(|Path(v)| v).map_err(|e| ApiError::bad_request(format!("the path is not valid: {e}")))

@@ -7,11 +7,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 
+use super::params::ApiQuery;
 use super::streams::{Follower, ReadQuery, consumer, cursor, start, stream, types};
 use super::{ApiError, Reader};
 use crate::http::App;
@@ -24,7 +25,7 @@ pub(super) async fn events(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    Query(q): Query<ReadQuery>,
+    ApiQuery(q): ApiQuery<ReadQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError> {
     let (store, stopping) = stream(&app, &name)?;
     let types = types(q.types.as_deref().unwrap_or("").split(','))?;

@@ -16,13 +16,14 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::watch;
 
+use super::params::ApiQuery;
 use super::{ApiError, Reader};
 use crate::http::App;
 use crate::mail::{EventType, Via};
@@ -271,7 +272,7 @@ async fn poll(
     _caller: Reader,
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
-    Query(q): Query<ReadQuery>,
+    ApiQuery(q): ApiQuery<ReadQuery>,
 ) -> Result<Json<PollPage>, ApiError> {
     let (store, mut stopping) = stream(&app, &name)?;
     let limit = number("limit", q.limit.as_deref(), POLL_LIMIT as u64, POLL_LIMIT as u64)?.max(1) as usize;
