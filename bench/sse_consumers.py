@@ -151,6 +151,7 @@ async def measure(args, work, binary, n):
     mx = run.Mxhook(work, extra=EXTRA, binary=binary)
     out = {"readers": n}
     tasks = []
+    session = None
     try:
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), read_bufsize=1 << 18)
         readers = [Reader(i) for i in range(n)]
@@ -200,7 +201,7 @@ async def measure(args, work, binary, n):
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if tasks:
+        if session:
             await session.close()
         mx.stop()
     return out
