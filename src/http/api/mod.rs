@@ -4,6 +4,7 @@
 
 mod auth;
 mod error;
+mod fanout;
 mod settings;
 mod sse;
 mod streams;
