@@ -5,6 +5,7 @@
 mod auth;
 mod deliveries;
 mod error;
+mod fanout;
 mod messages;
 mod params;
 mod replay;

@@ -13,7 +13,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 
 use super::params::ApiQuery;
-use super::streams::{Follower, ReadQuery, consumer, cursor, start, stream, types};
+use super::streams::{Follower, ReadQuery, consumer, cursor, ring, start, stream, types};
 use super::{ApiError, Reader};
 use crate::http::App;
 
@@ -37,10 +37,10 @@ pub(super) async fn events(
         (None, None) => None,
     };
     let after = start(&store, &name, explicit, q.from.as_deref(), consumer.as_deref()).await?;
-    let follower = Follower::new(store, &name, after, types, stopping);
+    let follower = Follower::new(store, ring(&app, &name), &name, after, types, stopping);
     let events = futures_util::stream::unfold(follower, |mut f| async move {
         match f.next().await {
-            Ok(Some(r)) => Some((Ok(Event::default().id(r.cursor.to_string()).data(r.body)), f)),
+            Ok(Some(r)) => Some((Ok(Event::default().id(r.cursor.to_string()).data(&*r.body)), f)),
             // Stopping, or the store failed (logged): the client reconnects with Last-Event-ID.
             Ok(None) | Err(_) => None,
         }
