@@ -69,6 +69,9 @@ pub fn parse_bounded<'a>(
         auto_submitted: None,
         bounce: None,
         complaint: None,
+        reply: None,
+        forward: None,
+        preview: None,
     };
     // mail-parser survived 200,000 random mutations without a panic; should a new input find one,
     // it costs this message its parsed fields, not the gateway or the message.

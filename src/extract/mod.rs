@@ -1,0 +1,93 @@
+//! What is new in a message, after parse and before classify: `reply` (the text without its quoted
+//! history and signature), `forward` (the forwarded original and the forwarder's note) and
+//! `preview`. Works on the event's `text` (which mail-parser makes from the HTML when there is no
+//! text part) and, for `reply.html`, on the HTML. Imports only `mail`; the patterns are data
+//! (`patterns.rs`).
+
+mod forward;
+mod html;
+pub mod patterns;
+mod reply;
+mod signature;
+#[cfg(test)]
+mod tests;
+
+use std::borrow::Cow;
+
+use crate::mail::{EventMessage, Forward, ReplyText};
+
+/// How many characters `preview` keeps.
+const PREVIEW_CHARS: usize = 200;
+
+/// The event's `reply`, `forward` and `preview`.
+#[derive(Debug, Default)]
+pub struct Fields {
+    pub reply: Option<ReplyText>,
+    pub forward: Option<Forward>,
+    pub preview: Option<String>,
+}
+
+/// Fills `reply`, `forward` and `preview` from the event. `attachments` are the decoded parts, in
+/// `event.attachments` order (an attached `message/rfc822` is a forward's original).
+pub fn extract(event: &EventMessage, attachments: &[Cow<'_, [u8]>], out: &mut Fields) {
+    let Some(text) = event.text.as_deref() else { return };
+    let reply = reply_of(text, event.html.as_deref());
+    let subject = event.subject.as_deref();
+    let mut fwd = forward::inline(text, subject);
+    if fwd.is_none() && !is_report(event) {
+        let attached = event.attachments.iter().position(|a| a.content_type == "message/rfc822");
+        if let Some(i) = attached
+            && let Some(bytes) = attachments.get(i)
+        {
+            let note = (!reply.text.is_empty()).then(|| reply.text.clone());
+            fwd = forward::attached(bytes, note);
+        }
+    }
+    let reply = match &fwd {
+        // An inline forward: what is new is the forwarder's note.
+        Some(Forward { note, .. }) if !reply.quoted && forward::inline(text, subject).is_some() => {
+            let (text, signature) = signature::split(note.as_deref().unwrap_or(""));
+            ReplyText { text, signature, quoted: true, html: reply.html }
+        }
+        _ => reply,
+    };
+    out.preview = Some(preview(&reply.text));
+    out.reply = Some(reply);
+    out.forward = fwd;
+}
+
+/// The reply of a text body (and the new part of its HTML, when there is one).
+pub fn reply_of(text: &str, html: Option<&str>) -> ReplyText {
+    let unquoted = reply::unquote(text);
+    let (body, signature) = signature::split(&unquoted.text);
+    let html = html.and_then(html::new_part);
+    ReplyText { text: body, html, signature, quoted: unquoted.quoted }
+}
+
+/// The quote removed, the signature still in it (what talon's `extract_from_plain` gives).
+pub fn unquoted(text: &str) -> String {
+    reply::unquote(text).text
+}
+
+/// The first `PREVIEW_CHARS` characters, white space collapsed to single spaces.
+fn preview(text: &str) -> String {
+    let mut out = String::new();
+    for (n, word) in text.split_whitespace().enumerate() {
+        if n > 0 {
+            out.push(' ');
+        }
+        out.push_str(word);
+        if out.chars().count() >= PREVIEW_CHARS {
+            break;
+        }
+    }
+    out.chars().take(PREVIEW_CHARS).collect()
+}
+
+/// A delivery or feedback report carries the original as `message/rfc822` too; it is no forward.
+fn is_report(event: &EventMessage) -> bool {
+    event
+        .headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("content-type") && v.to_ascii_lowercase().contains("multipart/report"))
+}
