@@ -61,7 +61,8 @@ pub fn reply_of(text: &str, html: Option<&str>) -> ReplyText {
     let unquoted = reply::unquote(text);
     let (body, signature) = signature::split(&unquoted.text);
     let html = html.and_then(html::new_part);
-    ReplyText { text: body, html, signature, quoted: unquoted.quoted }
+    let html_quoted = html.as_ref().is_some_and(|(_, removed)| *removed);
+    ReplyText { text: body, html: html.map(|(h, _)| h), signature, quoted: unquoted.quoted || html_quoted }
 }
 
 /// The quote removed, the signature still in it (what talon's `extract_from_plain` gives).

@@ -112,6 +112,9 @@ fn replies_and_forwards_arrive_with_their_new_text() {
     let m = send(&h, &gw, GMAIL_HTML);
     assert_eq!(m["reply"]["text"], "Sounds good, see you at noon.", "{}", m["reply"]);
     assert_eq!(m["reply"]["quoted"], true);
+    let html = m["reply"]["html"].as_str().expect("reply.html for an HTML message");
+    assert!(html.contains("Sounds good, see you at noon.") && !html.contains("Lunch tomorrow"), "{html}");
+    assert!(!html.contains("gmail_quote"), "{html}");
     assert_eq!(m["preview"], "Sounds good, see you at noon.");
     assert_eq!(m["forward"], Value::Null);
 
