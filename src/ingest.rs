@@ -202,6 +202,9 @@ impl Sink for Ingest {
                     bytes,
                 })
                 .collect();
+            if !event.attachments.is_empty() {
+                event.attachments_url = Some(signer.attachments_zip(&msg_id, received_at));
+            }
             event.raw.url = Some(signer.raw(&msg_id, received_at));
             event.inline_raw(&raw, webhook.inline_raw_max);
             let event_json = event.to_json(webhook.max_payload)?;

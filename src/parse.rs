@@ -60,6 +60,7 @@ pub fn parse_bounded<'a>(
         html: None,
         omitted: Vec::new(),
         attachments: Vec::new(),
+        attachments_url: None,
         raw: raw_info,
         parsed: ParseStatus { status: "complete", error: None },
         auth: None,

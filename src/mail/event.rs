@@ -30,6 +30,8 @@ pub struct EventMessage {
     pub html: Option<String>,
     pub omitted: Vec<String>,
     pub attachments: Vec<Attachment>,
+    /// A signed link to every attachment as one zip archive (ingest); null without attachments.
+    pub attachments_url: Option<String>,
     pub parsed: ParseStatus,
     pub auth: Option<Auth>,
     pub spam: Spam,

@@ -72,6 +72,18 @@ impl Store {
             .optional()?)
     }
 
+    /// Every attachment of a message, in index order (the zip link).
+    pub fn attachments(&self, message_id: &str) -> anyhow::Result<Vec<AttachmentRow>> {
+        let conn = self.deliver_conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT filename, content_type, size FROM attachments WHERE message_id = ?1 ORDER BY idx",
+        )?;
+        let rows = stmt.query_map([message_id], |r| {
+            Ok(AttachmentRow { filename: r.get(0)?, content_type: r.get(1)?, size: r.get(2)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn deliveries(
         &self,
         status: Option<DeliveryStatus>,
