@@ -256,7 +256,7 @@ pub fn unquote(text: &str) -> Unquoted {
     // A header followed by unquoted text (Outlook, HTML turned text): all of it is history.
     let after = &marks[start..];
     let unquoted_text_after = marks[start] == Mark::Header
-        && after.iter().skip_while(|m| **m == Mark::Header || **m == Mark::Empty).next() == Some(&Mark::Text);
+        && after.iter().find(|m| **m != Mark::Header && **m != Mark::Empty) == Some(&Mark::Text);
     let end = if unquoted_text_after || marks[start] == Mark::Forward {
         lines.len()
     } else {
