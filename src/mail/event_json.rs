@@ -63,7 +63,8 @@ impl EventMessage {
         let steps: [Omission; 8] = [
             ("html", |e| e.html.take().is_some()),
             ("forward", |e| e.forward.take().is_some()),
-            ("reply", |e| e.reply.take().is_some()),
+            // A withheld text had no reply made of it: left out as well.
+            ("reply", |e| e.reply.take().is_some() | e.withheld_text.is_some()),
             ("text", |e| e.text.take().is_some() | e.withheld_text.take().is_some()),
             ("preview", |e| e.preview.take().is_some()),
             ("raw.base64", |e| e.raw.base64.take().is_some()),
