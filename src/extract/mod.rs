@@ -33,7 +33,7 @@ pub fn extract(event: &EventMessage, attachments: &[Cow<'_, [u8]>], out: &mut Fi
     let Some(text) = event.text.as_deref() else { return };
     let reply = reply_of(text, event.html.as_deref());
     let subject = event.subject.as_deref();
-    let mut fwd = forward::inline(text, subject);
+    let mut fwd = forward::inline(text, subject).map(|f| if text.contains("\r\n") { crlf_forward(f) } else { f });
     if fwd.is_none() && !is_report(event) {
         let attached = event.attachments.iter().position(|a| a.content_type == "message/rfc822");
         if let Some(i) = attached
@@ -46,8 +46,8 @@ pub fn extract(event: &EventMessage, attachments: &[Cow<'_, [u8]>], out: &mut Fi
     let reply = match &fwd {
         // An inline forward: what is new is the forwarder's note.
         Some(Forward { note, .. }) if !reply.quoted && forward::inline(text, subject).is_some() => {
-            let (text, signature) = signature::split(note.as_deref().unwrap_or(""));
-            ReplyText { text, signature, quoted: true, html: reply.html }
+            let r = reply_of(note.as_deref().unwrap_or(""), None);
+            ReplyText { text: r.text, signature: r.signature, quoted: true, html: reply.html }
         }
         _ => reply,
     };
@@ -56,13 +56,21 @@ pub fn extract(event: &EventMessage, attachments: &[Cow<'_, [u8]>], out: &mut Fi
     out.forward = fwd;
 }
 
-/// The reply of a text body (and the new part of its HTML, when there is one).
+/// The reply of a text body (and the new part of its HTML, when there is one), with the body's own
+/// line ends (mail-parser keeps CRLF): a message that quotes nothing has its text, less the signature.
 pub fn reply_of(text: &str, html: Option<&str>) -> ReplyText {
     let unquoted = reply::unquote(text);
     let (body, signature) = signature::split(&unquoted.text);
+    let (body, signature) =
+        if text.contains("\r\n") { (crlf(&body), signature.map(|s| crlf(&s))) } else { (body, signature) };
     let html = html.and_then(html::new_part);
     let html_quoted = html.as_ref().is_some_and(|(_, removed)| *removed);
     ReplyText { text: body, html: html.map(|(h, _)| h), signature, quoted: unquoted.quoted || html_quoted }
+}
+
+/// `text` with every line ending in CRLF.
+fn crlf(text: &str) -> String {
+    text.lines().collect::<Vec<_>>().join("\r\n")
 }
 
 /// The quote removed, the signature still in it (what talon's `extract_from_plain` gives).
@@ -83,6 +91,11 @@ fn preview(text: &str) -> String {
         }
     }
     out.chars().take(PREVIEW_CHARS).collect()
+}
+
+fn crlf_forward(f: Forward) -> Forward {
+    let c = |s: Option<String>| s.map(|s| crlf(&s));
+    Forward { text: c(f.text), note: c(f.note), ..f }
 }
 
 /// A delivery or feedback report carries the original as `message/rfc822` too; it is no forward.

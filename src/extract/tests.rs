@@ -204,3 +204,11 @@ fn measure_public_sets() {
         writeln!(w, "{result}").unwrap();
     }
 }
+
+#[test]
+fn line_ends_are_the_bodys_own() {
+    let text = "One.\r\nTwo.\r\n\r\nThree.\r\n";
+    assert_eq!(reply_of(text, None).text, "One.\r\nTwo.\r\n\r\nThree.");
+    let r = reply_of("One.\r\nTwo.\r\n\r\n-- \r\nAda\r\n", None);
+    assert_eq!((r.text.as_str(), r.signature.as_deref()), ("One.\r\nTwo.", Some("-- \r\nAda")));
+}

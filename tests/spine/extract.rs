@@ -121,8 +121,8 @@ fn replies_and_forwards_arrive_with_their_new_text() {
     let m = send(&h, &gw, OUTLOOK);
     assert_eq!(
         m["reply"],
-        json!({"text": "Thanks, the invoice is paid.\n\nBest regards,", "html": null,
-               "signature": "Bob Smith\nAcme Ltd.", "quoted": true})
+        json!({"text": "Thanks, the invoice is paid.\r\n\r\nBest regards,", "html": null,
+               "signature": "Bob Smith\r\nAcme Ltd.", "quoted": true})
     );
     assert_eq!(m["forward"], Value::Null, "an RE: with a header block is a reply");
 
@@ -160,6 +160,6 @@ fn a_message_that_quotes_nothing_has_its_text_as_reply() {
     let h = Harness::basic();
     let gw = h.start();
     let m = send(&h, &gw, "From: a@sender.test\nTo: anyone@example.test\nSubject: hi\n\nJust a note.\n\n-- \nAda\n");
-    assert_eq!(m["reply"], json!({"text": "Just a note.", "html": null, "signature": "-- \nAda", "quoted": false}));
+    assert_eq!(m["reply"], json!({"text": "Just a note.", "html": null, "signature": "-- \r\nAda", "quoted": false}));
     assert_eq!(m["text"], "Just a note.\r\n\r\n-- \r\nAda\r\n");
 }
