@@ -43,33 +43,30 @@ fn alternation(words: &[&str]) -> String {
 /// "On … wrote:" starting with the header word.
 static ON_WROTE: LazyLock<Regex> = LazyLock::new(|| {
     let (on, wrote) = (alternation(patterns::ON), alternation(patterns::WROTE));
-    Regex::new(&format!(r"(?i)^\s*[*_]?(?:{on})\s.{{0,300}}(?:{wrote})(?:\s*[:：]?|\s.{{0,200}}[:：])\s*[*_]?\s*$"))
-        .expect("ON_WROTE")
+    Regex::new(&format!(r"(?i)^\s*[*_]?(?:{on})\s.*(?:{wrote})(?:\s*[:：]?|\s.*[:：])\s*[*_]?\s*$")).expect("ON_WROTE")
 });
 
 /// "… wrote:" with a date or an address in it, and the colon.
 static DATED_WROTE: LazyLock<Regex> = LazyLock::new(|| {
     let wrote = alternation(patterns::WROTE);
-    Regex::new(&format!(r"(?i)^.{{0,300}}(?:\d|@).{{0,300}}(?:{wrote})(?:\s.{{0,200}})?\s*[:：]\s*[*_]?\s*$"))
-        .expect("DATED_WROTE")
+    Regex::new(&format!(r"(?i)^.*(?:\d|@).*(?:{wrote})(?:\s.*)?\s*[:：]\s*[*_]?\s*$")).expect("DATED_WROTE")
 });
 
 /// Android / Gmail in some languages: "2014-10-17 11:28 GMT+03:00 Bob <bob@example.com>:".
 static DATE_ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^\s*(?:\d{1,4}[-./年]\s?\d{1,2}[-./月]\s?\d{1,4}日?|\w+,? \d{1,2} \w+ \d{4}).{0,120}<?[^\s<>]+@[^\s<>]+>?\s*[:：]\s*$|^.{0,80}\d{1,2}:\d{2}.{0,120}<[^\s<>]+@[^\s<>]+>\s*[:：]\s*$")
+    Regex::new(r"(?i)^\s*(?:\d{1,4}[-./年]\s?\d{1,2}[-./月]\s?\d{1,4}日?|\w+,? \d{1,2} \w+ \d{4}).*<?[^\s<>]+@[^\s<>]+>?\s*[:：]\s*$|^.*\d{1,2}:\d{2}.*<[^\s<>]+@[^\s<>]+>\s*[:：]\s*$")
         .expect("DATE_ADDRESS")
 });
 
 /// "---- John Smith wrote ----" (Android) and "------On 12/29/1987, Ada wrote-----".
 static DASHED_WROTE: LazyLock<Regex> = LazyLock::new(|| {
     let wrote = alternation(patterns::WROTE);
-    Regex::new(&format!(r"(?i)^\s*-{{2,}}.{{0,200}}(?:{wrote})\s*[:：]?\s*-{{2,}}\s*$")).expect("DASHED_WROTE")
+    Regex::new(&format!(r"(?i)^\s*-{{2,}}.*(?:{wrote})\s*[:：]?\s*-{{2,}}\s*$")).expect("DASHED_WROTE")
 });
 
 /// "2011/4/7 Ada <ada@example.com>": a numeric date and an address, colon or not.
 static NUMERIC_DATE_ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\s*\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\s.{0,100}<[^\s<>]+@[^\s<>]+>\s*[:：]?\s*$")
-        .expect("NUMERIC_DATE_ADDRESS")
+    Regex::new(r"^\s*\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\s.*<[^\s<>]+@[^\s<>]+>\s*[:：]?\s*$").expect("NUMERIC_DATE_ADDRESS")
 });
 
 /// "reply On Wed, …, bob@example.com wrote:": the answer and the header on one line (the header's
@@ -85,8 +82,7 @@ static SHARED_LINE: LazyLock<Regex> = LazyLock::new(|| {
         })
         .collect();
     let on = alternation(&on.iter().map(String::as_str).collect::<Vec<_>>());
-    Regex::new(&format!(r"^(.*?\S)[\s-]*\s(?:{on})\s.{{0,300}}(?:\d|@).{{0,300}}(?i:{wrote})\s*[:：]\s*$"))
-        .expect("SHARED_LINE")
+    Regex::new(&format!(r"^(.*?\S)[\s-]*\s(?:{on})\s.*(?:\d|@).*(?i:{wrote})\s*[:：]\s*$")).expect("SHARED_LINE")
 });
 
 static ORIGINAL: LazyLock<Regex> = LazyLock::new(|| {
@@ -125,7 +121,14 @@ fn is_rule(line: &str) -> bool {
     t.len() >= 4 && t.chars().all(|c| matches!(c, '_' | '-' | '=' | '—'))
 }
 
+/// A quote header is one short line (or two or three joined): longer lines are text, and the
+/// patterns (unbounded `.*`, kept small) never scan a 10 KB line.
+const MAX_HEADER_CHARS: usize = 600;
+
 fn header_text(line: &str) -> bool {
+    if line.len() > MAX_HEADER_CHARS {
+        return false;
+    }
     ON_WROTE.is_match(line)
         || DATED_WROTE.is_match(line)
         || DATE_ADDRESS.is_match(line)
@@ -202,6 +205,9 @@ fn wrapped_header(lines: &[&str], marks: &[Mark], i: usize) -> Option<usize> {
         }
         joined.push(' ');
         joined.push_str(lines[next].trim());
+        if joined.len() > MAX_HEADER_CHARS {
+            return None;
+        }
         if ON_WROTE.is_match(&joined) || DATED_WROTE.is_match(&joined) || DATE_ADDRESS.is_match(&joined) {
             return Some(n);
         }
@@ -271,7 +277,11 @@ pub fn unquote(text: &str) -> Unquoted {
     }
     // Leading blank lines go (the quote was above the answer).
     let mut kept: Vec<&str> = lines[..cut].iter().copied().skip_while(|l| l.trim().is_empty()).collect();
-    let shared = SHARED_LINE.captures(lines[start]).and_then(|c| c.get(1)).map(|m| m.as_str().trim_end_matches('-'));
+    let shared = (lines[start].len() <= MAX_HEADER_CHARS)
+        .then(|| SHARED_LINE.captures(lines[start]))
+        .flatten()
+        .and_then(|c| c.get(1))
+        .map(|m| m.as_str().trim_end_matches('-'));
     if let Some(prefix) = shared.filter(|p| !p.trim().is_empty() && cut == start && marks[start] == Mark::Header) {
         kept.push(prefix);
     }
@@ -296,4 +306,42 @@ pub fn unquote(text: &str) -> Unquoted {
 fn quote_run(marks: &[Mark], i: usize) -> bool {
     let before_is_header = marks[..i].iter().rev().find(|m| **m != Mark::Empty) == Some(&Mark::Header);
     before_is_header || marks[i..].iter().filter(|m| **m != Mark::Empty).take(2).all(|m| *m == Mark::Quoted)
+}
+
+#[cfg(test)]
+mod memory {
+    #[test]
+    #[ignore = "prints the memory each pattern takes"]
+    fn each_pattern() {
+        let rss = || {
+            let s = std::fs::read_to_string("/proc/self/status").unwrap();
+            s.lines()
+                .find(|l| l.starts_with("VmRSS"))
+                .unwrap()
+                .split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse::<i64>()
+                .unwrap()
+        };
+        let line = "On Mon, Nov 23, 2026 at 10:00 AM Ada <ada@example.com> wrote:";
+        for (name, re) in [
+            ("ON_WROTE", &*super::ON_WROTE),
+            ("DATED_WROTE", &*super::DATED_WROTE),
+            ("DATE_ADDRESS", &*super::DATE_ADDRESS),
+            ("DASHED", &*super::DASHED_WROTE),
+            ("NUMERIC", &*super::NUMERIC_DATE_ADDRESS),
+            ("SHARED", &*super::SHARED_LINE),
+            ("ORIGINAL", &*super::ORIGINAL),
+            ("FORWARD", &*super::FORWARD_LINE),
+            ("FROM", &*super::FROM_FIELD),
+            ("SENT", &*super::SENT_FIELD),
+            ("TO", &*super::TO_FIELD),
+            ("SUBJECT", &*super::SUBJECT_FIELD),
+        ] {
+            let b = rss();
+            let _ = re.is_match(line);
+            eprintln!("{name}: +{} KiB", rss() - b);
+        }
+    }
 }

@@ -13,11 +13,13 @@ const MAX_SIGNATURE_LINES: usize = 12;
 /// The lines after a closing word that can be a name, title, phone: at most this many, each short.
 const MAX_NAME_LINES: usize = 4;
 const MAX_NAME_CHARS: usize = 60;
+/// A signature line is short; longer lines are not matched at all.
+const MAX_LINE_BYTES: usize = 200;
 
 static DELIMITER: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^(?:--\s*|-- .{0,40}|_{2,}\s*|—\s*)$").expect("delimiter"));
+    LazyLock::new(|| Regex::new(r"^(?:--\s*|-- .*|_{2,}\s*|—\s*)$").expect("delimiter"));
 /// "-Abhishek": a dash straight before a name, alone on its line.
-static DASH_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^-\p{L}[\p{L} .'-]{0,40}$").expect("dash name"));
+static DASH_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^-\p{L}[\p{L} .'-]*$").expect("dash name"));
 static SENT_FROM: LazyLock<Regex> = LazyLock::new(|| {
     let alts = patterns::SENT_FROM.join("|");
     Regex::new(&format!(r"(?i)^\s*(?:{alts})\s*[.!]?\s*$")).expect("sent from")
@@ -39,6 +41,9 @@ pub fn split(text: &str) -> (String, Option<String>) {
         .filter(|&i| i > nonempty[0])
         .find(|&i| {
             let l = lines[i].trim_end();
+            if l.len() > MAX_LINE_BYTES {
+                return false;
+            }
             DELIMITER.is_match(l) || DASH_NAME.is_match(l.trim()) || SENT_FROM.is_match(l) && is_last(&lines, i)
         })
         .or_else(|| after_valediction(&lines, &nonempty));
@@ -66,7 +71,7 @@ fn is_last(lines: &[&str], i: usize) -> bool {
 /// The line after a closing word, when what follows it is a few short lines (a name, a title).
 fn after_valediction(lines: &[&str], nonempty: &[usize]) -> Option<usize> {
     let tail = &nonempty[nonempty.len().saturating_sub(MAX_NAME_LINES + 1)..];
-    let v = tail.iter().position(|&i| VALEDICTION.is_match(lines[i]))?;
+    let v = tail.iter().position(|&i| lines[i].len() <= MAX_LINE_BYTES && VALEDICTION.is_match(lines[i]))?;
     let names = &tail[v + 1..];
     let short = names.iter().all(|&i| {
         let l = lines[i].trim();

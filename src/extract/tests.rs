@@ -212,3 +212,30 @@ fn line_ends_are_the_bodys_own() {
     let r = reply_of("One.\r\nTwo.\r\n\r\n-- \r\nAda\r\n", None);
     assert_eq!((r.text.as_str(), r.signature.as_deref()), ("One.\r\nTwo.", Some("-- \r\nAda")));
 }
+
+#[test]
+#[ignore = "prints the memory the patterns take once compiled"]
+fn pattern_memory() {
+    let rss = || {
+        let s = std::fs::read_to_string("/proc/self/status").unwrap();
+        s.lines().find(|l| l.starts_with("VmRSS")).unwrap().to_string()
+    };
+    let probe = |name: &str, f: &dyn Fn()| {
+        let b = rss();
+        f();
+        eprintln!("{name}: {b} -> {}", rss());
+    };
+    probe("unquote", &|| {
+        let _ = super::reply::unquote("Hi\n\nOn Mon, Ada <a@b.c> wrote:\n> x\n> y\n");
+    });
+    probe("signature", &|| {
+        let _ = super::signature::split("Hi\n\nThanks,\nAda\n\nSent from my iPhone");
+    });
+    probe("html", &|| {
+        let _ = super::html::new_part("<p>x</p><div class=gmail_quote>y</div>");
+    });
+    eprintln!("before {}", rss());
+    let _ = reply_of("Hi\n\nOn Mon, Ada <a@b.c> wrote:\n> x\n> y\n\nThanks,\nAda\n", Some("<p>x</p>"));
+    let _ = super::forward::inline("x\n---------- Forwarded message ---------\nFrom: a\n\nb", Some("Fwd: x"));
+    eprintln!("after {}", rss());
+}
