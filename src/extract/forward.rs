@@ -5,13 +5,15 @@
 use mail_parser::MessageParser;
 
 use super::patterns;
-use super::reply::{CC_FIELD, FORWARD_LINE, FROM_FIELD, Mark, SENT_FIELD, SUBJECT_FIELD, TO_FIELD, mark};
+use super::reply::{
+    CC_FIELD, FORWARD_LINE, FROM_FIELD, Mark, SENT_FIELD, SUBJECT_FIELD, TO_FIELD, mark, may_be_forward,
+};
 use crate::mail::Forward;
 
 /// An inline forward in `text`; `subject` tells an Outlook forward (no marker line) from a reply.
 pub fn inline(text: &str, subject: Option<&str>) -> Option<Forward> {
     let lines: Vec<&str> = text.lines().collect();
-    let at = match lines.iter().position(|l| FORWARD_LINE.is_match(l)) {
+    let at = match lines.iter().position(|l| may_be_forward(l) && FORWARD_LINE.is_match(l)) {
         Some(i) => i,
         None if forward_subject(subject) => {
             // Outlook's block, or "-----Original Message-----" above it.

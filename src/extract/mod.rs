@@ -33,7 +33,9 @@ pub fn extract(event: &EventMessage, attachments: &[Cow<'_, [u8]>], out: &mut Fi
     let Some(text) = event.text.as_deref() else { return };
     let reply = reply_of(text, event.html.as_deref());
     let subject = event.subject.as_deref();
-    let mut fwd = forward::inline(text, subject).map(|f| if text.contains("\r\n") { crlf_forward(f) } else { f });
+    let inline = forward::inline(text, subject);
+    let is_inline = inline.is_some();
+    let mut fwd = inline.map(|f| if text.contains("\r\n") { crlf_forward(f) } else { f });
     if fwd.is_none() && !is_report(event) {
         let attached = event.attachments.iter().position(|a| a.content_type == "message/rfc822");
         if let Some(i) = attached
@@ -45,7 +47,7 @@ pub fn extract(event: &EventMessage, attachments: &[Cow<'_, [u8]>], out: &mut Fi
     }
     let reply = match &fwd {
         // An inline forward: what is new is the forwarder's note.
-        Some(Forward { note, .. }) if !reply.quoted && forward::inline(text, subject).is_some() => {
+        Some(Forward { note, .. }) if !reply.quoted && is_inline => {
             let r = reply_of(note.as_deref().unwrap_or(""), None);
             ReplyText { text: r.text, signature: r.signature, quoted: true, html: reply.html }
         }

@@ -126,7 +126,7 @@ fn is_rule(line: &str) -> bool {
 const MAX_HEADER_CHARS: usize = 600;
 
 fn header_text(line: &str) -> bool {
-    if line.len() > MAX_HEADER_CHARS {
+    if line.len() > MAX_HEADER_CHARS || !may_be_header(line) {
         return false;
     }
     ON_WROTE.is_match(line)
@@ -137,15 +137,39 @@ fn header_text(line: &str) -> bool {
         || NUMERIC_DATE_ADDRESS.is_match(line)
 }
 
+/// A cheap look before the patterns: every header ends with a colon, or is drawn with dashes, or
+/// (a date and an address) starts with a digit. Most lines of a message are none of these.
+fn may_be_header(line: &str) -> bool {
+    let t = line.trim();
+    t.ends_with([':', '：', '-', '*', '_', '='])
+        || t.starts_with(['-', '_', '='])
+        || (t.starts_with(|c: char| c.is_ascii_digit()) && t.ends_with('>'))
+        || t.len().checked_sub(5).and_then(|at| t.get(at..)).is_some_and(|end| end.eq_ignore_ascii_case("wrote"))
+}
+
+/// A forward marker is short, and drawn with dashes or ended by a colon.
+pub fn may_be_forward(line: &str) -> bool {
+    let t = line.trim();
+    t.len() <= 120 && (t.ends_with([':', '：', '-', '=', '_']) || t.starts_with(['-', '=', '_']))
+}
+
+/// A field line (`Name: value`) has its colon early.
+fn may_be_field(line: &str) -> bool {
+    line.char_indices().take_while(|(i, _)| *i < 40).any(|(_, c)| c == ':' || c == '：')
+}
+
 /// Outlook's block: a From field, then within the next four lines a Sent/Date field (or To and Subject).
 fn header_block(lines: &[&str], i: usize) -> bool {
+    if !may_be_field(lines[i]) {
+        return false;
+    }
     let starts = FROM_FIELD.is_match(lines[i]) || SENT_FIELD.is_match(lines[i]);
     if !starts {
         return false;
     }
     let next = lines.iter().skip(i + 1).take(4).filter(|l| !l.trim().is_empty());
     let (mut sent, mut to, mut subject, mut from) = (false, false, false, FROM_FIELD.is_match(lines[i]));
-    for l in next {
+    for l in next.filter(|l| may_be_field(l)) {
         sent |= SENT_FIELD.is_match(l);
         to |= TO_FIELD.is_match(l);
         subject |= SUBJECT_FIELD.is_match(l);
@@ -174,7 +198,7 @@ pub fn mark(lines: &[&str]) -> Vec<Mark> {
             i += 1;
             continue;
         }
-        if FORWARD_LINE.is_match(lines[i]) {
+        if may_be_forward(lines[i]) && FORWARD_LINE.is_match(lines[i]) {
             marks[i] = Mark::Forward;
         } else if header_text(lines[i]) || header_block(lines, i) {
             marks[i] = Mark::Header;
