@@ -216,9 +216,12 @@ pub fn mark(lines: &[&str]) -> Vec<Mark> {
 /// "On Mon, … <ada@example.com>\nwrote:"): how many lines it takes.
 fn wrapped_header(lines: &[&str], marks: &[Mark], i: usize) -> Option<usize> {
     let first = lines[i].trim();
-    // The start of a header: its "On" word, or a date; never a sentence that ended.
-    let on = ON_WROTE_START.is_match(first) || first.starts_with(|c: char| c.is_ascii_digit());
-    if !on || first.ends_with(['.', '!', '?']) {
+    // The start of a header: its "On" word, or a date; never a sentence that ended, and never the
+    // last line.
+    if first.ends_with(['.', '!', '?']) || i + 1 >= lines.len() || marks[i + 1] != Mark::Text {
+        return None;
+    }
+    if !(first.starts_with(|c: char| c.is_ascii_digit()) || ON_WROTE_START.is_match(first)) {
         return None;
     }
     let mut joined = first.to_string();
