@@ -58,6 +58,12 @@ pub fn extract(event: &EventMessage, attachments: &[Cow<'_, [u8]>], out: &mut Fi
     out.forward = fwd;
 }
 
+/// Compiles every pattern (they are compiled on first use otherwise).
+pub fn warm() {
+    let _ = reply_of("Hi\n\nOn Mon, Ada <a@b.c> wrote:\n> x\n\nThanks,\nAda\n", Some("<p>x</p>"));
+    let _ = forward::inline("x\n---------- Forwarded message ---------\nFrom: a\n\nb", Some("Fwd: x"));
+}
+
 /// The reply of a text body (and the new part of its HTML, when there is one), with the body's own
 /// line ends (mail-parser keeps CRLF): a message that quotes nothing has its text, less the signature.
 pub fn reply_of(text: &str, html: Option<&str>) -> ReplyText {
