@@ -22,6 +22,7 @@ STAGES = [  # (label, symbol pattern of the stage's entry point, inclusive)
     ("smtp session (incl. ingest)", r"mxhook::smtp::session::Session<S>::command::\{\{closure\}\}"),
     ("ingest (auth+parse+route+store)", r"mxhook::ingest::.*accept"),
     ("parse", r"mxhook::parse::parse_bounded"),
+    ("extract (reply, forward, preview)", r"mxhook::extract::extract"),
     ("store ingest", r"mxhook::store::.*ingest"),
     ("event json", r"EventMessage>?::to_json( \[|$)"),
     ("deliver attempt", r"mxhook::deliver::Deliverer::attempt \["),

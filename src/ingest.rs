@@ -165,6 +165,16 @@ impl Sink for Ingest {
             }
             // An allowed sender's mail is never held back as spam or for failing DMARC.
             let allowed = event.sender_list == Standing::Allowed;
+            // Bounded by the payload cap: a withheld text is not read.
+            // Under the same guard as parse: a bug in it costs the message its reply fields only.
+            let extracted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut fields = crate::extract::Fields::default();
+                crate::extract::extract(&event, &parsed.attachments, &mut fields);
+                fields
+            }));
+            if let Ok(fields) = extracted {
+                (event.reply, event.forward, event.preview) = (fields.reply, fields.forward, fields.preview);
+            }
             let event_type = crate::classify::classify(&mut event, &raw);
             let mut plan =
                 router.plan(&envelope.rcpt_to, is_spam(&event) && !allowed, dmarc_failed(&event) && !allowed);
@@ -192,6 +202,9 @@ impl Sink for Ingest {
                     bytes,
                 })
                 .collect();
+            if !event.attachments.is_empty() {
+                event.attachments_url = Some(signer.attachments_zip(&msg_id, received_at));
+            }
             event.raw.url = Some(signer.raw(&msg_id, received_at));
             event.inline_raw(&raw, webhook.inline_raw_max);
             let event_json = event.to_json(webhook.max_payload)?;

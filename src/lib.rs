@@ -6,6 +6,7 @@
 //! - `auth`    — SPF, DKIM, DMARC and ARC verdicts (mail-auth) on a bounded DNS budget
 //! - `spam`    — the spam verdict (rspamd or spamd), bounded by a timeout, null when the engine is down
 //! - `parse`   — raw bytes → the event's `message` object
+//! - `extract` — what is new in it: the reply without quotes and signature, a forward, a preview
 //! - `route`   — recipient → endpoint (and refusals for domains we do not serve)
 //! - `senders` — the operator's block and allow lists: a sender's standing
 //! - `store`   — SQLite + spool: the durable queue between ingest and delivery
@@ -22,6 +23,7 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod deliver;
+pub mod extract;
 pub mod http;
 pub mod ids;
 pub mod ingest;

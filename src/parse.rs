@@ -60,6 +60,7 @@ pub fn parse_bounded<'a>(
         html: None,
         omitted: Vec::new(),
         attachments: Vec::new(),
+        attachments_url: None,
         raw: raw_info,
         parsed: ParseStatus { status: "complete", error: None },
         auth: None,
@@ -69,6 +70,9 @@ pub fn parse_bounded<'a>(
         auto_submitted: None,
         bounce: None,
         complaint: None,
+        reply: None,
+        forward: None,
+        preview: None,
     };
     // mail-parser survived 200,000 random mutations without a panic; should a new input find one,
     // it costs this message its parsed fields, not the gateway or the message.

@@ -92,6 +92,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     // Always handled: SIGHUP's default action would end the process (systemd's ExecReload sends it).
     tokio::spawn(reload_on_sighup(hangup, limits.tls.clone()));
+    // The reply patterns compile once; at start, not in the first message's DATA.
+    std::thread::spawn(crate::extract::warm);
     let smtp_task = tokio::spawn(smtp::serve(
         listeners,
         limits,

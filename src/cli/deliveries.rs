@@ -1,4 +1,4 @@
-//! `mxhook deliveries list | show | retry`.
+//! `mxhook deliveries list | show | retry | replay`.
 
 use std::process::ExitCode;
 
@@ -37,6 +37,22 @@ pub enum Cmd {
         /// Retry every delivery that ended `failed` (after an outage, say).
         #[arg(long, conflicts_with = "ids")]
         all_failed: bool,
+    },
+    /// Send again every event of the messages received in [--since, --until), same event ids: the
+    /// recovery after the app was down (the running server sends them within a second).
+    Replay {
+        /// `2026-11-01` or `2026-11-01T12:00:00Z` (included).
+        #[arg(long, value_parser = super::messages::parse_date)]
+        since: i64,
+        /// `2026-11-02` or `2026-11-01T18:00:00.500Z` (excluded).
+        #[arg(long, value_parser = super::messages::parse_date)]
+        until: i64,
+        /// Only this endpoint's deliveries.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Only deliveries in this state.
+        #[arg(long, value_parser = ["pending", "succeeded", "failed"])]
+        status: Option<String>,
     },
 }
 
@@ -132,6 +148,20 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(code)
+        }
+        Cmd::Replay { since, until, endpoint, status } => {
+            if since >= until {
+                eprintln!("--since must be before --until");
+                return Ok(ExitCode::from(2));
+            }
+            let status = status.as_deref().and_then(DeliveryStatus::parse);
+            let n = store.replay(since, until, endpoint.as_deref(), status)?;
+            println!(
+                "replay scheduled: {n} deliveries of messages received from {} to {}",
+                rfc3339(since),
+                rfc3339(until)
+            );
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

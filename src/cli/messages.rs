@@ -176,7 +176,7 @@ fn parse_type(s: &str) -> Result<EventType, String> {
 }
 
 /// A date or RFC 3339 time, as Unix milliseconds.
-fn parse_date(s: &str) -> Result<i64, String> {
+pub(super) fn parse_date(s: &str) -> Result<i64, String> {
     let full = if s.len() == 10 { format!("{s}T00:00:00Z") } else { s.to_string() };
     let t = humantime::parse_rfc3339_weak(&full).map_err(|e| format!("`{s}` is not a date like 2026-11-01: {e}"))?;
     let since = t.duration_since(std::time::UNIX_EPOCH).map_err(|_| format!("`{s}` is before 1970"))?;

@@ -21,8 +21,8 @@ use crate::time::now_ms;
 
 #[derive(Deserialize)]
 pub struct LinkQuery {
-    exp: Option<String>,
-    sig: Option<String>,
+    pub exp: Option<String>,
+    pub sig: Option<String>,
 }
 
 /// RFC 5987 attr-char: everything else in `filename*` is percent-encoded.
@@ -84,7 +84,7 @@ pub async fn raw(
 
 /// Signature first (403), then expiry (410), then the id's shape (404): a forger learns nothing
 /// about which messages exist.
-fn check(app: &App, path: &str, q: &LinkQuery, id: &str) -> Option<Response> {
+pub(super) fn check(app: &App, path: &str, q: &LinkQuery, id: &str) -> Option<Response> {
     match app.signer.check(path, q.exp.as_deref(), q.sig.as_deref(), now_ms() / 1000) {
         Check::Forged => return Some(status(StatusCode::FORBIDDEN)),
         Check::Expired => return Some(status(StatusCode::GONE)),
@@ -94,7 +94,7 @@ fn check(app: &App, path: &str, q: &LinkQuery, id: &str) -> Option<Response> {
     (!ours).then(|| status(StatusCode::NOT_FOUND))
 }
 
-async fn serve(content: Content, content_type: &str, filename: &str, req: Request) -> Response {
+pub(super) async fn serve(content: Content, content_type: &str, filename: &str, req: Request) -> Response {
     let mime = content_type.parse::<mime::Mime>().unwrap_or(mime::APPLICATION_OCTET_STREAM);
     let mut resp = match content {
         Content::Missing => return status(StatusCode::NOT_FOUND),
@@ -169,7 +169,7 @@ fn disposition(name: &str) -> HeaderValue {
     HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("attachment"))
 }
 
-fn status(code: StatusCode) -> Response {
+pub(super) fn status(code: StatusCode) -> Response {
     let text = match code {
         StatusCode::FORBIDDEN => "invalid link signature\n",
         StatusCode::GONE => "this link has expired or its content was removed\n",
@@ -179,7 +179,7 @@ fn status(code: StatusCode) -> Response {
     (code, [(header::CACHE_CONTROL, "private")], text).into_response()
 }
 
-fn internal(e: anyhow::Error) -> Response {
+pub(super) fn internal(e: anyhow::Error) -> Response {
     tracing::error!(error = %format!("{e:#}"), "serving a link failed");
     status(StatusCode::INTERNAL_SERVER_ERROR)
 }

@@ -1,4 +1,5 @@
-//! Signed, expiring links to the bytes we keep: `/att/{message_id}/{index}` and `/raw/{message_id}`,
+//! Signed, expiring links to the bytes we keep: `/att/{message_id}/{index}`, `/zip/{message_id}` (all
+//! attachments) and `/raw/{message_id}`,
 //! each with `?exp=UNIX&sig=…`, where sig = base64url(HMAC-SHA256(url key, "{path}?exp={exp}")).
 //! The key lives in data_dir (made on first start, mode 0600) or in `[http] url_secret_file`.
 //! Ingest builds the links; the HTTP side checks them.
@@ -79,6 +80,11 @@ impl UrlSigner {
 
     pub fn attachment(&self, message_id: &str, index: usize, received_at_ms: i64) -> String {
         self.link(&format!("/att/{message_id}/{index}"), received_at_ms)
+    }
+
+    /// Every attachment of the message as one zip archive.
+    pub fn attachments_zip(&self, message_id: &str, received_at_ms: i64) -> String {
+        self.link(&format!("/zip/{message_id}"), received_at_ms)
     }
 
     pub fn raw(&self, message_id: &str, received_at_ms: i64) -> String {

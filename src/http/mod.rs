@@ -1,7 +1,8 @@
-//! The HTTP side (axum, on the same runtime): signed attachment and raw-message links, `/schema`
+//! The HTTP side (axum, on the same runtime): signed attachment, all-attachments zip and raw-message links, `/schema`
 //! (`files.rs`, checked by `links.rs`), `/healthz` and `/metrics`.
 
 pub mod api;
+mod archive;
 mod files;
 pub mod links;
 
@@ -38,7 +39,8 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Re
         .route("/metrics", get(metrics))
         .route("/schema", get(schema))
         .route("/att/{id}/{index}", get(files::attachment))
-        .route("/raw/{id}", get(files::raw));
+        .route("/raw/{id}", get(files::raw))
+        .route("/zip/{id}", get(archive::zip));
     let router = if app.api.is_some() { router.nest("/v1", api::router()) } else { router };
     let router = router.with_state(app);
     // The client's address, for the API's limit on wrong tokens.

@@ -30,6 +30,8 @@ pub struct EventMessage {
     pub html: Option<String>,
     pub omitted: Vec<String>,
     pub attachments: Vec<Attachment>,
+    /// A signed link to every attachment as one zip archive (ingest); null without attachments.
+    pub attachments_url: Option<String>,
     pub parsed: ParseStatus,
     pub auth: Option<Auth>,
     pub spam: Spam,
@@ -45,9 +47,39 @@ pub struct EventMessage {
     pub bounce: Option<Bounce>,
     /// The ARF feedback report; null unless the type is `email.complained`.
     pub complaint: Option<Complaint>,
+    /// The new text of the message: without the quoted history and the signature (`extract/`).
+    /// Null when the message has no text, or when it was left out to fit the payload cap.
+    pub reply: Option<ReplyText>,
+    /// The forwarded original, when the message is a forward (inline or attached); else null.
+    pub forward: Option<Forward>,
+    /// The first 200 characters of `reply.text`, white space collapsed.
+    pub preview: Option<String>,
     /// Last, and `base64` last in it: the JSON then ends with `"base64":…}}`, so the stored copy
     /// can leave the base64 out and have it put back without parsing (see `EventJson`).
     pub raw: Raw,
+}
+
+/// `message.reply`: what the sender just wrote.
+#[derive(Debug, Serialize, Default, Clone, PartialEq)]
+pub struct ReplyText {
+    pub text: String,
+    /// The HTML without its quoted history; null when the message has no HTML part.
+    pub html: Option<String>,
+    pub signature: Option<String>,
+    /// Quoted history was found (and left out of `text`).
+    pub quoted: bool,
+}
+
+/// `message.forward`: the forwarded original's header fields as written, its text, and the
+/// forwarder's own note above it.
+#[derive(Debug, Serialize, Default, Clone, PartialEq)]
+pub struct Forward {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub date: Option<String>,
+    pub subject: Option<String>,
+    pub text: Option<String>,
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Serialize)]

@@ -51,7 +51,7 @@ impl EventMessage {
         }
     }
 
-    /// Keeps the event body under `max` bytes: leaves out `html`, then `text`, then `raw.base64`,
+    /// Keeps the event body under `max` bytes: leaves out `html`, `forward`, `reply` (derived, like html), `text`, `preview`, then `raw.base64`,
     /// `headers` and the attachment list, naming each in `omitted`. What is left out stays
     /// reachable: the raw message by `raw.url` and the CLI.
     fn fit_payload(&mut self, max: u64) {
@@ -60,9 +60,13 @@ impl EventMessage {
             let mut n = ByteCount(0);
             serde_json::to_writer(&mut n, e).map_or(u64::MAX, |()| n.0) + ENVELOPE + e.withheld_text.unwrap_or(0)
         };
-        let steps: [Omission; 5] = [
+        let steps: [Omission; 8] = [
             ("html", |e| e.html.take().is_some()),
+            ("forward", |e| e.forward.take().is_some()),
+            // A withheld text had no reply made of it: left out as well.
+            ("reply", |e| e.reply.take().is_some() | e.withheld_text.is_some()),
             ("text", |e| e.text.take().is_some() | e.withheld_text.take().is_some()),
+            ("preview", |e| e.preview.take().is_some()),
             ("raw.base64", |e| e.raw.base64.take().is_some()),
             ("headers", |e| !std::mem::take(&mut e.headers).is_empty()),
             ("attachments", |e| !std::mem::take(&mut e.attachments).is_empty()),

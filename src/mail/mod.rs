@@ -17,7 +17,7 @@ mod verdicts;
 
 pub use delivery::{DeliveryStatus, Destination, NextState};
 pub use envelope::{Envelope, Ingress};
-pub use event::{Attachment, EventMessage, Mailbox, ParseStatus, Raw, Smtp, Spam, sha256_hex};
+pub use event::{Attachment, EventMessage, Forward, Mailbox, ParseStatus, Raw, ReplyText, Smtp, Spam, sha256_hex};
 pub use event_body::{Via, event_body};
 pub use event_json::{EventJson, with_raw_base64};
 pub use event_type::EventType;

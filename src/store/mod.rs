@@ -9,10 +9,13 @@ mod postgres;
 mod sqlite;
 
 pub use self::postgres::DatabaseUrl;
+/// The SQLite backend's test helpers (rows for unit tests elsewhere in the crate).
+#[cfg(test)]
+pub(crate) use sqlite::tests;
 
 pub use sqlite::{
-    AttachmentRow, Attempt, Content, Delivery, FirstAttempt, MessageRow, NewAttachment, NewMessage, Purged, SenderRule,
-    StreamEvent, StreamItem, StreamPage,
+    AttachmentRow, Attempt, Content, Delivery, DeliveryFilter, FirstAttempt, MessageFilter, MessageRow, NewAttachment,
+    NewMessage, Position, Purged, Removal, SenderRule, StreamEvent, StreamItem, StreamPage,
 };
 
 use std::path::Path;
@@ -116,12 +119,25 @@ forward! {
     fn next_due(&self, fifo: &[String]) -> anyhow::Result<Option<i64>>;
     /// Asks for an attempt now, keeping the event id. False: no such delivery.
     fn request_retry(&self, delivery_id: &str) -> anyhow::Result<bool>;
+    /// Asks for an attempt now of every delivery of the messages received in `[since, until)` (ms),
+    /// of one endpoint and in one state when given, each keeping its event id. Returns how many.
+    fn replay(&self, since: i64, until: i64, endpoint: Option<&str>, status: Option<DeliveryStatus>) -> anyhow::Result<usize>;
+    /// Deletes one message, its bytes, deliveries and attempts; pending deliveries are cancelled.
+    fn delete_message(&self, message_id: &str) -> anyhow::Result<Removal>;
+    /// Up to `limit` messages after `after` (newest first) that pass `f` (keyset pages).
+    fn list_messages(&self, f: &MessageFilter, after: Option<&Position>, limit: usize) -> anyhow::Result<Vec<MessageRow>>;
+    /// Up to `limit` deliveries after `after` (newest first) that pass `f` (keyset pages).
+    fn list_deliveries(&self, f: &DeliveryFilter, after: Option<&Position>, limit: usize) -> anyhow::Result<Vec<Delivery>>;
+    /// Every attachment record of a message, by index.
+    fn attachments_of(&self, message_id: &str) -> anyhow::Result<Vec<AttachmentRow>>;
     /// The raw message (`attachment` None) or one decoded attachment, as stored.
     fn content(&self, message_id: &str, attachment: Option<usize>) -> anyhow::Result<Content>;
     /// The raw message's bytes, in memory (None: no such message, or its bytes were removed).
     fn raw(&self, message_id: &str) -> anyhow::Result<Option<Vec<u8>>>;
     /// An attachment's record, for its link.
     fn attachment(&self, message_id: &str, index: usize) -> anyhow::Result<Option<AttachmentRow>>;
+    /// Every attachment of a message, in index order (the zip link).
+    fn attachments(&self, message_id: &str) -> anyhow::Result<Vec<AttachmentRow>>;
     fn deliveries(&self, status: Option<DeliveryStatus>, message_id: Option<&str>) -> anyhow::Result<Vec<Delivery>>;
     /// The deliveries of the messages `messages` lists down to (and with) `(received_at, id)`.
     fn deliveries_since(&self, received_at: i64, id: &str) -> anyhow::Result<Vec<Delivery>>;

@@ -7,6 +7,7 @@
 //! - `links`: tampering with any part of a link → 403; unknown → 404; expiry → 410.
 //! - `traversal`: `..` and encoded variants never reach a file; hostile attachment file names.
 //! - `large`: a 50 MB attachment downloads with flat gateway memory.
+//! - `archive`: all attachments as one streamed zip (`attachments_url`): bytes, names, link rules, memory.
 //! - `payload`: `[webhook] max_payload` and `inline_raw_max`.
 //! - `observe`: /metrics counters as mail flows; /healthz flips while the store cannot be written.
 
@@ -16,6 +17,7 @@ mod common;
 #[allow(dead_code)]
 mod support;
 
+mod archive;
 mod downloads;
 mod large;
 mod links;

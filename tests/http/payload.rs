@@ -85,9 +85,11 @@ fn max_payload_drops_html_then_text_and_inline_raw_max_is_exact() {
         events.push(ev);
     }
 
-    // 50 KB text + 50 KB html: leaving out the html is enough.
+    // 50 KB text + 50 KB html: leaving out the html and the reply (a copy of the text, as nothing
+    // is quoted) is enough.
     let m = &events[0]["message"];
-    assert_eq!(omitted(m), ["html"], "omitted for text 50 KB + html 50 KB ({} byte event)", events[0]);
+    assert_eq!(omitted(m), ["html", "reply"], "omitted for text 50 KB + html 50 KB ({} byte event)", events[0]);
+    assert!(m["reply"].is_null() && m["preview"].is_string());
     assert!(m["html"].is_null());
     let oracle_text = oracle(&as_sent(&a)).unwrap().body_text(0).unwrap().into_owned();
     assert_eq!(m["text"].as_str(), Some(oracle_text.as_str()), "the text stays, whole");
@@ -96,7 +98,7 @@ fn max_payload_drops_html_then_text_and_inline_raw_max_is_exact() {
 
     // 70 KB text + 50 KB html: both go.
     let m = &events[1]["message"];
-    assert_eq!(omitted(m), ["html", "text"], "omitted for text 70 KB + html 50 KB");
+    assert_eq!(omitted(m), ["html", "reply", "text"], "omitted for text 70 KB + html 50 KB");
     assert!(m["html"].is_null() && m["text"].is_null());
     assert_eq!(m["subject"], "seventy and fifty", "the rest of the event is still there");
     assert!(m["raw"]["url"].is_string());
@@ -106,7 +108,8 @@ fn max_payload_drops_html_then_text_and_inline_raw_max_is_exact() {
     assert_eq!(m["raw"]["size"], 20_000);
     let inlined = m["raw"]["base64"].as_str().expect("a raw message of exactly inline_raw_max bytes is inlined");
     assert!(b64_decode(inlined) == small, "raw.base64 does not decode to the bytes sent");
-    assert_eq!(omitted(m), Vec::<String>::new());
+    // Its text (20 KB), the same text as reply, and 27 KB of base64 do not fit 64 KB: the reply goes first.
+    assert_eq!(omitted(m), ["reply"]);
     let m = &events[3]["message"];
     assert_eq!(m["raw"]["size"], 20_001);
     assert!(m["raw"]["base64"].is_null(), "raw.base64 present for a message one byte over inline_raw_max");
@@ -127,7 +130,7 @@ fn max_payload_also_drops_the_inlined_raw_message_when_needed() {
     assert!(req.body.len() <= CAP, "event is {} bytes, over max_payload {CAP}", req.body.len());
     let m = &ev["message"];
     let o = omitted(m);
-    assert!(o.starts_with(&["html".to_string(), "text".to_string()]), "omitted {o:?}: html first, then text");
+    assert!(o.starts_with(&["html".into(), "reply".into(), "text".into()]), "omitted {o:?}: html, reply, then text");
     assert!(o.contains(&"raw.base64".to_string()), "omitted {o:?}: a 136 KB base64 cannot fit in 64 KB");
     assert!(m["raw"]["base64"].is_null() && m["html"].is_null() && m["text"].is_null());
     let agent = agent();

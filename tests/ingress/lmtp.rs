@@ -120,9 +120,14 @@ fn a_real_postfix_over_lmtp_defers_only_the_failing_recipient_until_it_is_fixed(
         || format!("{}\n----- Postfix queue -----\n{}\n----- maillog -----\n{}", h.logs(), pf.queue(), pf.maillog());
     let app = || h.rx.requests().into_iter().filter(|r| r.path == "/hooks/app").collect::<Vec<_>>();
     wait_for(POSTFIX_TIMEOUT, "a@ and b@ delivered over LMTP", context, || app().len() >= 2);
-    wait_for(POSTFIX_TIMEOUT, "Postfix deferring c@ only", context, || {
+    // Until the LMTP transaction ends the entry is in the active queue (`*`, no reason yet); once
+    // deferred, postqueue shows why.
+    wait_for(POSTFIX_TIMEOUT, "Postfix deferring c@ only, with the gateway's 451", context, || {
         let q = pf.queue();
-        q.contains("c@example.test") && !q.contains("a@example.test") && !q.contains("b@example.test")
+        q.contains("c@example.test")
+            && q.contains("451")
+            && !q.contains("a@example.test")
+            && !q.contains("b@example.test")
     });
     let queue = pf.queue();
     assert!(queue.contains("451"), "the queue says why: {queue}");

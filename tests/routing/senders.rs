@@ -118,7 +118,10 @@ fn accept_mode_stores_blocked_mail_and_marks_its_event() {
     let (request, event) = h.event_for(&unlisted);
     assert_eq!(event["message"]["sender_list"], Value::Null);
     let body = String::from_utf8_lossy(&request.body);
-    assert!(body.contains(r#""complaint":null,"raw":{"#), "{body}");
+    assert!(
+        body.contains(r#""complaint":null,"#) && body.contains(r#""preview":"an ordinary message","raw":{"#),
+        "{body}"
+    );
     // Blocked mail is stored as `email.received.blocked`, which the default subscription leaves out:
     // no delivery was made for it, so nothing can go out.
     for id in [&by_envelope, &by_header] {

@@ -12,6 +12,7 @@
 //! - `delivery`: retries on a compressed schedule, CLI retry, refused/slow endpoints, restarts.
 //! - `rotation`: `secrets = [new, old]`, each key verifying the same request with the stock verifier.
 //! - `fifo`: `ordering = "fifo"`, a failing event holding the later ones; a concurrent endpoint beside it.
+//! - `extract`: reply, forward and preview from Gmail, Outlook, German and forwarded messages.
 //! - `cli`: replay, endpoints, secret generation, check-config, unknown ids, /healthz.
 
 #[path = "../common/mod.rs"]
@@ -21,6 +22,7 @@ mod common;
 mod cli;
 mod corpus;
 mod delivery;
+mod extract;
 mod fifo;
 mod headers;
 mod ingest;

@@ -28,7 +28,8 @@ fn usage() -> ! {
     eprintln!(
         "usage:\n  mxbench receive --port P [--delay-ms N] [--status CODE] [--blackhole]\n  \
          mxbench send --server HOST:PORT --rcpt ADDR [--size BYTES] [--count N] [--rate MSGS_PER_S]\n               \
-         [--sessions N] [--reuse] [--receiver HOST:PORT] [--wait-secs N] [--tag-base N]"
+         [--sessions N] [--reuse] [--receiver HOST:PORT] [--wait-secs N] [--tag-base N]\n               \
+         [--sent-file PATH]"
     );
     std::process::exit(2)
 }
@@ -269,6 +270,11 @@ async fn send(args: Args) {
     }
     let done_us = now_us();
     let accepted: Vec<&Sent> = sent.iter().filter(|s| s.code == 250).collect();
+    // `tag dot_us` per accepted message: for joining with arrivals measured elsewhere (SSE readers).
+    if let Some(path) = args.value("--sent-file") {
+        let lines: String = accepted.iter().map(|s| format!("{} {}\n", s.tag, s.dot_us)).collect();
+        std::fs::write(path, lines).expect("--sent-file");
+    }
     let smtp_secs = (done_us - start_us) as f64 / 1e6;
     let mut dot_to_reply: Vec<u64> = accepted.iter().map(|s| s.reply_us - s.dot_us).collect();
     let mut out = vec![

@@ -27,6 +27,8 @@ pub struct Api {
     /// Becomes true when the server stops: open SSE and WebSocket readers end instead of holding
     /// the graceful shutdown open for ever.
     pub stopping: watch::Receiver<bool>,
+    /// Each stream's shared tail for its readers.
+    pub fanout: super::fanout::Fanout,
 }
 
 impl Api {
@@ -36,6 +38,7 @@ impl Api {
             failures: Mutex::new(HashMap::new()),
             streams: BTreeSet::new(),
             stopping: watch::channel(false).1,
+            fanout: Default::default(),
         }
     }
 

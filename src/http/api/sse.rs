@@ -7,12 +7,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 
-use super::streams::{Follower, ReadQuery, consumer, cursor, start, stream, types};
+use super::params::ApiQuery;
+use super::streams::{Follower, ReadQuery, consumer, cursor, ring, start, stream, types};
 use super::{ApiError, Reader};
 use crate::http::App;
 
@@ -24,7 +25,7 @@ pub(super) async fn events(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    Query(q): Query<ReadQuery>,
+    ApiQuery(q): ApiQuery<ReadQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError> {
     let (store, stopping) = stream(&app, &name)?;
     let types = types(q.types.as_deref().unwrap_or("").split(','))?;
@@ -36,10 +37,10 @@ pub(super) async fn events(
         (None, None) => None,
     };
     let after = start(&store, &name, explicit, q.from.as_deref(), consumer.as_deref()).await?;
-    let follower = Follower::new(store, &name, after, types, stopping);
+    let follower = Follower::new(store, ring(&app, &name), &name, after, types, stopping);
     let events = futures_util::stream::unfold(follower, |mut f| async move {
         match f.next().await {
-            Ok(Some(r)) => Some((Ok(Event::default().id(r.cursor.to_string()).data(r.body)), f)),
+            Ok(Some(r)) => Some((Ok(Event::default().id(r.cursor.to_string()).data(&*r.body)), f)),
             // Stopping, or the store failed (logged): the client reconnects with Last-Event-ID.
             Ok(None) | Err(_) => None,
         }

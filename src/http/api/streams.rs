@@ -16,13 +16,15 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::watch;
 
+use super::fanout::Ring;
+use super::params::ApiQuery;
 use super::{ApiError, Reader};
 use crate::http::App;
 use crate::mail::{EventType, Via};
@@ -54,6 +56,11 @@ pub(super) struct ReadQuery {
     pub iterator: Option<String>,
     pub limit: Option<String>,
     pub wait: Option<String>,
+}
+
+/// The shared ring of a configured stream (call after `stream`).
+pub(super) fn ring(app: &App, name: &str) -> Arc<Ring> {
+    app.api.as_ref().expect("a stream is read only with [api]").fanout.ring(name)
 }
 
 /// The stream's name if it is configured (404 otherwise), and the store.
@@ -147,10 +154,25 @@ pub(super) async fn start(
     }
 }
 
-/// One stream event as a reader gets it: its cursor and the event's JSON body.
+/// One stream event as a reader gets it: its cursor and the event's JSON body (shared by the
+/// readers that read it from the same ring: `fanout.rs`).
 pub(super) struct Read {
     pub cursor: i64,
-    pub body: String,
+    pub body: Arc<str>,
+}
+
+/// The bodies of a page of stream items (blocking: call off the async threads).
+pub(super) fn build(stream: &str, items: Vec<crate::store::StreamItem>) -> anyhow::Result<Vec<Read>> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let e = &item.event;
+        let via = Via::Stream { name: stream, cursor: e.cursor };
+        let created = crate::time::rfc3339(e.created_at);
+        let body = crate::mail::event_body(&e.event_id, e.event_type, &created, &via, &item.message_json)?;
+        // Built by serde from our own strings: always UTF-8.
+        out.push(Read { cursor: e.cursor, body: String::from_utf8(body)?.into() });
+    }
+    Ok(out)
 }
 
 /// Up to `limit` events after `after`, with their bodies built (off the async threads); the cursor
@@ -165,24 +187,17 @@ async fn read_page(
     let (s, name) = (store.clone(), stream.to_string());
     blocking(move || {
         let page = s.stream_read(&name, after, limit, types.as_deref())?;
-        let mut out = Vec::with_capacity(page.items.len());
-        for item in page.items {
-            let e = &item.event;
-            let via = Via::Stream { name: &name, cursor: e.cursor };
-            let created = crate::time::rfc3339(e.created_at);
-            let body = crate::mail::event_body(&e.event_id, e.event_type, &created, &via, &item.message_json)?;
-            // Built by serde from our own strings: always UTF-8.
-            out.push(Read { cursor: e.cursor, body: String::from_utf8(body)? });
-        }
-        Ok((out, page.next, page.done))
+        Ok((build(&name, page.items)?, page.next, page.done))
     })
     .await
 }
 
 /// A reader that follows a stream: returns its events one by one, reading a page at a time, and
-/// waits for the next commit when it has read everything.
+/// waits for the next commit when it has read everything. At the tail it reads from the stream's
+/// shared ring (`fanout.rs`), behind it from the store.
 pub(super) struct Follower {
     store: Arc<Store>,
+    ring: Arc<Ring>,
     stream: String,
     types: Option<Vec<EventType>>,
     /// The last cursor read (not necessarily handed out yet: see `buffered`).
@@ -195,13 +210,23 @@ pub(super) struct Follower {
 impl Follower {
     pub fn new(
         store: Arc<Store>,
+        ring: Arc<Ring>,
         stream: &str,
         after: i64,
         types: Option<Vec<EventType>>,
         stopping: watch::Receiver<bool>,
     ) -> Self {
         let tip = store.streams_watch();
-        Follower { store, stream: stream.to_string(), types, read_to: after, buffered: VecDeque::new(), tip, stopping }
+        Follower {
+            store,
+            ring,
+            stream: stream.to_string(),
+            types,
+            read_to: after,
+            buffered: VecDeque::new(),
+            tip,
+            stopping,
+        }
     }
 
     /// The next event, waiting as long as it takes. None: the server is stopping. Cancel-safe: a
@@ -213,7 +238,14 @@ impl Follower {
             }
             // Marked before reading: a commit after this point makes `changed()` return at once.
             self.tip.borrow_and_update();
-            let (page, next, _) = read_page(&self.store, &self.stream, self.read_to, PAGE, self.types.clone()).await?;
+            let (page, next) = match self.ring.read(&self.store, self.read_to, PAGE, self.types.as_deref()).await? {
+                Some(from_ring) => from_ring,
+                None => {
+                    let (page, next, _) =
+                        read_page(&self.store, &self.stream, self.read_to, PAGE, self.types.clone()).await?;
+                    (page, next)
+                }
+            };
             self.read_to = next;
             if !page.is_empty() {
                 self.buffered.extend(page);
@@ -271,7 +303,7 @@ async fn poll(
     _caller: Reader,
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
-    Query(q): Query<ReadQuery>,
+    ApiQuery(q): ApiQuery<ReadQuery>,
 ) -> Result<Json<PollPage>, ApiError> {
     let (store, mut stopping) = stream(&app, &name)?;
     let limit = number("limit", q.limit.as_deref(), POLL_LIMIT as u64, POLL_LIMIT as u64)?.max(1) as usize;
@@ -299,7 +331,7 @@ async fn poll(
         if !page.is_empty() || waited_enough {
             let data = page
                 .into_iter()
-                .map(|r| RawValue::from_string(r.body).map_err(ApiError::internal))
+                .map(|r| RawValue::from_string(r.body.to_string()).map_err(ApiError::internal))
                 .collect::<Result<_, _>>()?;
             return Ok(Json(PollPage { data, iterator: iterator(&name, next), done }));
         }

@@ -18,7 +18,7 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::streams::{Follower, consumer, cursor, record_ack, start, stopped, stream, types};
+use super::streams::{Follower, consumer, cursor, record_ack, ring, start, stopped, stream, types};
 use super::{ApiError, Reader};
 use crate::http::App;
 
@@ -94,7 +94,7 @@ async fn serve(socket: &mut WebSocket, app: &Arc<App>, name: &str) -> Result<(),
         return Ok(());
     }
 
-    let mut follower = Follower::new(store.clone(), name, at, types, stopping.clone());
+    let mut follower = Follower::new(store.clone(), ring(app, name), name, at, types, stopping.clone());
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.tick().await;
     loop {

@@ -6,8 +6,10 @@
 //! Here: the pool, this gateway's lease owner id, the leases it holds and their renewal. Beside it
 //! one concept per file, as `sqlite/`: `url.rs`, `schema.rs` (migrations), `ingest.rs` with
 //! `commit.rs` (group commit) and `bytes.rs` (chunks), `queue.rs` (claims as leases),
-//! `attempts.rs`, `reads.rs`, `retention.rs`, `senders.rs`, `streams.rs`, `listen.rs` (LISTEN).
+//! `attempts.rs`, `reads.rs`, `api_reads.rs` (the API's pages, delete, replay), `retention.rs`,
+//! `senders.rs`, `streams.rs`, `listen.rs` (LISTEN).
 
+mod api_reads;
 mod attempts;
 mod bytes;
 mod commit;

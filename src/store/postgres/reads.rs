@@ -8,7 +8,7 @@ use crate::mail::{DeliveryStatus, EventType};
 use crate::store::{AttachmentRow, Attempt, Delivery, MessageRow};
 
 pub(super) const DELIVERY_COLS: &str = "id, message_id, event_id, endpoint, status, attempts, step, retry_requested_at, next_attempt_at, last_status, last_error, created_at";
-const MESSAGE_COLS: &str = "id, received_at, client_ip, helo, mail_from, rcpt_to, size, sha256, subject, from_addr, parsed_status, event_message, raw_inline, type, disposition";
+pub(super) const MESSAGE_COLS: &str = "id, received_at, client_ip, helo, mail_from, rcpt_to, size, sha256, subject, from_addr, parsed_status, event_message, raw_inline, type, disposition";
 
 impl Postgres {
     pub(in crate::store) fn attachment(&self, message_id: &str, index: usize) -> anyhow::Result<Option<AttachmentRow>> {
@@ -111,7 +111,7 @@ pub(super) fn delivery_row(r: &Row) -> anyhow::Result<Delivery> {
     })
 }
 
-fn message_row(r: &Row) -> anyhow::Result<MessageRow> {
+pub(super) fn message_row(r: &Row) -> anyhow::Result<MessageRow> {
     let kind: &str = r.get(13);
     Ok(MessageRow {
         id: r.get(0),

@@ -216,3 +216,54 @@ fn while_the_database_is_down_ingest_fails_and_afterwards_everything_works_again
     // The LISTEN connection came back too: it wakes the scheduler once on its return.
     eventually(Duration::from_secs(10), || woken.has_changed().unwrap().then_some(()));
 }
+
+#[test]
+fn the_apis_pages_delete_and_replay_on_the_shared_database() {
+    use crate::store::{DeliveryFilter, MessageFilter, Position, Removal};
+    let url = database();
+    let (a, b) = (gateway(&url, Duration::from_secs(30)), gateway(&url, Duration::from_secs(30)));
+    let rcpt = vec!["App@Example.test".to_string()];
+    let att = [NewAttachment { filename: Some("a.txt"), content_type: "text/plain", sha256: "x", bytes: b"hi" }];
+    for (i, id) in ["msg_a", "msg_b", "msg_c", "msg_d"].iter().enumerate() {
+        let at = 1_000 + i as i64 / 2;
+        let eps = [due("app", at, false)];
+        let m =
+            crate::store::NewMessage { rcpt_to: &rcpt, subject: Some("Hello there"), ..message(id, at, &att, &eps) };
+        let handed = a.ingest(&m).unwrap();
+        a.unclaim(&handed);
+    }
+    let all = MessageFilter::default();
+    let first = b.list_messages(&all, None, 3).unwrap();
+    assert_eq!(first.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["msg_d", "msg_c", "msg_b"]);
+    let after = Position { at: first[2].received_at, id: first[2].id.clone() };
+    let rest = b.list_messages(&all, Some(&after), 3).unwrap();
+    assert_eq!(rest.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["msg_a"]);
+    let window = MessageFilter { since: Some(1_001), until: Some(1_002), ..Default::default() };
+    assert_eq!(b.list_messages(&window, None, 10).unwrap().len(), 2);
+    let to = MessageFilter { to: Some("app@example.TEST".into()), subject: Some("THERE".into()), ..Default::default() };
+    assert_eq!(b.list_messages(&to, None, 10).unwrap().len(), 4);
+    let nobody = MessageFilter { to: Some("nobody@example.test".into()), ..Default::default() };
+    assert!(b.list_messages(&nobody, None, 10).unwrap().is_empty());
+    let d = b.list_deliveries(&DeliveryFilter { message: Some("msg_b".into()), ..Default::default() }, None, 10);
+    assert_eq!(d.unwrap().len(), 1);
+    assert_eq!(b.attachments_of("msg_a").unwrap().len(), 1);
+    assert_eq!(b.attachments("msg_a").unwrap()[0].filename.as_deref(), Some("a.txt"));
+
+    // Replay: [since, until), filters, event ids kept.
+    let events: Vec<String> = b.deliveries(None, None).unwrap().into_iter().map(|d| d.event_id).collect();
+    assert_eq!(b.replay(1_000, 1_001, Some("other"), None).unwrap(), 0);
+    assert_eq!(b.replay(1_000, 1_001, None, Some(DeliveryStatus::Pending)).unwrap(), 2);
+    let after: Vec<String> = b.deliveries(None, None).unwrap().into_iter().map(|d| d.event_id).collect();
+    assert_eq!(events, after);
+
+    // Delete: a leased delivery (another gateway's claim) makes it wait.
+    let claimed = a.claim_due(crate::time::now_ms(), 10, &|_: &str| 10, &[]).unwrap();
+    assert_eq!(claimed.len(), 4);
+    assert_eq!(b.delete_message("msg_a").unwrap(), Removal::InFlight);
+    a.unclaim(&claimed);
+    assert_eq!(b.delete_message("msg_a").unwrap(), Removal::Deleted { cancelled: 1 });
+    assert!(a.message("msg_a").unwrap().is_none());
+    assert!(matches!(a.content("msg_a", None).unwrap(), Content::Missing));
+    assert!(a.deliveries(None, Some("msg_a")).unwrap().is_empty());
+    assert_eq!(b.delete_message("msg_a").unwrap(), Removal::NotFound);
+}

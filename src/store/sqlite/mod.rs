@@ -3,12 +3,14 @@
 //! (which claims due deliveries and records attempts) on one host; the CLI and HTTP read and edit it
 //! while `serve` runs. `store::Store` forwards to it (see `store/mod.rs`).
 
+mod api_reads;
 mod attempts;
 mod commit;
 mod contents;
 mod ingest;
 mod queue;
 mod reads;
+mod removal;
 mod retention;
 mod schema;
 mod senders;
@@ -17,10 +19,12 @@ mod streams;
 #[cfg(test)]
 pub(crate) mod tests;
 
+pub use api_reads::{DeliveryFilter, MessageFilter, Position};
 pub use attempts::Attempt;
 pub use contents::Content;
 pub use ingest::{FirstAttempt, NewAttachment, NewMessage};
 pub use reads::{AttachmentRow, Delivery, MessageRow};
+pub use removal::Removal;
 pub use retention::Purged;
 pub use senders::SenderRule;
 pub use streams::{StreamEvent, StreamItem, StreamPage};

@@ -5,6 +5,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::reads::{DELIVERY_COLS, delivery_row};
 use super::{Delivery, Sqlite};
+use crate::mail::DeliveryStatus;
 use crate::time::now_ms;
 
 impl Sqlite {
@@ -154,6 +155,26 @@ impl Sqlite {
         )?;
         Ok(n == 1)
     }
+
+    /// Asks for an attempt now of every delivery of the messages received in `[since, until)` (ms),
+    /// of one endpoint and in one state when given: the recovery after an app's outage. Each keeps
+    /// its event id, as a retry does. Returns how many were scheduled.
+    pub fn replay(
+        &self,
+        since: i64,
+        until: i64,
+        endpoint: Option<&str>,
+        status: Option<DeliveryStatus>,
+    ) -> anyhow::Result<usize> {
+        let now = now_ms();
+        let n = self.conn().execute(
+            "UPDATE deliveries SET status = 'pending', retry_requested_at = ?1, next_attempt_at = ?1, updated_at = ?1
+             WHERE message_id IN (SELECT id FROM messages WHERE received_at >= ?2 AND received_at < ?3)
+               AND (?4 IS NULL OR endpoint = ?4) AND (?5 IS NULL OR status = ?5)",
+            params![now, since, until, endpoint, status.map(DeliveryStatus::as_str)],
+        )?;
+        Ok(n)
+    }
 }
 
 /// A fifo endpoint's next delivery in line, as a claim candidate (is a retry, due at, rowid): its
@@ -187,6 +208,25 @@ fn fifo_head(
 mod tests {
     use crate::store::sqlite::Sqlite;
     use crate::store::sqlite::tests::add;
+
+    #[test]
+    fn a_replay_takes_the_deliveries_of_its_window_and_filters_and_keeps_their_event_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Sqlite::open(dir.path()).unwrap();
+        add(&store, "msg_before", 999, &["a"]);
+        add(&store, "msg_in", 1_000, &["a", "b"]);
+        add(&store, "msg_edge", 2_000, &["a"]);
+        store.conn().execute("UPDATE deliveries SET status = 'succeeded', next_attempt_at = NULL", []).unwrap();
+        let events: Vec<String> = store.deliveries(None, None).unwrap().into_iter().map(|d| d.event_id).collect();
+
+        assert_eq!(store.replay(1_000, 2_000, Some("b"), None).unwrap(), 1);
+        assert_eq!(store.replay(1_000, 2_000, None, Some(crate::mail::DeliveryStatus::Failed)).unwrap(), 0);
+        assert_eq!(store.replay(1_000, 2_000, None, None).unwrap(), 2, "[since, until): msg_in's two");
+        let pending: Vec<_> = store.deliveries(Some(crate::mail::DeliveryStatus::Pending), None).unwrap();
+        assert!(pending.iter().all(|d| d.message_id == "msg_in" && d.retry_requested_at.is_some()), "{pending:?}");
+        let after: Vec<String> = store.deliveries(None, None).unwrap().into_iter().map(|d| d.event_id).collect();
+        assert_eq!(events, after, "event ids never change");
+    }
 
     #[test]
     fn fresh_deliveries_are_claimed_before_retries_and_busy_endpoints_wait() {

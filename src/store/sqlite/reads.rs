@@ -72,6 +72,18 @@ impl Sqlite {
             .optional()?)
     }
 
+    /// Every attachment of a message, in index order (the zip link).
+    pub fn attachments(&self, message_id: &str) -> anyhow::Result<Vec<AttachmentRow>> {
+        let conn = self.deliver_conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT filename, content_type, size FROM attachments WHERE message_id = ?1 ORDER BY idx",
+        )?;
+        let rows = stmt.query_map([message_id], |r| {
+            Ok(AttachmentRow { filename: r.get(0)?, content_type: r.get(1)?, size: r.get(2)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn deliveries(
         &self,
         status: Option<DeliveryStatus>,
@@ -209,7 +221,7 @@ pub(super) fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> 
     })
 }
 
-fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
+pub(super) fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
     let rcpt: String = r.get(5)?;
     Ok(MessageRow {
         id: r.get(0)?,
