@@ -3,12 +3,12 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use serde_json::{Value, json};
 
 use super::{Progress, open_store, print_json, time_or_dash};
 use crate::config::Settings;
+pub use crate::http::api::{attempt_json, delivery_json};
 use crate::mail::DeliveryStatus;
-use crate::store::{Attempt, Delivery};
+use crate::store::Delivery;
 use crate::time::rfc3339;
 
 #[derive(Subcommand)]
@@ -181,30 +181,4 @@ fn last_outcome(d: &Delivery) -> String {
     };
     let error = error.replace('\n', " ");
     if error.chars().count() <= WIDTH { error } else { error.chars().take(WIDTH - 1).chain(['…']).collect() }
-}
-
-pub fn delivery_json(d: &Delivery) -> Value {
-    json!({
-        "id": d.id,
-        "message_id": d.message_id,
-        "event_id": d.event_id,
-        "endpoint": d.endpoint,
-        "status": d.status,
-        "attempts": d.attempts,
-        "next_attempt_at": d.next_attempt_at.map(rfc3339),
-        "last_status": d.last_status,
-        "last_error": d.last_error,
-        "created_at": rfc3339(d.created_at),
-    })
-}
-
-fn attempt_json(a: &Attempt) -> Value {
-    json!({
-        "attempt": a.attempt,
-        "started_at": rfc3339(a.started_at),
-        "duration_ms": a.duration_ms,
-        "http_status": a.http_status,
-        "error": a.error,
-        "response_body": a.response_body,
-    })
 }

@@ -128,8 +128,6 @@ forward! {
     fn list_messages(&self, f: &MessageFilter, after: Option<&Position>, limit: usize) -> anyhow::Result<Vec<MessageRow>>;
     /// Up to `limit` deliveries after `after` (newest first) that pass `f` (keyset pages).
     fn list_deliveries(&self, f: &DeliveryFilter, after: Option<&Position>, limit: usize) -> anyhow::Result<Vec<Delivery>>;
-    /// Every attachment record of a message, by index.
-    fn attachments_of(&self, message_id: &str) -> anyhow::Result<Vec<AttachmentRow>>;
     /// The raw message (`attachment` None) or one decoded attachment, as stored.
     fn content(&self, message_id: &str, attachment: Option<usize>) -> anyhow::Result<Content>;
     /// The raw message's bytes, in memory (None: no such message, or its bytes were removed).

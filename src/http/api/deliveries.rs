@@ -64,6 +64,7 @@ pub async fn retry(
 }
 
 /// A delivery as the API shows it (the same fields as `mxhook deliveries list --json`).
+/// A delivery as the API and the CLI's `--json` show it.
 pub fn delivery_json(d: &Delivery) -> Value {
     json!({
         "id": d.id,
@@ -79,7 +80,8 @@ pub fn delivery_json(d: &Delivery) -> Value {
     })
 }
 
-fn attempt_json(a: &Attempt) -> Value {
+/// An attempt as the API and the CLI's `--json` show it.
+pub fn attempt_json(a: &Attempt) -> Value {
     json!({
         "attempt": a.attempt,
         "started_at": rfc3339(a.started_at),

@@ -15,6 +15,7 @@ mod streams;
 mod ws;
 
 pub use auth::{Api, Reader, Writer};
+pub use deliveries::{attempt_json, delivery_json};
 pub use error::ApiError;
 pub use settings::{ApiSettings, Token};
 

@@ -70,16 +70,12 @@ impl Postgres {
         rows.iter().map(delivery_row).collect()
     }
 
-    pub(in crate::store) fn attachments_of(&self, message_id: &str) -> anyhow::Result<Vec<AttachmentRow>> {
+    pub(in crate::store) fn attachments(&self, message_id: &str) -> anyhow::Result<Vec<AttachmentRow>> {
         let rows = self.conn()?.query(
             "SELECT filename, content_type, size FROM attachments WHERE message_id = $1 ORDER BY idx",
             &[&message_id],
         )?;
         Ok(rows.iter().map(|r| AttachmentRow { filename: r.get(0), content_type: r.get(1), size: r.get(2) }).collect())
-    }
-
-    pub(in crate::store) fn attachments(&self, message_id: &str) -> anyhow::Result<Vec<AttachmentRow>> {
-        self.attachments_of(message_id)
     }
 
     /// Deletes a message unless one of its deliveries is leased right now (by any gateway): its

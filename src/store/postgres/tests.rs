@@ -246,7 +246,7 @@ fn the_apis_pages_delete_and_replay_on_the_shared_database() {
     assert!(b.list_messages(&nobody, None, 10).unwrap().is_empty());
     let d = b.list_deliveries(&DeliveryFilter { message: Some("msg_b".into()), ..Default::default() }, None, 10);
     assert_eq!(d.unwrap().len(), 1);
-    assert_eq!(b.attachments_of("msg_a").unwrap().len(), 1);
+    assert_eq!(b.attachments("msg_a").unwrap().len(), 1);
     assert_eq!(b.attachments("msg_a").unwrap()[0].filename.as_deref(), Some("a.txt"));
 
     // Replay: [since, until), filters, event ids kept.

@@ -4,7 +4,7 @@
 
 use rusqlite::params;
 
-use super::reads::{AttachmentRow, DELIVERY_COLS, MESSAGE_COLS, delivery_row, message_row};
+use super::reads::{DELIVERY_COLS, MESSAGE_COLS, delivery_row, message_row};
 use super::{Delivery, MessageRow, Sqlite};
 use crate::mail::{DeliveryStatus, EventType};
 
@@ -103,18 +103,6 @@ impl Sqlite {
             ],
             delivery_row,
         )?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Every attachment record of a message, by index.
-    pub fn attachments_of(&self, message_id: &str) -> anyhow::Result<Vec<AttachmentRow>> {
-        let conn = self.deliver_conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT filename, content_type, size FROM attachments WHERE message_id = ?1 ORDER BY idx",
-        )?;
-        let rows = stmt.query_map([message_id], |r| {
-            Ok(AttachmentRow { filename: r.get(0)?, content_type: r.get(1)?, size: r.get(2)? })
-        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }

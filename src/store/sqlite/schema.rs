@@ -19,7 +19,7 @@ CREATE TABLE IF NOT EXISTS messages (
     event_message TEXT NOT NULL,   -- the event's `message` object, JSON, built once at ingest
     raw_inline    INTEGER NOT NULL DEFAULT 0,  -- the event has raw.base64, left out of event_message here
     files_removed_at INTEGER,      -- retention deleted the raw message and attachments
-    disposition   TEXT NOT NULL DEFAULT 'queued',  -- queued (has deliveries) | stored[: why not sent] | dropped
+    disposition   TEXT NOT NULL DEFAULT 'queued',  -- queued (has deliveries) | streamed (only streams) | stored[: why not sent] | dropped
     type          TEXT NOT NULL DEFAULT 'email.received'  -- the event type (mail::EventType), decided at ingest
 );
 CREATE INDEX IF NOT EXISTS messages_received ON messages (received_at);
@@ -162,7 +162,7 @@ mod tests {
     fn a_store_from_before_event_types_reads_every_message_as_received() {
         let dir = tempfile::tempdir().unwrap();
         let (disposition, kind) = (
-            "    disposition   TEXT NOT NULL DEFAULT 'queued',  -- queued (has deliveries) | stored[: why not sent] | dropped\n",
+            "    disposition   TEXT NOT NULL DEFAULT 'queued',  -- queued (has deliveries) | streamed (only streams) | stored[: why not sent] | dropped\n",
             "    type          TEXT NOT NULL DEFAULT 'email.received'  -- the event type (mail::EventType), decided at ingest\n",
         );
         assert!(SCHEMA.contains(disposition) && SCHEMA.contains(kind));
