@@ -54,6 +54,13 @@ fn postgresql_stopped_for_10_s_under_load_means_451_meanwhile_and_no_acknowledge
         .filter(|s| s.at > down + Duration::from_secs(2) && s.at < up && matches!(s.outcome, Outcome::Acked(_)))
         .collect();
     assert!(promised_blind.is_empty(), "250 while the database was down: {promised_blind:?}");
+    // And nothing but 451 4.3.0: try again later, never a permanent refusal.
+    let other: Vec<&Sent> = sent
+        .iter()
+        .filter(|s| s.at > down + Duration::from_secs(2) && s.at < up)
+        .filter(|s| !matches!(&s.outcome, Outcome::Refused(451, t) if t.contains("4.3.0")))
+        .collect();
+    assert!(other.is_empty(), "while the database was down, other answers than 451 4.3.0: {other:?}");
 
     let acked = acked_ids(&sent);
     let mut tally = Tally::default();
