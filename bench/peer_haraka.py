@@ -24,6 +24,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 HARAKA_DIR = os.path.join(HERE, "haraka")
 HARAKA_BIN = os.path.join(HARAKA_DIR, "node_modules", "Haraka", "bin", "haraka")
 NODE = shutil.which("node") or shutil.which("nodejs") or "node"
+# Extra flags for node (e.g. ["--cpu-prof"] to profile; cluster workers inherit them).
+NODE_ARGS = []
 
 
 def installed():
@@ -54,7 +56,7 @@ class Haraka:
         self.log_path = os.path.join(self.dir, "haraka.log")
         self.log = open(self.log_path, "ab")
         self.p = subprocess.Popen(
-            [NODE, HARAKA_BIN, "-c", self.dir], stdout=self.log, stderr=self.log, start_new_session=True
+            [NODE, *NODE_ARGS, HARAKA_BIN, "-c", self.dir], stdout=self.log, stderr=self.log, start_new_session=True
         )
         try:
             self._wait_ready(timeout)
@@ -112,11 +114,18 @@ class Haraka:
         return out
 
     def stop(self):
-        """SIGTERM to the whole process group (master and workers), SIGKILL after 10 s."""
-        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        """SIGINT to the master (Haraka's own shutdown: it exits, and each worker exits when its channel
+        to the master closes, writing a --cpu-prof profile if asked), then SIGTERM and SIGKILL to the
+        whole process group (master and workers) for whatever is left."""
+        for sig, wait in ((signal.SIGINT, 5.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
             try:
-                os.killpg(self.p.pid, sig)
+                if sig == signal.SIGINT:
+                    os.kill(self.p.pid, sig)
+                else:
+                    os.killpg(self.p.pid, sig)
             except ProcessLookupError:
+                if sig == signal.SIGINT:
+                    continue
                 break
             deadline = time.time() + wait
             while time.time() < deadline and self.pids():
