@@ -8,7 +8,7 @@ Each instance runs from a fresh copy of bench/haraka/config in a temporary direc
 never writes into the repository. Haraka runs in its own session: stop() ends the master and its
 cluster workers together.
 
-usage: peer_haraka.py SMTP_PORT WEBHOOK_URL [NODES]      (NODES: "cpus" or a number; Ctrl-C stops it)
+usage: peer_haraka.py SMTP_PORT WEBHOOK_URL [NODES]      (NODES: a number or "cpus", default 1; Ctrl-C stops it)
 """
 import os
 import re
@@ -41,7 +41,7 @@ def version():
 
 
 class Haraka:
-    def __init__(self, port, url, nodes="cpus", work=None, timeout=60.0):
+    def __init__(self, port, url, nodes="1", work=None, timeout=60.0):
         self.port = port
         self.nodes = str(nodes)
         self.dir = tempfile.mkdtemp(prefix="haraka-", dir=work)
@@ -150,7 +150,7 @@ def interrupted(*_):
 
 def main():
     port, url = int(sys.argv[1]), sys.argv[2]
-    nodes = sys.argv[3] if len(sys.argv) > 3 else "cpus"
+    nodes = sys.argv[3] if len(sys.argv) > 3 else "1"
     # Stop cleanly on SIGTERM too (a background job ignores SIGINT).
     signal.signal(signal.SIGTERM, interrupted)
     h = Haraka(port, url, nodes)
