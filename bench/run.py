@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """mxhook benchmark: mxhook (release build, fsync'd 250 as shipped) against smtp-sink (accepts and
-discards: the loopback SMTP limit) and a peer (aiosmtpd that POSTs each message), in the same run,
-interleaved, each measurement repeated (default 3x) and reported as the median.
+discards: the loopback SMTP limit) and two peers that POST each message before their 250 (aiosmtpd;
+Haraka with a mailparser queue plugin, in the throughput scenarios), in the same run, interleaved,
+each measurement repeated (default 3x) and reported as the median.
 
 Load: Postfix's smtp-source for throughput; bench/mxbench (paced sender + webhook receiver) for
 end-to-end latency and the delivery scenarios. See bench/README.md. Run bench/setup.sh first.
@@ -20,6 +21,7 @@ import tempfile
 import time
 
 from gateway import wait_port
+import peer_haraka
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,6 +34,10 @@ SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
 SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 
 PORT_MXHOOK, PORT_MXHOOK_HTTP, PORT_SINK, PORT_PEER = 25250, 25251, 25260, 25270
+PORT_HARAKA = 25265
+# Haraka's cluster workers (smtp.ini `nodes`): a number or "cpus" (one per core); 1 was the faster on 2 cores. BENCH_HARAKA=0 leaves Haraka out.
+HARAKA_NODES = os.environ.get("HARAKA_NODES", "1")
+HARAKA = os.environ.get("BENCH_HARAKA", "1") != "0"
 PORT_FAST, PORT_SLOW, PORT_DOWN = 9101, 9102, 9103
 PORT_DNS = 25353
 DNS = os.path.join(ROOT, "bench/dns.py")
@@ -94,6 +100,19 @@ def proc_status(pid, key):
             if line.startswith(key + ":"):
                 return int(line.split()[1])
     return None
+
+
+def cpu_seconds(pids):
+    """User + system CPU time of these processes (all their threads), in seconds."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def http_get(port, path):
@@ -226,42 +245,59 @@ def count_for(target, size, sessions, quick):
     base = 2000 if sessions > 1 else 600
     if size > 10000:
         base //= 2
-    if target == "peer":
+    if target in ("peer", "haraka"):
         base //= 3
     if quick:
         base //= 4
     return base
 
 
-def throughput(args, work, peer):
+def throughput(args, work, peer, haraka=None, sink=None):
+    """Each target's 250 rate and end-to-end rate, and the server's CPU time per message (ms; the
+    server's processes only, from the first MAIL to the last webhook: a figure the other loads on the
+    machine move less than the rates, since a busy machine also gives a multi-threaded server a larger
+    share of the cores than a single-threaded one)."""
     results = {}
-    order = ["smtp-sink", "mxhook", "peer"] + (["mxhook-b"] if MXHOOK_B else [])
+    order = ["smtp-sink", "mxhook", "peer"] + (["haraka"] if haraka else []) + (["mxhook-b"] if MXHOOK_B else [])
     for rep in range(args.reps):
         for name, size, sessions, reuse in [x for x in SCENARIOS if args.scenario in x[0]]:
             for target in order[rep % len(order) :] + order[: rep % len(order)]:
                 n = count_for(target, size, sessions, args.quick)
                 row = results.setdefault(name, {}).setdefault(target, {"smtp": [], "e2e": []})
+                row.setdefault("cpu_ms", [])
                 if target == "smtp-sink":
+                    c0 = cpu_seconds([sink.pid]) if sink else None
                     t0, t1 = smtp_source(PORT_SINK, size, sessions, n, reuse, "x@bench.test")
                     row["smtp"].append(n / (t1 - t0))
                     row["e2e"].append(None)
+                    row["cpu_ms"].append((cpu_seconds([sink.pid]) - c0) * 1000 / n if sink else None)
                 elif target in ("mxhook", "mxhook-b"):
                     mx = Mxhook(work, binary=MXHOOK_B if target == "mxhook-b" else MXHOOK)
                     try:
                         http_post(PORT_FAST, "/_reset")
+                        c0 = cpu_seconds([mx.pid])
                         t0, t1 = smtp_source(PORT_MXHOOK, size, sessions, n, reuse, "x@bench.test")
                         e2e = wait_received(PORT_FAST, n, t0, 120)
+                        row["cpu_ms"].append((cpu_seconds([mx.pid]) - c0) * 1000 / n)
                         row["smtp"].append(n / (t1 - t0))
                         row["e2e"].append(n / e2e if e2e else None)
                     finally:
                         mx.stop()
                 else:
+                    port = PORT_HARAKA if target == "haraka" else PORT_PEER
+                    pids = haraka.pids() if target == "haraka" else [peer.pid]
                     http_post(PORT_FAST, "/_reset")
-                    t0, t1 = smtp_source(PORT_PEER, size, sessions, n, reuse, "x@bench.test")
+                    c0 = cpu_seconds(pids)
+                    t0, t1 = smtp_source(port, size, sessions, n, reuse, "x@bench.test")
                     e2e = wait_received(PORT_FAST, n, t0, 120)
+                    row["cpu_ms"].append((cpu_seconds(pids) - c0) * 1000 / n)
                     row["smtp"].append(n / (t1 - t0))
                     row["e2e"].append(n / e2e if e2e else None)
-                log(f"  [{rep + 1}] {name:34} {target:9} n={n:5} smtp {row['smtp'][-1]:8.1f}/s  e2e {row['e2e'][-1] or 0:8.1f}/s")
+                cpu = row["cpu_ms"][-1]
+                log(
+                    f"  [{rep + 1}] {name:34} {target:9} n={n:5} smtp {row['smtp'][-1]:8.1f}/s  e2e {row['e2e'][-1] or 0:8.1f}/s"
+                    + (f"  cpu {cpu:.2f} ms/msg" if cpu is not None else "")
+                )
     return results
 
 
@@ -370,6 +406,28 @@ def down(args, work, peer):
     return out
 
 
+def start_haraka(work, result):
+    """Haraka for the throughput scenarios, if bench/setup.sh installed it: started from a fresh copy of
+    bench/haraka/config, checked to answer (a message through to the receiver), then warmed up with a
+    few hundred messages so V8 has compiled the hot paths, as in a server that has been running."""
+    if not HARAKA:
+        return None
+    if not peer_haraka.installed():
+        log("Haraka not installed (bench/setup.sh: npm ci in bench/haraka): left out")
+        return None
+    try:
+        h = peer_haraka.Haraka(PORT_HARAKA, f"http://127.0.0.1:{PORT_FAST}/hook", HARAKA_NODES, work)
+    except RuntimeError as e:
+        log(f"Haraka did not start, left out: {e}")
+        result["haraka"] = {"error": str(e)[:2000]}
+        return None
+    smtp_source(PORT_HARAKA, 5120, 20, 400, True, "x@bench.test")
+    smtp_source(PORT_HARAKA, 102400, 20, 100, False, "x@bench.test")
+    result["haraka"] = {"version": peer_haraka.version(), "nodes": HARAKA_NODES, "workers": h.workers()}
+    log(f"Haraka {result['haraka']['version']} on {PORT_HARAKA}, nodes={HARAKA_NODES} ({h.workers()} workers)")
+    return h
+
+
 def machine():
     model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     mem = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
@@ -380,6 +438,7 @@ def machine():
         "kernel": os.uname().release,
         "loadavg_at_start": open("/proc/loadavg").read().split()[:3],
         "auth": bool(AUTH),
+        "node": subprocess.run([peer_haraka.NODE, "--version"], capture_output=True, text=True).stdout.strip() if peer_haraka.installed() else None,
         "mxhook_bin": MXHOOK,
         "mxhook": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
     }
@@ -407,15 +466,21 @@ def main():
         procs.append(Proc([MXBENCH, "receive", "--port", str(PORT_SLOW), "--delay-ms", "100"], os.path.join(work, "slow.log")))
         procs.append(Proc([MXBENCH, "receive", "--port", str(PORT_DOWN), "--blackhole"], os.path.join(work, "down.log")))
         sink_argv = [SMTP_SINK] + (["-u", "nobody"] if os.geteuid() == 0 else []) + [f"127.0.0.1:{PORT_SINK}", "256"]
-        procs.append(Proc(sink_argv, os.path.join(work, "sink.log")))
+        sink = Proc(sink_argv, os.path.join(work, "sink.log"))
+        procs.append(sink)
         peer = Proc([sys.executable, PEER, str(PORT_PEER), f"http://127.0.0.1:{PORT_FAST}/hook"], os.path.join(work, "peer.log"))
         procs.append(peer)
         procs.append(Proc([sys.executable, PEER, str(PORT_PEER + 1), f"http://127.0.0.1:{PORT_SLOW}/hook"], os.path.join(work, "peer-slow.log")))
         for port in (PORT_FAST, PORT_SLOW, PORT_DOWN, PORT_SINK, PORT_PEER, PORT_PEER + 1):
             wait_port(port)
         if "throughput" in only:
+            haraka = start_haraka(work, result)
+            if haraka:
+                procs.append(haraka)
             log("throughput (smtp-source):")
-            result["throughput"] = throughput(args, work, peer)
+            result["throughput"] = throughput(args, work, peer, haraka, sink)
+            if haraka:
+                haraka.stop()
         peaks = json.loads(args.peaks) if args.peaks else None
         if peaks is None and "throughput" in result:
             row = result["throughput"].get("5KB, 20 sessions, reused")
@@ -460,23 +525,31 @@ def report(r):
     """Markdown tables of the medians."""
     lines = []
     if "throughput" in r:
+        har = any("haraka" in row for row in r["throughput"].values())
         lines += [
-            "| Scenario | smtp-sink 250/s | mxhook 250/s | mxhook end-to-end/s | peer 250/s | peer end-to-end/s | mxhook / sink | mxhook / peer (e2e) |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| Scenario | smtp-sink 250/s | mxhook 250/s | mxhook end-to-end/s | peer 250/s | peer end-to-end/s | mxhook / sink | mxhook / peer (e2e) |"
+            + (" Haraka 250/s | Haraka end-to-end/s | mxhook / Haraka (e2e) |" if har else ""),
+            "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if har else ""),
         ]
         for name, row in r["throughput"].items():
             sink = median(row["smtp-sink"]["smtp"])
-            mx, mxe = median(row["mxhook"]["smtp"]), median(row["mxhook"]["e2e"])
             pe, pee = median(row["peer"]["smtp"]), median(row["peer"]["e2e"])
-            lines.append(
-                f"| {name} | {fmt(sink)} | {fmt(mx)} | {fmt(mxe)} | {fmt(pe)} | {fmt(pee)} | {ratio(mx, sink)} | {ratio(mxe, pee)} |"
-            )
-            if "mxhook-b" in row:
-                b, be = median(row["mxhook-b"]["smtp"]), median(row["mxhook-b"]["e2e"])
+            ha, hae = (median(row["haraka"]["smtp"]), median(row["haraka"]["e2e"])) if "haraka" in row else (None, None)
+            for label, key in ((name, "mxhook"), (f"{name}, MXHOOK_BIN_B", "mxhook-b")):
+                if key not in row:
+                    continue
+                mx, mxe = median(row[key]["smtp"]), median(row[key]["e2e"])
                 lines.append(
-                    f"| {name}, MXHOOK_BIN_B | {fmt(sink)} | {fmt(b)} | {fmt(be)} | {fmt(pe)} | {fmt(pee)} | {ratio(b, sink)} | {ratio(be, pee)} |"
+                    f"| {label} | {fmt(sink)} | {fmt(mx)} | {fmt(mxe)} | {fmt(pe)} | {fmt(pee)} | {ratio(mx, sink)} | {ratio(mxe, pee)} |"
+                    + (f" {fmt(ha)} | {fmt(hae)} | {ratio(mxe, hae)} |" if har else "")
                 )
         lines.append("")
+        targets = [t for t in ("smtp-sink", "mxhook", "mxhook-b", "peer", "haraka") if any(t in row for row in r["throughput"].values())]
+        if any(row.get(t, {}).get("cpu_ms") for row in r["throughput"].values() for t in targets):
+            lines += ["| Server CPU ms per message | " + " | ".join(targets) + " |", "|---|" + "---:|" * len(targets)]
+            for name, row in r["throughput"].items():
+                lines.append(f"| {name} | " + " | ".join(fmt(median(row.get(t, {}).get("cpu_ms", [])), 2) for t in targets) + " |")
+            lines.append("")
     if "latency" in r:
         lines += ["| Latency, 5KB, 20 sessions | rate | e2e p50 ms | e2e p99 ms | dot→250 p50 ms | dot→250 p99 ms |", "|---|---:|---:|---:|---:|---:|"]
         for t, runs in r["latency"].items():
