@@ -25,6 +25,7 @@ mod streams;
 mod tests;
 mod url;
 
+pub(in crate::store) use bytes::{ChunkWriter, RAW};
 pub use url::DatabaseUrl;
 
 use std::collections::HashSet;
@@ -38,7 +39,7 @@ use r2d2_postgres::postgres::NoTls;
 use r2d2_postgres::r2d2;
 use tokio::sync::watch;
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+pub(super) type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
 
 /// Connections per gateway: the group commit's leader, the scheduler's claims, attempts, links and
@@ -149,7 +150,7 @@ impl Postgres {
     }
 
     /// A connection from the pool (an error names the database, never its password).
-    fn conn(&self) -> anyhow::Result<Conn> {
+    pub(in crate::store) fn conn(&self) -> anyhow::Result<Conn> {
         self.pool.get().with_context(|| format!("no connection to {}", self.url))
     }
 
