@@ -271,7 +271,8 @@ impl Value {
             Type::INT8 => Value::Int8(row.get(i)?),
             Type::INT4 => Value::Int4(row.get(i)?),
             Type::BOOL => Value::Bool(row.get::<_, Option<i64>>(i)?.map(|n| n != 0)),
-            _ => Value::Text(row.get(i)?),
+            // SQLite keeps a NUL in text (a sender's file name); PostgreSQL's text does not.
+            _ => Value::Text(row.get::<_, Option<String>>(i)?.as_deref().map(super::postgres::text)),
         })
     }
 

@@ -94,6 +94,18 @@ pub(super) fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// `s` as a PostgreSQL `text` value: NUL, which SQLite keeps and `text` refuses (the whole
+/// transaction with it), becomes U+FFFD. Sender-controlled strings (a file name `evil%00.txt`, a
+/// subject) and endpoints' answers may hold one.
+pub(in crate::store) fn text(s: &str) -> String {
+    s.replace('\0', "\u{fffd}")
+}
+
+/// `text` of an optional string.
+pub(super) fn opt_text(s: Option<&str>) -> Option<String> {
+    s.map(text)
+}
+
 /// The end of a lease taken at `now`.
 pub(super) fn lease_until(now: i64, lease: i64) -> i64 {
     now + lease
