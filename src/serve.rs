@@ -40,7 +40,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         );
     }
 
-    let store = Arc::new(Store::open_configured(&settings.data_dir, settings.database.as_ref())?);
+    let store = Arc::new(Store::open_configured(&settings.data_dir, settings.database.as_ref(), settings.lease)?);
     let resumed = store.release_in_flight()?;
     if resumed > 0 {
         tracing::warn!(deliveries = resumed, "resuming deliveries left in flight by the last run");

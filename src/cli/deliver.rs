@@ -89,7 +89,7 @@ async fn deliver(settings: &Settings, from: &str, to: &[String], raw: Vec<u8>) -
 
 /// The same ingest as `serve`, its deliveries left in the store's queue for `serve` to send.
 fn open(settings: &Settings) -> anyhow::Result<Ingest> {
-    let store = Arc::new(Store::open_configured(&settings.data_dir, settings.database.as_ref())?);
+    let store = Arc::new(Store::open_configured(&settings.data_dir, settings.database.as_ref(), settings.lease)?);
     let key_file = settings.url_secret_file.clone().unwrap_or_else(|| settings.data_dir.join("url.key"));
     let key = UrlSigner::key_for(&store, settings.url_secret_file.as_deref(), &key_file)?;
     let signer = Arc::new(UrlSigner::new(&key, &settings.public_url, settings.link_ttl.as_secs() as i64));

@@ -240,7 +240,7 @@ fn open_store(settings: &Settings) -> anyhow::Result<Store> {
         let db = settings.data_dir.join("mxhook.db");
         anyhow::ensure!(db.exists(), "no store at {} (has `mxhook serve` run with this config?)", db.display());
     }
-    Store::open_configured(&settings.data_dir, settings.database.as_ref())
+    Store::open_configured(&settings.data_dir, settings.database.as_ref(), settings.lease)
 }
 
 fn init_logging(serving: bool, format: LogFormat) {

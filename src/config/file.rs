@@ -156,6 +156,11 @@ pub(super) struct StorageConfig {
     /// Message, delivery and attempt records are deleted this long after arrival.
     #[serde(deserialize_with = "duration")]
     pub keep_metadata: Duration,
+    /// PostgreSQL: how long a gateway's claim on a delivery lasts without renewal (renewed every
+    /// third of it while the attempt runs), so how soon the others take over a dead gateway's
+    /// deliveries. SQLite ignores it: one gateway, whose next start takes its claims back at once.
+    #[serde(deserialize_with = "duration")]
+    pub lease: Duration,
 }
 
 impl Default for StorageConfig {
@@ -166,6 +171,7 @@ impl Default for StorageConfig {
             database_file: None,
             retention: Duration::from_secs(7 * 86400),
             keep_metadata: Duration::from_secs(90 * 86400),
+            lease: Duration::from_secs(30),
         }
     }
 }

@@ -116,6 +116,17 @@ mod tests {
         assert_eq!(located(&e), ["2:17: storage.database_file"]);
     }
 
+    #[test]
+    fn the_lease_is_a_duration_of_at_least_a_second() {
+        assert_eq!(load("").unwrap().lease, std::time::Duration::from_secs(30));
+        let s = load("[storage]\ndatabase = \"postgres://db/mx\"\nlease = \"3s\"\n").unwrap();
+        assert_eq!(s.lease, std::time::Duration::from_secs(3));
+        let e = load("[storage]\ndata_dir = \"d\"\nlease = \"500ms\"\n").unwrap_err();
+        assert_eq!(located(&e), ["3:1: storage.lease"]);
+        let e = load("[storage]\nlease = \"soon\"\n").unwrap_err();
+        assert_eq!(located(&e), ["2:9: storage.lease"]);
+    }
+
     /// `FILE:LINE:COL: key` of each problem, in the order printed.
     fn located(e: &ConfigError) -> Vec<String> {
         e.problems.iter().map(|p| format!("{}:{}: {}", p.line, p.column, p.key)).collect()

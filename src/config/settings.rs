@@ -35,6 +35,8 @@ pub struct Settings {
     /// None: the store is SQLite in `data_dir`; else this PostgreSQL database, shared by every
     /// gateway that names it (`data_dir` still holds this host's lock file).
     pub database: Option<DatabaseUrl>,
+    /// `[storage] lease`: how long a claim on a delivery lasts unrenewed (PostgreSQL only).
+    pub lease: Duration,
     pub retention: Duration,
     pub keep_metadata: Duration,
     pub http_listen: SocketAddr,
@@ -174,6 +176,11 @@ impl Settings {
         let database = database_url(&raw.storage, base, text, problems);
         if raw.storage.keep_metadata < raw.storage.retention {
             problems.push(doc.at("storage.keep_metadata", "must be at least `retention`"));
+        }
+        // Renewed every third of it: shorter, and one slow round trip to the database lets a live
+        // gateway's claims lapse (another gateway then sends the same event again).
+        if raw.storage.lease < Duration::from_secs(1) {
+            problems.push(doc.at("storage.lease", "must be at least 1s (e.g. \"30s\")"));
         }
         if raw.smtp.max_recipients == 0 || raw.smtp.max_sessions == 0 {
             problems.push(doc.at("smtp", "max_recipients and max_sessions must be at least 1"));
@@ -340,6 +347,7 @@ impl Settings {
             lmtp,
             data_dir: base.join(raw.storage.data_dir),
             database,
+            lease: raw.storage.lease,
             retention: raw.storage.retention,
             keep_metadata: raw.storage.keep_metadata,
             http_listen,

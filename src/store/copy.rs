@@ -61,7 +61,8 @@ pub fn copy_sqlite_to_postgres(
         .with_context(|| format!("opening {}", db_path.display()))?;
     let link_key = link_key(data_dir)?;
 
-    let target = Postgres::open(url)?;
+    // The copy claims no delivery: the lease's length is of no matter here.
+    let target = Postgres::open_with_lease(url, std::time::Duration::from_secs(30))?;
     let mut conn = target.conn()?;
     refuse_non_empty(&mut conn, url)?;
     let snapshot = rows.transaction()?;

@@ -47,11 +47,17 @@ impl Store {
     }
 
     /// Opens the configured store: `database` when `[storage]` names one, else SQLite in `data_dir`.
-    pub fn open_configured(data_dir: &Path, database: Option<&DatabaseUrl>) -> anyhow::Result<Store> {
+    /// `lease`: how long a claim on a delivery lasts unrenewed (`[storage] lease`; PostgreSQL only:
+    /// SQLite's one gateway takes its claims back when it starts).
+    pub fn open_configured(
+        data_dir: &Path,
+        database: Option<&DatabaseUrl>,
+        lease: std::time::Duration,
+    ) -> anyhow::Result<Store> {
         match database {
             None => Store::open(data_dir),
             Some(url) => {
-                let pg = self::postgres::off_runtime(|| self::postgres::Postgres::open(url))?
+                let pg = self::postgres::off_runtime(|| self::postgres::Postgres::open_with_lease(url, lease))?
                     .with_run_file(data_dir.join("gateway.run"));
                 Ok(Store { backend: Backend::Postgres(pg) })
             }

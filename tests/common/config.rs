@@ -49,6 +49,8 @@ pub struct Config {
     /// Further `key = value` lines for the [smtp] section (e.g. timeouts).
     pub smtp_extra: Vec<String>,
     pub tls: Option<Tls>,
+    /// Further `key = value` lines for the [storage] section (e.g. lease).
+    pub storage_extra: Vec<String>,
     /// `[http] public_url`.
     pub public_url: String,
     /// Further `key = value` lines for the [http] section (e.g. link_ttl).
@@ -74,6 +76,7 @@ impl Config {
             max_sessions: None,
             smtp_extra: Vec::new(),
             tls: None,
+            storage_extra: Vec::new(),
             public_url: "http://127.0.0.1:8025".into(),
             http_extra: Vec::new(),
             webhook: Vec::new(),
@@ -97,6 +100,12 @@ impl Config {
     /// A `key = value` line for [smtp].
     pub fn smtp(&mut self, line: &str) -> &mut Self {
         self.smtp_extra.push(line.into());
+        self
+    }
+
+    /// A `key = value` line for [storage].
+    pub fn storage(&mut self, line: &str) -> &mut Self {
+        self.storage_extra.push(line.into());
         self
     }
 
@@ -153,6 +162,9 @@ impl Config {
             writeln!(s, "\n[smtp.tls]\ncert = {cert}\nkey = {key}\nrequire = {}", t.require).unwrap();
         }
         writeln!(s, "\n[storage]\ndata_dir = {}", q(&data_dir.display().to_string())).unwrap();
+        for line in &self.storage_extra {
+            writeln!(s, "{line}").unwrap();
+        }
         writeln!(s, "\n[http]\nlisten = \"127.0.0.1:0\"\npublic_url = {}", q(&self.public_url)).unwrap();
         for line in &self.http_extra {
             writeln!(s, "{line}").unwrap();

@@ -31,6 +31,18 @@ pub struct Harness {
 impl Harness {
     /// A temp dir and a receiver; no config written yet.
     pub fn new() -> Harness {
+        let database = super::postgres::on_postgres()
+            .then(|| super::postgres::shared().new_database().unwrap_or_else(|e| panic!("a test database: {e}")));
+        Harness::on(database)
+    }
+
+    /// A harness whose configs name the PostgreSQL database `url` whatever `MXHOOK_TEST_BACKEND`
+    /// says: several gateways on one store (`write_member_config`).
+    pub fn on_database(url: String) -> Harness {
+        Harness::on(Some(url))
+    }
+
+    fn on(database: Option<String>) -> Harness {
         let dir = tempfile::Builder::new().prefix("mxhook-test-").tempdir().unwrap();
         let config_path = dir.path().join("gateway.toml");
         Harness {
@@ -39,8 +51,7 @@ impl Harness {
             rx: Receiver::start(),
             logs: Mutex::new(Vec::new()),
             secrets: Mutex::new(Vec::new()),
-            database: super::postgres::on_postgres()
-                .then(|| super::postgres::shared().new_database().unwrap_or_else(|e| panic!("a test database: {e}"))),
+            database,
         }
     }
 
@@ -67,11 +78,23 @@ impl Harness {
 
     /// `write_config` with another data_dir (e.g. a relative one).
     pub fn write_config_with_data_dir(&self, cfg: &Config, data_dir: &Path) {
+        self.write_config_to(&self.config_path, cfg, data_dir);
+    }
+
+    /// The config of gateway `n` of a cluster on the harness's database: `gateway-N.toml` with a
+    /// data_dir of its own (`data-N`: its lock and run files). Start it with `start_member`.
+    pub fn write_member_config(&self, n: usize, cfg: &Config) -> PathBuf {
+        let path = self.dir.path().join(format!("gateway-{n}.toml"));
+        self.write_config_to(&path, cfg, &self.dir.path().join(format!("data-{n}")));
+        path
+    }
+
+    fn write_config_to(&self, path: &Path, cfg: &Config, data_dir: &Path) {
         let mut text = cfg.render(data_dir);
         if let Some(url) = &self.database {
             text = text.replacen("\n[storage]\n", &format!("\n[storage]\ndatabase = {url:?}\n"), 1);
         }
-        std::fs::write(&self.config_path, text).unwrap();
+        std::fs::write(path, text).unwrap();
         let mut secrets = self.secrets.lock().unwrap();
         for e in &cfg.endpoints {
             if let Some(path) = e.url.strip_prefix(&format!("http://{}", self.rx.addr)) {
@@ -82,7 +105,12 @@ impl Harness {
 
     /// Starts `mxhook serve` and waits for both listeners to be announced.
     pub fn start(&self) -> Gateway {
-        let gw = Gateway::spawn(&self.config_path, self.dir.path());
+        self.start_member(&self.config_path)
+    }
+
+    /// `start` on another config file (a cluster member's).
+    pub fn start_member(&self, config: &Path) -> Gateway {
+        let gw = Gateway::spawn(config, self.dir.path());
         self.logs.lock().unwrap().push(gw.log.clone());
         gw
     }
@@ -120,7 +148,12 @@ impl Harness {
 
     /// Runs the CLI with `--config` and `args`.
     pub fn cli(&self, args: &[&str]) -> CliOutput {
-        let mut full = vec!["--config", self.config_path.to_str().unwrap()];
+        self.cli_member(&self.config_path, args)
+    }
+
+    /// `cli` on another config file (a cluster member's).
+    pub fn cli_member(&self, config: &Path, args: &[&str]) -> CliOutput {
+        let mut full = vec!["--config", config.to_str().unwrap()];
         full.extend_from_slice(args);
         run_cli(&full, self.dir.path())
     }

@@ -130,6 +130,11 @@ impl Receiver {
         self.shared.requests.lock().unwrap().clone()
     }
 
+    /// The requests after the first `n` (for a test that tallies thousands as they come).
+    pub fn requests_since(&self, n: usize) -> Vec<Request> {
+        self.shared.requests.lock().unwrap().get(n..).map(<[Request]>::to_vec).unwrap_or_default()
+    }
+
     pub fn count(&self) -> usize {
         self.shared.requests.lock().unwrap().len()
     }

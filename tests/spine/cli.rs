@@ -176,7 +176,7 @@ retry = ["0s", "1m", "5x"]
         ),
         format!(
             "{f}:7:1: storage.retension: unknown field `retension`, expected one of `data_dir`, `database`, \
-             `database_file`, `retention`, `keep_metadata`"
+             `database_file`, `retention`, `keep_metadata`, `lease`"
         ),
         format!(
             "{f}:13:1: endpoints.app: set exactly one of `secret`, `secret_file` or `secrets` (make one with \

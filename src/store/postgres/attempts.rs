@@ -1,7 +1,8 @@
 //! Finishing an attempt: its row in `attempts`, and the delivery moved on to its next state with its
 //! lease given back, in the next group commit. Only the lease's holder moves the delivery on: when
 //! this gateway's lease lapsed and another gateway took the delivery over, that one's attempt
-//! decides (this attempt is still recorded; at-least-once means both were sent).
+//! decides, even once it has finished and given the lease back (this attempt is still recorded;
+//! at-least-once means both were sent).
 
 use anyhow::Context;
 
@@ -53,7 +54,9 @@ impl Work for AttemptRecord {
             anyhow::bail!("delivery {} does not exist", r.delivery_id);
         };
         let (requested, owner): (Option<i64>, Option<String>) = (row.get(0), row.get(1));
-        if owner.as_deref().is_some_and(|o| o != r.owner) {
+        // No lease of ours (another gateway's, or none: a takeover already recorded its outcome
+        // and gave the lease back): the attempt is on record, the delivery is not ours to move.
+        if owner.as_deref() != Some(r.owner.as_str()) {
             return Ok(());
         }
         let (status, step, at, keep_request) = if requested != r.retry_requested_at {

@@ -49,8 +49,10 @@ const POOL_SIZE: u32 = 16;
 /// How long a caller waits for a connection (the database down: the SMTP session answers 451
 /// after at most this, rather than holding the client).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a claim holds a delivery without renewal: after a gateway dies, the others take its
-/// deliveries over this long after its last renewal.
+/// The lease of the unit tests' `open` (`[storage] lease`'s default). A claim holds a delivery this
+/// long without renewal: after a gateway dies, the others take its deliveries over this long after
+/// its last renewal.
+#[cfg(test)]
 pub(super) const LEASE: Duration = Duration::from_secs(30);
 
 /// The PostgreSQL store of one database, as one gateway sees it.
@@ -60,7 +62,7 @@ pub(super) struct Postgres {
     /// This gateway's id for this run (`gw_` + ULID): the owner of the leases it takes. A restarted
     /// gateway is a new owner; its old leases expire like a dead gateway's.
     owner: String,
-    /// The lease length, in ms (`LEASE`; tests shorten it).
+    /// The lease length, in ms (`[storage] lease`, else `LEASE`).
     lease: i64,
     /// Messages and attempt outcomes waiting for the next group commit (commit.rs).
     queue: Mutex<Vec<commit::Queued>>,
@@ -113,10 +115,12 @@ pub(super) fn lease_until(now: i64, lease: i64) -> i64 {
 
 impl Postgres {
     /// Connects to `url` and brings its schema up to date (refusing a newer one).
+    #[cfg(test)]
     pub(in crate::store) fn open(url: &DatabaseUrl) -> anyhow::Result<Postgres> {
         Postgres::open_with_lease(url, LEASE)
     }
 
+    /// `open`, its claims on deliveries lasting `lease` unrenewed.
     pub(in crate::store) fn open_with_lease(url: &DatabaseUrl, lease: Duration) -> anyhow::Result<Postgres> {
         let mut config = url.config()?;
         if config.get_connect_timeout().is_none() {

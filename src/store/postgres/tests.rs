@@ -174,6 +174,31 @@ fn a_lease_is_renewed_while_its_attempt_runs() {
 }
 
 #[test]
+fn a_late_outcome_from_a_gateway_whose_lease_lapsed_does_not_undo_the_takeover() {
+    let url = database();
+    let (a, b) = (gateway(&url, Duration::from_millis(300)), gateway(&url, Duration::from_millis(300)));
+    a.ingest(&message("msg_1", 1_000, &[], &[due("e", 1_001, false)])).unwrap();
+    let mine = a.claim_due(crate::time::now_ms(), 10, &|_: &str| 5, &[]).unwrap();
+    assert_eq!(mine.len(), 1);
+    // a stalls (no renewal: a long pause, a starved thread): its lease lapses, b takes over and
+    // delivers.
+    let Backend::Postgres(pa) = &a.backend else { unreachable!() };
+    pa.drop_held([&mine[0].id]);
+    let taken = eventually(Duration::from_secs(10), || {
+        b.claim_due(crate::time::now_ms(), 10, &|_: &str| 5, &[]).unwrap().into_iter().next()
+    });
+    assert_eq!(taken.event_id, mine[0].event_id);
+    b.finish_attempt(&taken, &ok(1), &NextState::Succeeded).unwrap();
+    // a wakes up with its own attempt's outcome (it failed for good): recorded, but the delivery
+    // is b's, and delivered.
+    let failed = Attempt { http_status: Some(410), ..ok(1) };
+    a.finish_attempt(&mine[0], &failed, &NextState::Failed { step: 1 }).unwrap();
+    let d = b.delivery(&mine[0].id).unwrap().unwrap();
+    assert_eq!(d.status, DeliveryStatus::Succeeded, "the late outcome moved a delivery it no longer held");
+    assert_eq!(b.attempts(&d.id).unwrap().len(), 2, "both attempts are on record");
+}
+
+#[test]
 fn retention_senders_and_streams_on_the_shared_database() {
     let url = database();
     let (a, b) = (gateway(&url, Duration::from_secs(30)), gateway(&url, Duration::from_secs(30)));
