@@ -11,6 +11,7 @@ mod listen_stream;
 mod messages;
 mod routes;
 mod senders;
+mod store;
 mod tokens;
 
 use std::path::{Path, PathBuf};
@@ -111,6 +112,9 @@ enum Command {
         #[arg(long, value_name = "URL")]
         forward_to: Option<String>,
     },
+    /// Move the store: copy a SQLite data_dir into a PostgreSQL database.
+    #[command(subcommand)]
+    Store(store::Cmd),
     /// Webhook signing secrets.
     #[command(subcommand)]
     Secret(SecretCmd),
@@ -192,6 +196,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             listen_stream::run(&listen_stream::Options { url, token, consumer, forward, json })
         }
         Command::Tokens(cmd) => tokens::run(cmd),
+        Command::Store(cmd) => store::run(cmd),
         Command::Secret(SecretCmd::Generate) => {
             println!("{}", crate::mail::generate_secret()?);
             Ok(ExitCode::SUCCESS)
@@ -219,6 +224,7 @@ fn parse_args() -> Cli {
     let cmd = Cli::command()
         .mut_subcommand("listen", |c| c.arg(hidden()))
         .mut_subcommand("schema", |c| c.arg(hidden()))
+        .mut_subcommand("store", |c| c.arg(hidden()).mut_subcommand("copy", |c| c.arg(hidden())))
         .mut_subcommand("tokens", |c| c.arg(hidden()).mut_subcommand("create", |c| c.arg(hidden())))
         .mut_subcommand("secret", |c| c.arg(hidden()).mut_subcommand("generate", |c| c.arg(hidden())));
     Cli::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit())

@@ -79,6 +79,9 @@ fn write_archive(
         zip.start_file(name.as_str(), options)?;
         match store.content(mid, Some(i))? {
             Content::Bytes(b) => zip.write_all(&b)?,
+            Content::Reader(mut r) => {
+                std::io::copy(&mut r.reader, &mut zip)?;
+            }
             Content::File(path) => {
                 let mut f = std::fs::File::open(&path)?;
                 let mut buf = vec![0u8; CHUNK];

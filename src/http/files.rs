@@ -1,10 +1,13 @@
-//! Serving what links point at: decoded attachments and raw messages, from the database (small
-//! messages) or streamed from disk by tower-http's `ServeFile` (Content-Length, HEAD, Range), under headers that keep a browser from
-//! rendering sender-controlled bytes as our page: always `attachment`, `nosniff`, `sandbox`.
+//! Serving what links point at: decoded attachments and raw messages, from the database (SQLite's
+//! small messages whole, PostgreSQL's chunks a piece at a time) or streamed from disk by tower-http's
+//! `ServeFile` (Content-Length, HEAD, Range), under headers that keep a browser from rendering
+//! sender-controlled bytes as our page: always `attachment`, `nosniff`, `sandbox`.
 
 use std::sync::Arc;
 
-use axum::body::Body;
+use std::io::{Read, Seek, SeekFrom};
+
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -16,7 +19,7 @@ use tower_http::services::ServeFile;
 
 use super::App;
 use super::links::Check;
-use crate::store::Content;
+use crate::store::{Content, ContentReader};
 use crate::time::now_ms;
 
 #[derive(Deserialize)]
@@ -100,6 +103,7 @@ pub(super) async fn serve(content: Content, content_type: &str, filename: &str, 
         Content::Missing => return status(StatusCode::NOT_FOUND),
         Content::Removed => return status(StatusCode::GONE),
         Content::Bytes(bytes) => serve_bytes(bytes, &mime, &req),
+        Content::Reader(r) => serve_reader(r, &mime, &req),
         Content::File(path) => match ServeFile::new_with_mime(path, &mime).oneshot(req).await {
             Ok(r) => r.map(Body::new),
             Err(e) => return internal(anyhow::anyhow!("{e}")),
@@ -122,28 +126,94 @@ pub(super) async fn serve(content: Content, content_type: &str, filename: &str, 
 /// range (206), or 416 for a range outside it or a multipart range (as `ServeFile` does); HEAD
 /// gets the headers only. The Range header is parsed by the crate tower-http itself uses.
 fn serve_bytes(bytes: Vec<u8>, mime: &mime::Mime, req: &Request) -> Response {
-    let len = bytes.len() as u64;
-    let range = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok());
-    let (code, body, content_range) = match range.map(|r| parse_range_header(r).and_then(|p| p.validate(len))) {
-        None => (StatusCode::OK, bytes, None),
-        Some(Ok(ranges)) if ranges.len() == 1 => {
-            let (start, end) = (*ranges[0].start(), *ranges[0].end());
-            let part = bytes[start as usize..=end as usize].to_vec();
-            (StatusCode::PARTIAL_CONTENT, part, Some(format!("bytes {start}-{end}/{len}")))
-        }
-        Some(_) => (StatusCode::RANGE_NOT_SATISFIABLE, Vec::new(), Some(format!("bytes */{len}"))),
-    };
-    let head = req.method() == Method::HEAD;
-    let mut resp = Response::builder()
-        .status(code)
-        .header(header::CONTENT_TYPE, mime.as_ref())
-        .header(header::CONTENT_LENGTH, body.len())
-        .header(header::ACCEPT_RANGES, "bytes");
-    if let Some(r) = content_range {
-        resp = resp.header(header::CONTENT_RANGE, r);
+    let answer = Answer::of(bytes.len() as u64, req);
+    let (start, count) = (answer.start as usize, answer.count as usize);
+    let body = if answer.head { Body::empty() } else { Body::from(bytes[start..start + count].to_vec()) };
+    answer.response(mime, body)
+}
+
+/// `serve_bytes` for bytes read a piece at a time (PostgreSQL's chunks): a blocking task reads the
+/// range into a bounded channel that is the response body, so memory holds a few pieces, never the
+/// whole of a large message.
+fn serve_reader(content: ContentReader, mime: &mime::Mime, req: &Request) -> Response {
+    let answer = Answer::of(content.len, req);
+    if answer.head || answer.count == 0 {
+        return answer.response(mime, Body::empty());
     }
-    let body = if head { Body::empty() } else { Body::from(body) };
-    resp.body(body).unwrap_or_else(|e| internal(e.into()))
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(QUEUED_PIECES);
+    let (start, count) = (answer.start, answer.count);
+    tokio::task::spawn_blocking(move || {
+        let mut reader = content.reader;
+        let sent = (|| -> std::io::Result<()> {
+            reader.seek(SeekFrom::Start(start))?;
+            let mut left = count;
+            while left > 0 {
+                let mut piece = vec![0u8; PIECE.min(left as usize)];
+                let n = reader.read(&mut piece)?;
+                if n == 0 {
+                    return Err(std::io::Error::other("the stored bytes ended early"));
+                }
+                piece.truncate(n);
+                left -= n as u64;
+                tx.blocking_send(Ok(Bytes::from(piece))).map_err(|_| std::io::Error::other("the client went away"))?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "download stopped");
+            // The client sees a broken transfer, never a short body that looks whole.
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    answer.response(mime, Body::from_stream(stream))
+}
+
+/// Bytes read and handed to the body at a time, and how many may wait in the channel.
+const PIECE: usize = 64 * 1024;
+const QUEUED_PIECES: usize = 4;
+
+/// The status and byte range a download of `len` bytes answers `req` with.
+struct Answer {
+    code: StatusCode,
+    start: u64,
+    count: u64,
+    content_range: Option<String>,
+    head: bool,
+}
+
+impl Answer {
+    fn of(len: u64, req: &Request) -> Answer {
+        let head = req.method() == Method::HEAD;
+        let range = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok());
+        match range.map(|r| parse_range_header(r).and_then(|p| p.validate(len))) {
+            None => Answer { code: StatusCode::OK, start: 0, count: len, content_range: None, head },
+            Some(Ok(ranges)) if ranges.len() == 1 => {
+                let (start, end) = (*ranges[0].start(), *ranges[0].end());
+                let content_range = Some(format!("bytes {start}-{end}/{len}"));
+                Answer { code: StatusCode::PARTIAL_CONTENT, start, count: end - start + 1, content_range, head }
+            }
+            Some(_) => Answer {
+                code: StatusCode::RANGE_NOT_SATISFIABLE,
+                start: 0,
+                count: 0,
+                content_range: Some(format!("bytes */{len}")),
+                head,
+            },
+        }
+    }
+
+    fn response(self, mime: &mime::Mime, body: Body) -> Response {
+        let mut resp = Response::builder()
+            .status(self.code)
+            .header(header::CONTENT_TYPE, mime.as_ref())
+            .header(header::CONTENT_LENGTH, self.count)
+            .header(header::ACCEPT_RANGES, "bytes");
+        if let Some(r) = self.content_range {
+            resp = resp.header(header::CONTENT_RANGE, r);
+        }
+        resp.body(body).unwrap_or_else(|e| internal(e.into()))
+    }
 }
 
 /// `attachment; filename="ascii fallback"; filename*=UTF-8''…` (RFC 6266 / 5987), from a name made

@@ -5,10 +5,14 @@
 //! (`postgres/`). Each public method forwards to the backend (an enum dispatch, see
 //! docs/architecture.md "Store backends").
 
+mod copy;
 mod postgres;
+mod reader;
 mod sqlite;
 
+pub use self::copy::{CopyReport, copy_sqlite_to_postgres};
 pub use self::postgres::DatabaseUrl;
+pub use reader::ContentReader;
 /// The SQLite backend's test helpers (rows for unit tests elsewhere in the crate).
 #[cfg(test)]
 pub(crate) use sqlite::tests;

@@ -140,7 +140,7 @@ fn delete_removes_the_message_its_bytes_and_files_and_cancels_its_pending_delive
     h.rx.set_status(503);
     let gw = h.start();
     let api = Api::of(&gw);
-    // Over 1 MiB: its bytes are files in the spool and attachments directories.
+    // Over 1 MiB: with SQLite its bytes are files in the spool and attachments directories.
     let big = "x".repeat(1_200_000);
     let raw = format!(
         "From: ada@sender.test\r\nTo: inbox@example.test\r\nSubject: big\r\nMIME-Version: 1.0\r\n\
@@ -152,7 +152,8 @@ fn delete_removes_the_message_its_bytes_and_files_and_cancels_its_pending_delive
     h.wait_until(SHORT, "the first attempt of both to fail", || {
         h.deliveries(&[]).iter().all(|d| d["attempts"] == 1 && d["status"] == "pending")
     });
-    assert!(files_under(&h.data_dir()).iter().any(|f| f.contains(&id)), "{:?}", files_under(&h.data_dir()));
+    // Its bytes as the store keeps them (spool files with SQLite, chunk rows with PostgreSQL).
+    assert_eq!(h.stored_raw(&id).map(|b| b.len()), Some(as_sent(raw.as_bytes()).len()), "stored before the delete");
 
     let (status, message) = api.error("DELETE", &format!("/messages/{id}"), Some(READ), None);
     assert_eq!(status, 403, "{message}");
@@ -166,6 +167,7 @@ fn delete_removes_the_message_its_bytes_and_files_and_cancels_its_pending_delive
     assert_eq!(api.get(&format!("/messages/{id}/attachments/0")).status, 404);
     assert_eq!(api.call("DELETE", &format!("/messages/{id}"), Some(WRITE), None).status, 404);
     assert!(api.json(&format!("/deliveries?message={id}"))["data"].as_array().unwrap().is_empty());
+    assert_eq!(h.stored_raw(&id), None, "the bytes are gone from the store");
     assert!(!files_under(&h.data_dir()).iter().any(|f| f.contains(&id)), "{:?}", files_under(&h.data_dir()));
     assert_eq!(h.deliveries(&[]).len(), 1, "the other message's delivery stays");
     assert_eq!(api.json(&format!("/messages/{keep}"))["message"]["subject"], "keep me");

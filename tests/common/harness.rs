@@ -211,6 +211,24 @@ impl Harness {
         inline.ok().or_else(|| std::fs::read(self.data_dir().join("spool").join(format!("{msg_id}.eml"))).ok())
     }
 
+    /// PostgreSQL only: turns the harness's database read-only (`on`) or writable again, as a primary
+    /// demoted mid-failover looks. A database's settings apply to sessions that start after the
+    /// change: the gateways' sessions are ended, and their pools open new ones.
+    pub fn set_database_read_only(&self, on: bool) {
+        let db = self.database.as_deref().and_then(|u| u.rsplit('/').next()).expect("a PostgreSQL run");
+        let sql = if on {
+            format!("ALTER DATABASE {db} SET default_transaction_read_only = on")
+        } else {
+            format!("ALTER DATABASE {db} RESET default_transaction_read_only")
+        };
+        let pg = super::postgres::shared();
+        pg.psql("postgres", &sql).expect("ALTER DATABASE");
+        let end = format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}' AND pid <> pg_backend_pid()"
+        );
+        pg.psql("postgres", &end).expect("ending the gateways' sessions");
+    }
+
     /// Waits until the message's only delivery has `status`, and returns it (from `deliveries list`).
     #[track_caller]
     pub fn wait_delivery_status(&self, msg_id: &str, status: &str, timeout: Duration) -> Value {

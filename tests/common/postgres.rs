@@ -123,6 +123,29 @@ impl PgCluster {
         check("pg_ctl stop", &out)
     }
 
+    /// Turns TLS on with this certificate chain and key (PEM), and restarts the server. Clients may
+    /// then connect with or without TLS (`host` lines in pg_hba.conf match both).
+    pub fn enable_ssl(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<(), String> {
+        let data = self.data_dir();
+        for (name, pem) in [("server.crt", cert_pem), ("server.key", key_pem)] {
+            let path = data.join(name);
+            std::fs::write(&path, pem).map_err(|e| format!("writing {}: {e}", path.display()))?;
+            // The server refuses a key others may read.
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+            if let Some(user) = &self.run_as {
+                let out = Command::new("chown").arg(user).arg(&path).output().map_err(|e| format!("chown: {e}"))?;
+                check("chown", &out)?;
+            }
+        }
+        let append = std::fs::OpenOptions::new().append(true).open(data.join("postgresql.conf"));
+        append
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"ssl = on\n"))
+            .map_err(|e| format!("writing postgresql.conf: {e}"))?;
+        self.stop_server()?;
+        self.start_server()
+    }
+
     /// For a cluster that is never dropped (a static): a shell that waits for process `pid` to end,
     /// then stops the server and removes its directory.
     pub fn reap_when_gone(&self, pid: u32) {

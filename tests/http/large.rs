@@ -1,6 +1,7 @@
 //! A 50 MB attachment: sent base64-encoded over SMTP, downloaded by its link with a streaming reader,
 //! hashed as it arrives, while the gateway's VmRSS is sampled: it must stay flat (the file is streamed
-//! from disk, never read whole into memory).
+//! from disk, or PostgreSQL's chunks one at a time, never read whole into memory). The raw message
+//! (68 MB) by its link, the same way.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -130,4 +131,41 @@ fn a_50_mb_attachment_streams_with_flat_memory() {
     let tail = get(&agent, &url, &[("range", &format!("bytes={}-", SIZE - 10))]);
     assert_eq!(tail.status, 206);
     assert_eq!(tail.body, Rng::new(50).noise(SIZE)[SIZE - 10..]);
+
+    // The raw message (68 MB of base64) by its link, the same way.
+    let raw_url = local(&gw, ev["message"]["raw"]["url"].as_str().expect("raw url"));
+    let raw_size = ev["message"]["raw"]["size"].as_u64().expect("raw size");
+    let raw_sha = ev["message"]["raw"]["sha256"].as_str().expect("raw sha256").to_string();
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let baseline = vm_rss_kib(pid);
+    let sampler = Sampler::start(pid);
+    let mut resp = agent.get(&raw_url).call().expect("GET the raw message");
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut reader = resp.body_mut().as_reader();
+    let (mut total, t) = (0usize, Instant::now());
+    loop {
+        let n = reader.read(&mut buf).expect("reading the raw download");
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+        total += n;
+        if total % (4 << 20) < n {
+            sampler.sample();
+        }
+    }
+    let download = t.elapsed();
+    let (peak, samples) = sampler.stop();
+    assert_eq!(total as u64, raw_size, "raw download length");
+    assert_eq!(hex(ctx.finish().as_ref()), raw_sha, "raw download sha256");
+    let grew = peak.saturating_sub(baseline);
+    assert!(
+        grew <= RSS_SLACK_KIB,
+        "gateway VmRSS grew by {grew} KiB while serving the {total}-byte raw message ({baseline} KiB -> peak {peak} \
+         KiB, {samples} samples): it is not streamed"
+    );
+    eprintln!(
+        "raw message of {total} bytes downloaded in {download:?} (RSS {baseline} KiB -> peak {peak} KiB, +{grew} KiB, \
+         {samples} samples)"
+    );
 }

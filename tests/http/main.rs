@@ -10,6 +10,7 @@
 //! - `archive`: all attachments as one streamed zip (`attachments_url`): bytes, names, link rules, memory.
 //! - `payload`: `[webhook] max_payload` and `inline_raw_max`.
 //! - `observe`: /metrics counters as mail flows; /healthz flips while the store cannot be written.
+//! - `store_copy`: `mxhook store copy` from SQLite into PostgreSQL: messages, links and the queue go on.
 
 #[path = "../common/mod.rs"]
 #[allow(dead_code, unused_imports)]
@@ -23,4 +24,5 @@ mod large;
 mod links;
 mod observe;
 mod payload;
+mod store_copy;
 mod traversal;

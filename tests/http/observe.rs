@@ -8,6 +8,7 @@
 //! needs a committed transaction). It needs no privileges (root ignores chmod; a read-only remount needs
 //! CAP_SYS_ADMIN and fails with EBUSY while the gateway holds files open for writing).
 //! A second test, for root only, makes data_dir's file system itself refuse writes (see below).
+//! On PostgreSQL the first makes the database read-only instead, and the second does not apply.
 
 use std::time::{Duration, Instant};
 
@@ -90,6 +91,9 @@ fn healthz_is_503_while_the_store_cannot_be_written() {
     let url = format!("http://{}/healthz", gw.http);
     let ok = get(&agent, &url, &[]);
     assert_eq!(ok.status, 200, "healthz at start: {}", String::from_utf8_lossy(&ok.body));
+    if h.database.is_some() {
+        return read_only_database(&h, &gw);
+    }
 
     let db = rusqlite::Connection::open(h.data_dir().join("mxhook.db")).expect("open the gateway's database");
     db.busy_timeout(Duration::from_secs(5)).unwrap();
@@ -111,6 +115,33 @@ fn healthz_is_503_while_the_store_cannot_be_written() {
     });
     // And the store really works again: a message is accepted and delivered.
     let mut c = SmtpClient::ready(gw.smtp);
+    let id = c.send_mail("ada@sender.test", &["inbox@example.test"], b"Subject: after\r\n\r\nhi\r\n");
+    h.event_for(&id);
+}
+
+/// PostgreSQL's "cannot be written": the database turns read-only (`default_transaction_read_only`,
+/// as a primary demoted mid-failover looks), for the gateway's new sessions; its sessions are ended
+/// so that its pool opens new ones. SMTP answers 451, /healthz 503; both recover when it is writable.
+fn read_only_database(h: &Harness, gw: &Gateway) {
+    let agent = agent();
+    let url = format!("http://{}/healthz", gw.http);
+    h.set_database_read_only(true);
+    h.wait_until(SHORT, "healthz 503 while the database is read-only", || get(&agent, &url, &[]).status == 503);
+    let mut c = SmtpClient::ready(gw.smtp);
+    c.cmd("MAIL FROM:<ada@sender.test>").expect(250, "2.1.0");
+    c.cmd("RCPT TO:<inbox@example.test>").expect(250, "2.1.5");
+    let refused = c.data(b"Subject: read-only\r\n\r\nhi\r\n");
+    assert_eq!(
+        (refused.code, refused.enhanced()),
+        (451, "4.3.0"),
+        "a message while the database is read-only: {refused}"
+    );
+    assert!(h.messages().is_empty(), "nothing was stored");
+
+    h.set_database_read_only(false);
+    h.wait_until(Duration::from_secs(20), "healthz 200 once the database takes writes", || {
+        get(&agent, &url, &[]).status == 200
+    });
     let id = c.send_mail("ada@sender.test", &["inbox@example.test"], b"Subject: after\r\n\r\nhi\r\n");
     h.event_for(&id);
 }
@@ -146,6 +177,13 @@ fn healthz_is_503_when_data_dir_stops_taking_writes() {
         return;
     }
     let h = setup(|_| {}, &[], &[]);
+    if h.database.is_some() {
+        eprintln!(
+            "SKIPPED healthz_is_503_when_data_dir_stops_taking_writes: the store is PostgreSQL, data_dir holds no mail \
+             (the read-only database case is in healthz_is_503_while_the_store_cannot_be_written)"
+        );
+        return;
+    }
     let img = h.dir.path().join("data.img");
     let data = h.data_dir();
     std::fs::create_dir_all(&data).unwrap();

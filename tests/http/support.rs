@@ -126,11 +126,17 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Link signatures, recomputed from the key the gateway keeps in data_dir/url.key (README/links.rs:
+// Link signatures, recomputed from the key the gateway keeps in data_dir/url.key, or in the database on
+// PostgreSQL (README/links.rs:
 // sig = base64url(HMAC-SHA256(key, "{path}?exp={exp}")), no padding).
 
 pub fn url_key(h: &Harness) -> Vec<u8> {
-    std::fs::read(h.data_dir().join("url.key")).expect("data_dir/url.key")
+    let Some(url) = &h.database else { return std::fs::read(h.data_dir().join("url.key")).expect("data_dir/url.key") };
+    // PostgreSQL: the cluster's one key, in the database.
+    let db = url.rsplit('/').next().unwrap_or_default();
+    let hex = postgres::shared().psql(db, "SELECT encode(key, 'hex') FROM link_key").expect("the link key");
+    assert!(!hex.is_empty(), "no link key in the database");
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex")).collect()
 }
 
 pub fn sign(key: &[u8], path: &str, exp: i64) -> String {

@@ -319,7 +319,3 @@ fn corpus_malformed() -> Vec<(String, Vec<u8>)> {
         .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), to_crlf(&std::fs::read(&p).unwrap())))
         .collect()
 }
-
-fn stored_attachment_count(h: &Harness, id: &str) -> i64 {
-    db(h).query_row("SELECT COUNT(*) FROM attachments WHERE message_id = ?1", [id], |r| r.get(0)).unwrap()
-}

@@ -9,6 +9,7 @@
 //!   data_dir itself fails with EBUSY while the gateway holds the database open for writing; the
 //!   spool holds no open file, and every message over 1 MiB must be written there before its 250
 //!   (smaller ones are kept in the database, and are still accepted).
+//! - On PostgreSQL: the database turned read-only instead of locked; no spool, so no spool case.
 
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,9 @@ fn no_orphans(h: &Harness) {
 #[test]
 fn a_locked_database_gets_451_a_log_line_and_a_503_healthz() {
     let h = harness(&[], |_| {});
+    if h.database.is_some() {
+        return a_read_only_database_gets_451_and_a_log_line(&h);
+    }
     let gw = h.start();
     still_serving(&h, &gw, "start");
 
@@ -74,8 +78,29 @@ fn a_locked_database_gets_451_a_log_line_and_a_503_healthz() {
     no_orphans(&h);
 }
 
+/// PostgreSQL has no file lock to hold: its case is a database that turns read-only (observe.rs in
+/// tests/http checks /healthz for it). 451 with the cause in the log; accepted again after.
+fn a_read_only_database_gets_451_and_a_log_line(h: &Harness) {
+    let gw = h.start();
+    still_serving(h, &gw, "start");
+    h.set_database_read_only(true);
+    refused_with_451(h, &gw, "the database is read-only", 2000);
+    h.wait_until(SHORT, "a log line saying the store failed and why", || {
+        log_lines(h, "answering 451")
+            .iter()
+            .any(|l| l.contains("cannot store a message") && l.contains("read-only transaction"))
+    });
+    h.set_database_read_only(false);
+    h.wait_until(Duration::from_secs(20), "healthz 200 once the database takes writes", || healthz(&gw) == 200);
+    still_serving(h, &gw, "the database takes writes again");
+}
+
 #[test]
 fn a_read_only_spool_gets_451_and_a_503_healthz() {
+    if postgres::on_postgres() {
+        eprintln!("SKIPPED a_read_only_spool_gets_451_and_a_503_healthz: no spool on PostgreSQL (bytes are rows)");
+        return;
+    }
     if !is_root() {
         eprintln!("SKIPPED a_read_only_spool_gets_451_and_a_503_healthz: needs root for a bind mount");
         return;
@@ -123,12 +148,22 @@ fn an_attempt_that_cannot_be_recorded_is_made_again_once_the_store_works() {
     let id = c.send_mail("ada@sender.test", &["inbox@example.test"], &message("unrecorded@fault.test", "x", 500));
     h.wait_until(SHORT, "the first attempt to reach the endpoint", || !h.rx.requests_for_message(&id).is_empty());
 
-    let db = rusqlite::Connection::open(h.data_dir().join("mxhook.db")).unwrap();
-    db.execute_batch("BEGIN EXCLUSIVE").expect("take the database's write lock");
+    // SQLite: the write lock held past the busy timeout; PostgreSQL: the database read-only.
+    let db = h.database.is_none().then(|| {
+        let db = rusqlite::Connection::open(h.data_dir().join("mxhook.db")).unwrap();
+        db.execute_batch("BEGIN EXCLUSIVE").expect("take the database's write lock");
+        db
+    });
+    if db.is_none() {
+        h.set_database_read_only(true);
+    }
     h.wait_until(Duration::from_secs(40), "the attempt's outcome to fail to be recorded", || {
         !log_lines(&h, "cannot record a delivery attempt").is_empty()
     });
-    db.execute_batch("ROLLBACK").unwrap();
+    match db {
+        Some(db) => db.execute_batch("ROLLBACK").unwrap(),
+        None => h.set_database_read_only(false),
+    }
     h.rx.set_delay(Duration::ZERO);
     h.rx.set_status(200);
     let again = poll(Duration::from_secs(10), || h.rx.requests_for_message(&id).len() >= 2);

@@ -104,6 +104,16 @@ pub fn orphan_spool_files(h: &Harness) -> Vec<String> {
     names.filter(|n| !stored.contains(n)).collect()
 }
 
+/// How many attachments the store recorded for message `id`.
+pub fn stored_attachment_count(h: &Harness, id: &str) -> i64 {
+    // Ids are ours (`msg_` + ULID): safe to put in the SQL text.
+    let sql = format!("SELECT COUNT(*) FROM attachments WHERE message_id = '{id}'");
+    if let Some(rows) = pg_rows(h, &sql) {
+        return rows[0][0].parse().unwrap_or(-1);
+    }
+    db(h).query_row("SELECT COUNT(*) FROM attachments WHERE message_id = ?1", [id], |r| r.get(0)).unwrap()
+}
+
 /// (status, count) of every delivery, from the database.
 pub fn delivery_counts(h: &Harness) -> Vec<(String, i64)> {
     if let Some(rows) = pg_rows(h, "SELECT status, COUNT(*) FROM deliveries GROUP BY status ORDER BY status") {

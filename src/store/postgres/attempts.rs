@@ -6,8 +6,8 @@
 
 use anyhow::Context;
 
-use super::Postgres;
 use super::commit::Work;
+use super::{Postgres, opt_text};
 use crate::mail::{DeliveryStatus, NextState};
 use crate::store::{Attempt, Delivery};
 use crate::time::now_ms;
@@ -40,10 +40,11 @@ struct AttemptRecord {
 impl Work for AttemptRecord {
     fn write(&self, tx: &mut postgres::Transaction<'_>) -> anyhow::Result<()> {
         let (r, a) = (self, &self.attempt);
+        let (error, body) = (opt_text(a.error.as_deref()), opt_text(a.response_body.as_deref()));
         tx.execute(
             "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, http_status, error, response_body)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[&r.delivery_id, &a.attempt, &a.started_at, &a.duration_ms, &a.http_status, &a.error, &a.response_body],
+            &[&r.delivery_id, &a.attempt, &a.started_at, &a.duration_ms, &a.http_status, &error, &body],
         )?;
         let Some(row) = tx.query_opt(
             "SELECT retry_requested_at, lease_owner FROM deliveries WHERE id = $1 FOR UPDATE",
@@ -81,7 +82,7 @@ impl Work for AttemptRecord {
                 &keep_request,
                 &a.attempt,
                 &a.http_status,
-                &a.error,
+                &error,
                 &now_ms(),
             ],
         )?;

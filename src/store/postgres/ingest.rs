@@ -7,7 +7,7 @@
 use anyhow::Context;
 
 use super::commit::Work;
-use super::{Postgres, bytes, lease_until};
+use super::{Postgres, bytes, lease_until, opt_text, text};
 use crate::mail::{DeliveryStatus, EventType};
 use crate::store::{Delivery, NewMessage};
 
@@ -65,26 +65,26 @@ impl Row {
         Row {
             id: m.id.to_string(),
             received_at: m.received_at,
-            client_ip: m.client_ip.to_string(),
-            helo: m.helo.to_string(),
-            mail_from: m.mail_from.to_string(),
+            client_ip: text(m.client_ip),
+            helo: text(m.helo),
+            mail_from: text(m.mail_from),
             rcpt_to: serde_json::to_string(m.rcpt_to).unwrap_or_else(|_| "[]".into()),
             size: m.raw.len() as i64,
             sha256: m.sha256.to_string(),
-            subject: m.subject.map(str::to_string),
-            from_addr: m.from_addr.map(str::to_string),
-            parsed_status: m.parsed_status.to_string(),
-            event_message: m.event_message.to_string(),
+            subject: opt_text(m.subject),
+            from_addr: opt_text(m.from_addr),
+            parsed_status: text(m.parsed_status),
+            event_message: text(m.event_message),
             raw_inline: m.raw_inline,
             event_type: m.event_type,
-            disposition,
+            disposition: text(&disposition),
             keep_files: m.keep_files,
             attachments: m
                 .attachments
                 .iter()
                 .map(|a| {
                     let size = a.bytes.len() as i64;
-                    (a.filename.map(str::to_string), a.content_type.to_string(), size, a.sha256.to_string())
+                    (opt_text(a.filename), text(a.content_type), size, a.sha256.to_string())
                 })
                 .collect(),
             deliveries: m

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use postgres::fallible_iterator::FallibleIterator;
 use tokio::sync::watch;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// New deliveries that any scheduler may claim.
 pub(super) const DUE: &str = "mxhook_due";
@@ -29,18 +30,18 @@ pub(super) struct Ears {
 }
 
 /// Starts the listening thread.
-pub(super) fn spawn(config: postgres::Config, ears: Ears) -> std::io::Result<()> {
-    std::thread::Builder::new().name("pg-listen".into()).spawn(move || run(config, ears)).map(|_| ())
+pub(super) fn spawn(config: postgres::Config, tls: MakeRustlsConnect, ears: Ears) -> std::io::Result<()> {
+    std::thread::Builder::new().name("pg-listen".into()).spawn(move || run(config, tls, ears)).map(|_| ())
 }
 
 fn bump(w: &watch::Sender<u64>) {
     w.send_modify(|n| *n = n.wrapping_add(1));
 }
 
-fn run(config: postgres::Config, ears: Ears) {
+fn run(config: postgres::Config, tls: MakeRustlsConnect, ears: Ears) {
     let mut first = true;
     while !ears.stop.load(Ordering::Relaxed) {
-        let mut client = match config.connect(postgres::NoTls) {
+        let mut client = match config.connect(tls.clone()) {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(error = %e, "cannot LISTEN yet");

@@ -23,8 +23,10 @@ mod senders;
 mod streams;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod url;
 
+pub(in crate::store) use bytes::{ChunkWriter, RAW};
 pub use url::DatabaseUrl;
 
 use std::collections::HashSet;
@@ -34,12 +36,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use r2d2_postgres::PostgresConnectionManager;
-use r2d2_postgres::postgres::NoTls;
 use r2d2_postgres::r2d2;
 use tokio::sync::watch;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
-type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+pub(super) type Pool = r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>;
+type Conn = r2d2::PooledConnection<PostgresConnectionManager<MakeRustlsConnect>>;
 
 /// Connections per gateway: the group commit's leader, the scheduler's claims, attempts, links and
 /// CLI/API reads at once. A cluster of N gateways needs N times this below `max_connections`.
@@ -94,6 +96,18 @@ pub(super) fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// `s` as a PostgreSQL `text` value: NUL, which SQLite keeps and `text` refuses (the whole
+/// transaction with it), becomes U+FFFD. Sender-controlled strings (a file name `evil%00.txt`, a
+/// subject) and endpoints' answers may hold one.
+pub(in crate::store) fn text(s: &str) -> String {
+    s.replace('\0', "\u{fffd}")
+}
+
+/// `text` of an optional string.
+pub(super) fn opt_text(s: Option<&str>) -> Option<String> {
+    s.map(text)
+}
+
 /// The end of a lease taken at `now`.
 pub(super) fn lease_until(now: i64, lease: i64) -> i64 {
     now + lease
@@ -113,15 +127,26 @@ impl Postgres {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         config.application_name("mxhook");
-        let manager = PostgresConnectionManager::new(config.clone(), NoTls);
+        let tls = tls::connector(url.tls()).with_context(|| format!("TLS for {url}"))?;
+        let manager = PostgresConnectionManager::new(config.clone(), tls.clone());
+        let tls_listen = tls.clone();
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
             .connection_timeout(CONNECT_TIMEOUT)
             // A connection cut by a restart of the database is found at checkout, not by a caller.
             .test_on_check_out(true)
-            .build(manager)
-            .with_context(|| format!("connecting to {url}"))?;
+            .build(manager);
+        let pool = match pool {
+            Ok(pool) => pool,
+            // The pool keeps only the last error's first line ("error performing TLS handshake"):
+            // one connection of our own says why (the certificate's issuer, a refused password).
+            Err(e) => {
+                let why =
+                    config.connect(tls).err().map_or_else(|| e.to_string(), |c| format!("{:#}", anyhow::Error::new(c)));
+                anyhow::bail!("connecting to {url}: {why}");
+            }
+        };
         let store = Postgres {
             url: url.clone(),
             pool,
@@ -141,7 +166,7 @@ impl Postgres {
         drop(conn);
         let ears =
             listen::Ears { due: store.due_tip.clone(), streams: store.streams_tip.clone(), stop: store.stop.clone() };
-        listen::spawn(config, ears).context("starting the LISTEN thread")?;
+        listen::spawn(config, tls_listen, ears).context("starting the LISTEN thread")?;
         store.spawn_renewal().context("starting the lease renewal thread")?;
         Ok(store)
     }
@@ -153,7 +178,7 @@ impl Postgres {
     }
 
     /// A connection from the pool (an error names the database, never its password).
-    fn conn(&self) -> anyhow::Result<Conn> {
+    pub(in crate::store) fn conn(&self) -> anyhow::Result<Conn> {
         self.pool.get().with_context(|| format!("no connection to {}", self.url))
     }
 

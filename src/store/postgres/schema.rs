@@ -130,6 +130,11 @@ CREATE TABLE link_key (
 /// Brings the database up to `LATEST`, one migration per transaction, under the migration lock.
 /// Fails, changing nothing, when the database's schema is newer than `LATEST`.
 pub(super) fn migrate(client: &mut postgres::Client) -> anyhow::Result<i32> {
+    // Up to date already (the usual start): nothing to write, so a read-only database (a standby, a
+    // primary being demoted) still opens, for the CLI's reads and a gateway that answers 451.
+    if current_version(client)? == Some(LATEST) {
+        return Ok(LATEST);
+    }
     client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).context("taking the migration lock")?;
     let migrated = migrate_locked(client);
     // A session lock outlives a failed transaction: always give it back.
@@ -137,6 +142,15 @@ pub(super) fn migrate(client: &mut postgres::Client) -> anyhow::Result<i32> {
     let version = migrated?;
     unlocked.context("giving back the migration lock")?;
     Ok(version)
+}
+
+/// The schema's version, None when no mxhook ever used this database.
+fn current_version(client: &mut postgres::Client) -> anyhow::Result<Option<i32>> {
+    let exists: bool = client.query_one("SELECT to_regclass('mxhook_schema') IS NOT NULL", &[])?.get(0);
+    if !exists {
+        return Ok(None);
+    }
+    Ok(Some(client.query_one("SELECT COALESCE(MAX(version), 0) FROM mxhook_schema", &[])?.get(0)))
 }
 
 fn migrate_locked(client: &mut postgres::Client) -> anyhow::Result<i32> {

@@ -25,6 +25,14 @@ pub(crate) fn database() -> DatabaseUrl {
     DatabaseUrl::parse(&cluster().new_database().expect("a database")).expect("its URL")
 }
 
+/// The bytes of a part, read through its chunk reader (PostgreSQL never hands them out whole).
+fn read(content: Content) -> Vec<u8> {
+    match content {
+        Content::Reader(r) => r.into_bytes().expect("reading the chunks"),
+        _ => panic!("not a reader of chunks"),
+    }
+}
+
 /// A gateway on `url` whose leases last `lease`.
 fn gateway(url: &DatabaseUrl, lease: Duration) -> Store {
     Store { backend: Backend::Postgres(Postgres::open_with_lease(url, lease).expect("opening the store")) }
@@ -60,13 +68,30 @@ fn a_message_its_chunked_bytes_and_deliveries_commit_together_and_the_due_ones_a
     m.raw = &big;
     let handed = store.ingest(&m).unwrap();
     assert_eq!(handed.iter().map(|d| d.endpoint.as_str()).collect::<Vec<_>>(), ["now"]);
-    assert!(matches!(store.content("msg_1", None).unwrap(), Content::Bytes(b) if b == big));
-    assert!(matches!(store.content("msg_1", Some(0)).unwrap(), Content::Bytes(b) if b == big));
+    assert_eq!(read(store.content("msg_1", None).unwrap()), big);
+    assert_eq!(read(store.content("msg_1", Some(0)).unwrap()), big);
     assert!(matches!(store.content("msg_1", Some(1)).unwrap(), Content::Missing));
     assert!(matches!(store.content("msg_nope", None).unwrap(), Content::Missing));
     let db = url.to_string().rsplit('/').next().unwrap().to_string();
     let chunks = cluster().psql(&db, "SELECT COUNT(*) FROM contents WHERE message_id = 'msg_1'").unwrap();
     assert_eq!(chunks, "24", "two parts of 3 MB in 256 KiB chunks");
+
+    // Read anywhere, across chunk boundaries, as a Range request does.
+    let Content::Reader(mut r) = store.content("msg_1", None).unwrap() else { panic!("a reader") };
+    assert_eq!(r.len, big.len() as u64);
+    for (start, len) in [(0usize, 10usize), (262_140, 10), (262_144, 262_144 * 2 + 5), (2_999_990, 10), (3_000_000, 0)]
+    {
+        use std::io::{Read, Seek, SeekFrom};
+        r.reader.seek(SeekFrom::Start(start as u64)).unwrap();
+        let mut got = vec![0u8; len];
+        r.reader.read_exact(&mut got).unwrap();
+        assert_eq!(got, big[start..start + len], "{len} bytes at {start}");
+    }
+    // A message deleted while read: the read fails, it never returns other bytes.
+    let Content::Reader(mut r) = store.content("msg_1", Some(0)).unwrap() else { panic!("a reader") };
+    cluster().psql(&db, "DELETE FROM contents WHERE message_id = 'msg_1' AND part = 0").unwrap();
+    let e = std::io::Read::read(&mut r.reader, &mut [0u8; 16]).expect_err("the chunks are gone");
+    assert!(e.to_string().contains("removed while read"), "{e}");
 
     let any = |_: &str| 10;
     let mut claimed: Vec<_> = store.claim_due(10_000, 10, &any, &[]).unwrap().into_iter().map(|d| d.endpoint).collect();
@@ -184,7 +209,7 @@ fn retention_senders_and_streams_on_the_shared_database() {
     let p = b.apply_retention(60_000, 20_000, 1_000_000).unwrap();
     assert_eq!((p.files, p.records), (1, 0));
     assert!(matches!(a.content("msg_old", Some(0)).unwrap(), Content::Removed));
-    assert!(matches!(a.content("msg_new", Some(0)).unwrap(), Content::Bytes(b) if b == b"hi"));
+    assert_eq!(read(a.content("msg_new", Some(0)).unwrap()), b"hi");
     assert_eq!(b.apply_retention(60_000, 20_000, 30_000).unwrap().records, 1);
     assert!(matches!(a.content("msg_old", None).unwrap(), Content::Missing));
 

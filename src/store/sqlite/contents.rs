@@ -51,6 +51,8 @@ pub enum Content {
     Removed,
     Bytes(Vec<u8>),
     File(PathBuf),
+    /// Read piece by piece from the database (PostgreSQL's chunks).
+    Reader(crate::store::ContentReader),
 }
 
 /// The rows a small message's bytes take: the raw message, then each attachment by index.
@@ -105,6 +107,7 @@ impl Sqlite {
         match self.content(message_id, None)? {
             Content::Missing | Content::Removed => Ok(None),
             Content::Bytes(b) => Ok(Some(b)),
+            Content::Reader(r) => Ok(Some(r.into_bytes()?)),
             Content::File(path) => {
                 let bytes = std::fs::read(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
                 Ok(Some(bytes))
