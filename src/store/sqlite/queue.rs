@@ -8,8 +8,10 @@ use super::{Delivery, Sqlite};
 use crate::mail::DeliveryStatus;
 use crate::time::now_ms;
 
-/// Rows per transaction of `retry_all`.
-const RETRY_CHUNK: i64 = 5_000;
+/// Rows in the first transaction of `retry_all`; the next ones are sized to hold the write lock for
+/// about RETRY_CHUNK_TIME.
+const RETRY_CHUNK: i64 = 1_000;
+const RETRY_CHUNK_TIME: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl Sqlite {
     /// Gives back deliveries claimed but not attempted: the scheduler's next claim takes them.
@@ -171,8 +173,8 @@ impl Sqlite {
     /// running gateway sees them at its next look at the queue (within `deliver::POLL`). Returns how
     /// many were changed.
     ///
-    /// A few thousand rows per transaction, read off `deliveries_due`, with a pause after each as
-    /// long as it took: the gateway's group commit (and the 250s that wait for it) gets the database
+    /// Transactions of about 20 ms (a thousand rows or so), read off `deliveries_due`, with a pause
+    /// after each as long as it took: the gateway's group commit (and the 250s that wait for it) gets the database
     /// at least half the time, however large the queue. Rows the gateway changes meanwhile (an
     /// attempt since: `updated_at` after the start) are its, not taken again.
     pub fn retry_all(&self, status: DeliveryStatus, progress: &mut dyn FnMut(usize)) -> anyhow::Result<usize> {
@@ -190,16 +192,20 @@ impl Sqlite {
             }
             DeliveryStatus::Succeeded => anyhow::bail!("succeeded deliveries are not retried in bulk"),
         };
-        let mut total = 0;
+        let (mut total, mut chunk) = (0, RETRY_CHUNK);
         loop {
             let started = std::time::Instant::now();
-            let n = self.conn().prepare_cached(sql)?.execute(params![now, RETRY_CHUNK])?;
+            let n = self.conn().prepare_cached(sql)?.execute(params![now, chunk])?;
             if n == 0 {
                 return Ok(total);
             }
             total += n;
             progress(total);
-            super::pause_writes(started.elapsed());
+            let took = started.elapsed();
+            // The next chunk sized to hold the lock for about RETRY_CHUNK_TIME on this machine.
+            let scaled = chunk as f64 * RETRY_CHUNK_TIME.as_secs_f64() / took.as_secs_f64().max(1e-4);
+            chunk = (scaled as i64).clamp(100, 20_000);
+            super::pause_writes(took);
         }
     }
 
