@@ -197,8 +197,9 @@ impl Postgres {
     }
 
     /// As SQLite's `retry_all`: every `failed` delivery back to the queue, or every `pending` one
-    /// waiting for a later attempt due now, a few thousand rows per transaction; every gateway's
-    /// scheduler is woken after each.
+    /// waiting for a later attempt due now, a few thousand rows per transaction, each starting where
+    /// the last one stopped in `deliveries_status` order (a scan from the table's start would pass
+    /// every row already changed, again at each chunk); every gateway's scheduler is woken after each.
     pub(in crate::store) fn retry_all(
         &self,
         status: DeliveryStatus,
@@ -209,24 +210,29 @@ impl Postgres {
             DeliveryStatus::Failed => {
                 "UPDATE deliveries SET status = 'pending', retry_requested_at = $1, next_attempt_at = $1, updated_at = $1
                  WHERE id IN (SELECT id FROM deliveries WHERE status = 'failed' AND updated_at <= $1
-                              LIMIT $2 FOR UPDATE SKIP LOCKED)"
+                                AND (created_at, id) > ($3, $4)
+                              ORDER BY created_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)
+                 RETURNING created_at, id"
             }
             DeliveryStatus::Pending => {
                 "UPDATE deliveries SET retry_requested_at = $1, next_attempt_at = $1, updated_at = $1
                  WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at > $1
-                                AND updated_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)"
+                                AND updated_at <= $1 AND (created_at, id) > ($3, $4)
+                              ORDER BY created_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)
+                 RETURNING created_at, id"
             }
             DeliveryStatus::Succeeded => anyhow::bail!("succeeded deliveries are not retried in bulk"),
         };
-        let mut total = 0;
+        let (mut total, mut from) = (0, (i64::MIN, String::new()));
         loop {
             let mut conn = self.conn()?;
-            let n = conn.execute(sql, &[&now, &RETRY_CHUNK])? as usize;
-            if n == 0 {
+            let rows = conn.query(sql, &[&now, &RETRY_CHUNK, &from.0, &from.1])?;
+            let Some(last) = rows.iter().map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1))).max() else {
                 return Ok(total);
-            }
+            };
+            from = last;
             conn.batch_execute(&format!("NOTIFY {}", super::listen::DUE))?;
-            total += n;
+            total += rows.len();
             progress(total);
         }
     }
