@@ -132,6 +132,7 @@ CREATE TABLE link_key (
 const V2: &str = r#"
 CREATE INDEX deliveries_created ON deliveries (created_at, id);
 CREATE INDEX deliveries_status ON deliveries (status, created_at, id);
+CREATE INDEX deliveries_endpoint ON deliveries (endpoint, created_at, id);
 CREATE INDEX deliveries_next ON deliveries (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX messages_type ON messages (type, received_at, id);
 CREATE INDEX messages_files ON messages (received_at, id) WHERE files_removed_at IS NULL;

@@ -2,7 +2,7 @@
 //! first. A page ends at a position `(time, id)` and the next page starts strictly after it, so rows
 //! that arrive meanwhile never shift a page (keyset pagination; no OFFSET). Each query names only the
 //! filters given, so that the planner walks the index of the order (`messages_received`,
-//! `messages_type`, `deliveries_created`, `deliveries_status`) and stops after `limit` rows: a page
+//! `messages_type`, `deliveries_created`, `deliveries_status`, `deliveries_endpoint`) and stops after `limit` rows: a page
 //! costs the same at a thousand rows as at millions.
 
 use rusqlite::types::Value;
@@ -165,10 +165,15 @@ impl Sqlite {
         if let Some(message) = &f.message {
             w.add("message_id = ?", [Value::Text(message.clone())]);
         }
-        // One state's, newest first, off its index: without statistics SQLite would rather take
-        // every row of the state from another index and sort them (seconds at a million). A
-        // message's few deliveries come off `deliveries_message`.
-        let index = if f.status.is_some() && f.message.is_none() { "INDEXED BY deliveries_status" } else { "" };
+        // One state's (or one endpoint's), newest first, off its index: without statistics SQLite
+        // would rather take every row of the state from another index and sort them (seconds at a
+        // million). A message's few deliveries come off `deliveries_message`.
+        let index = match (&f.status, &f.endpoint, &f.message) {
+            (_, _, Some(_)) => "",
+            (Some(_), _, None) => "INDEXED BY deliveries_status",
+            (None, Some(_), None) => "INDEXED BY deliveries_endpoint",
+            (None, None, None) => "",
+        };
         let sql = format!(
             "SELECT {DELIVERY_COLS} FROM deliveries {index} {} ORDER BY created_at DESC, id DESC {}",
             w.clause(),

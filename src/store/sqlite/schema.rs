@@ -123,6 +123,8 @@ CREATE INDEX IF NOT EXISTS messages_files ON messages (received_at) WHERE files_
 -- gave up, what went: any of them may be nearly all or nearly none of a million).
 CREATE INDEX IF NOT EXISTS deliveries_created ON deliveries (created_at);
 CREATE INDEX IF NOT EXISTS deliveries_status ON deliveries (status, created_at);
+-- One endpoint's, newest first (a quiet endpoint's few among a busy one's million).
+CREATE INDEX IF NOT EXISTS deliveries_endpoint ON deliveries (endpoint, created_at);
 "#;
 
 /// Brings a store made by an earlier version up to SCHEMA (CREATE TABLE IF NOT EXISTS leaves an
