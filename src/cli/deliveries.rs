@@ -1,19 +1,20 @@
-//! `mxhook deliveries list | show | retry | replay`.
+//! `mxhook deliveries list | show | retry | replay`, and `mxhook flush`.
 
 use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use super::{Progress, open_store, print_json, time_or_dash};
+use super::{Progress, open_store, page_end, parse_cursor, print_json, print_next, time_or_dash};
 use crate::config::Settings;
 pub use crate::http::api::{attempt_json, delivery_json};
 use crate::mail::DeliveryStatus;
-use crate::store::Delivery;
+use crate::store::{Delivery, DeliveryFilter, Position, Store};
 use crate::time::rfc3339;
 
 #[derive(Subcommand)]
 pub enum Cmd {
-    /// List deliveries, oldest first, with the last attempt's HTTP status or error.
+    /// List deliveries, newest first (by their message's arrival), a page at a time, with the last
+    /// attempt's HTTP status or error. When there are more, stderr says the `--after` of the next page.
     List {
         /// Only deliveries in this state.
         #[arg(long, value_parser = ["pending", "succeeded", "failed"])]
@@ -21,6 +22,15 @@ pub enum Cmd {
         /// Only deliveries of this message.
         #[arg(long)]
         message: Option<String>,
+        /// Only deliveries to this endpoint.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// How many to show.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
+        /// Start after this cursor (the `--after` the previous page printed).
+        #[arg(long, value_parser = parse_cursor)]
+        after: Option<Position>,
         #[arg(long)]
         json: bool,
     },
@@ -37,6 +47,9 @@ pub enum Cmd {
         /// Retry every delivery that ended `failed` (after an outage, say).
         #[arg(long, conflicts_with = "ids")]
         all_failed: bool,
+        /// Attempt every pending delivery now, rather than at its next scheduled retry (`mxhook flush`).
+        #[arg(long, conflicts_with_all = ["ids", "all_failed"])]
+        all_pending: bool,
     },
     /// Send again every event of the messages received in [--since, --until), same event ids: the
     /// recovery after the app was down (the running server sends them within a second).
@@ -59,8 +72,12 @@ pub enum Cmd {
 pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
     let store = open_store(settings)?;
     match cmd {
-        Cmd::List { status, message, json } => {
-            let list = store.deliveries(status.as_deref().and_then(DeliveryStatus::parse), message.as_deref())?;
+        Cmd::List { status, message, endpoint, limit, after, json } => {
+            let filter =
+                DeliveryFilter { status: status.as_deref().and_then(DeliveryStatus::parse), endpoint, message };
+            let limit = limit as usize;
+            let mut list = store.list_deliveries(&filter, after.as_ref(), limit + 1)?;
+            let next = page_end(&mut list, limit, |d| Position { at: d.created_at, id: d.id.clone() });
             if json {
                 print_json(&list.iter().map(delivery_json).collect::<Vec<_>>())?;
             } else {
@@ -81,6 +98,7 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
                     );
                 }
             }
+            print_next("deliveries", next);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Show { id, json } => {
@@ -118,23 +136,26 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Retry { ids, all_failed } => {
-            if ids.is_empty() && !all_failed {
+        Cmd::Retry { all_pending: true, .. } => flush_store(&store),
+        Cmd::Retry { all_failed: true, .. } => {
+            let n = store.retry_all(DeliveryStatus::Failed, &mut counter("retry scheduled"))?;
+            end_counter(n);
+            if n == 0 {
+                println!("nothing to retry: no delivery has failed");
+            } else {
+                println!("retry scheduled: {n} failed deliveries");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Retry { ids, .. } => {
+            if ids.is_empty() {
                 eprintln!(
-                    "nothing to retry: name deliveries (dlv_…, from `mxhook deliveries list`) or use --all-failed"
+                    "nothing to retry: name deliveries (dlv_…, from `mxhook deliveries list`) or use --all-failed \
+                     or --all-pending"
                 );
                 return Ok(ExitCode::from(2));
             }
             let mut code = ExitCode::SUCCESS;
-            let ids: Vec<String> = if all_failed {
-                store.deliveries(Some(DeliveryStatus::Failed), None)?.into_iter().map(|d| d.id).collect()
-            } else {
-                ids
-            };
-            if ids.is_empty() {
-                println!("nothing to retry: no delivery has failed");
-                return Ok(code);
-            }
             let mut progress = Progress::new("retry scheduled", ids.len());
             for id in ids {
                 if store.request_retry(&id)? {
@@ -163,6 +184,35 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// `mxhook flush`: every pending delivery due now.
+pub fn flush(settings: &Settings) -> anyhow::Result<ExitCode> {
+    flush_store(&open_store(settings)?)
+}
+
+fn flush_store(store: &Store) -> anyhow::Result<ExitCode> {
+    let n = store.retry_all(DeliveryStatus::Pending, &mut counter("made due now"))?;
+    end_counter(n);
+    let (pending, _) = store.queue_stats()?;
+    println!("flushed: {n} pending deliveries that waited for a later attempt are due now ({pending} pending in all)");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A running count on a terminal's stderr for a bulk change whose total is not known in advance.
+fn counter(label: &'static str) -> impl FnMut(usize) {
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    move |n| {
+        if terminal {
+            eprint!("\r{label}: {n}");
+        }
+    }
+}
+
+fn end_counter(n: usize) {
+    if n > 0 && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!();
     }
 }
 

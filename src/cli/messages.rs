@@ -8,19 +8,23 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use super::deliveries::delivery_json;
-use super::{open_store, print_json};
+use super::{open_store, page_end, print_json, print_next};
 use crate::config::Settings;
 use crate::mail::{DeliveryStatus, EventType};
-use crate::store::{Delivery, MessageRow};
+use crate::store::{Delivery, MessageFilter, MessageRow, Position};
 use crate::time::rfc3339;
 
 #[derive(Subcommand)]
 pub enum Cmd {
-    /// List messages, newest first.
+    /// List messages, newest first, a page at a time. When there are more, stderr says the
+    /// `--after` of the next page.
     List {
         /// How many to show.
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
+        /// Start after this cursor (the `--after` the previous page printed).
+        #[arg(long, value_parser = super::parse_cursor)]
+        after: Option<Position>,
         /// Only messages of this event type (e.g. `email.bounced`).
         #[arg(long = "type", value_parser = parse_type)]
         kind: Option<EventType>,
@@ -53,12 +57,12 @@ pub enum Cmd {
 pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
     let store = open_store(settings)?;
     match cmd {
-        Cmd::List { limit, kind, json } => {
-            let list = store.messages(limit, kind)?;
-            let deliveries = match list.last() {
-                Some(oldest) => store.deliveries_since(oldest.received_at, &oldest.id)?,
-                None => Vec::new(),
-            };
+        Cmd::List { limit, after, kind, json } => {
+            let limit = limit as usize;
+            let filter = MessageFilter { kind, ..Default::default() };
+            let mut list = store.list_messages(&filter, after.as_ref(), limit + 1)?;
+            let next = page_end(&mut list, limit, |m| Position { at: m.received_at, id: m.id.clone() });
+            let deliveries = store.deliveries_of(&list.iter().map(|m| m.id.clone()).collect::<Vec<_>>())?;
             let mut by_message: HashMap<&str, Vec<&Delivery>> = HashMap::new();
             for d in &deliveries {
                 by_message.entry(&d.message_id).or_default().push(d);
@@ -87,6 +91,7 @@ pub fn run(settings: &Settings, cmd: Cmd) -> anyhow::Result<ExitCode> {
                     );
                 }
             }
+            print_next("messages", next);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Show { id, json, raw } => {

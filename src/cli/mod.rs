@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::Settings;
-use crate::store::Store;
+use crate::store::{Position, Store};
 
 #[derive(Parser)]
 #[command(name = "mxhook", version, about = "Mail in over SMTP, signed JSON webhooks out")]
@@ -64,6 +64,10 @@ enum Command {
     /// Inspect deliveries and their attempts; retry one now.
     #[command(subcommand)]
     Deliveries(deliveries::Cmd),
+    /// Attempt every pending delivery now, as Postfix's `postqueue -f`: after an endpoint's outage,
+    /// what waits for a later retry goes at once (a running gateway starts within a second). Event
+    /// ids stay; the attempts use no step of the retry schedule.
+    Flush,
     /// List endpoints; send one a signed test event.
     #[command(subcommand)]
     Endpoints(endpoints::Cmd),
@@ -176,6 +180,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         },
         Command::Messages(cmd) => messages::run(&load(&cli.config)?, cmd),
         Command::Deliveries(cmd) => deliveries::run(&load(&cli.config)?, cmd),
+        Command::Flush => deliveries::flush(&load(&cli.config)?),
         Command::Endpoints(cmd) => endpoints::run(&load(&cli.config)?, cmd),
         Command::Routes(cmd) => routes::run(&load(&cli.config)?, cmd),
         Command::Senders(cmd) => senders::run(&load(&cli.config)?, cmd),
@@ -289,6 +294,28 @@ impl Progress {
             }
         }
     }
+}
+
+/// The rows past `limit` (a list asks for one more than it shows) are cut off; then the cursor of the
+/// last row shown is where the next page starts. None: this was the last page.
+fn page_end<T>(rows: &mut Vec<T>, limit: usize, position: impl Fn(&T) -> Position) -> Option<Position> {
+    if rows.len() <= limit {
+        return None;
+    }
+    rows.truncate(limit);
+    rows.last().map(position)
+}
+
+/// Says on stderr (stdout stays the table or the JSON) how to ask for the next page.
+fn print_next(list: &str, next: Option<Position>) {
+    if let Some(p) = next {
+        eprintln!("more {list}: add --after {} for the next page", p.cursor());
+    }
+}
+
+/// `--after`: a cursor as `print_next` (or the API's `next`) gave it.
+fn parse_cursor(v: &str) -> Result<Position, String> {
+    Position::parse(v).ok_or_else(|| format!("`{v}` is not a cursor (use the one a previous page printed)"))
 }
 
 fn time_or_dash(ms: Option<i64>) -> String {

@@ -129,6 +129,9 @@ forward! {
     fn next_due(&self, fifo: &[String]) -> anyhow::Result<Option<i64>>;
     /// Asks for an attempt now, keeping the event id. False: no such delivery.
     fn request_retry(&self, delivery_id: &str) -> anyhow::Result<bool>;
+    /// Asks for an attempt now of every `failed` delivery (back to the queue) or every `pending` one
+    /// waiting for a later attempt (`flush`), in chunks; returns how many.
+    fn retry_all(&self, status: DeliveryStatus, progress: &mut dyn FnMut(usize)) -> anyhow::Result<usize>;
     /// Asks for an attempt now of every delivery of the messages received in `[since, until)` (ms),
     /// of one endpoint and in one state when given, each keeping its event id. Returns how many.
     fn replay(&self, since: i64, until: i64, endpoint: Option<&str>, status: Option<DeliveryStatus>) -> anyhow::Result<usize>;
@@ -147,8 +150,8 @@ forward! {
     /// Every attachment of a message, in index order (the zip link).
     fn attachments(&self, message_id: &str) -> anyhow::Result<Vec<AttachmentRow>>;
     fn deliveries(&self, status: Option<DeliveryStatus>, message_id: Option<&str>) -> anyhow::Result<Vec<Delivery>>;
-    /// The deliveries of the messages `messages` lists down to (and with) `(received_at, id)`.
-    fn deliveries_since(&self, received_at: i64, id: &str) -> anyhow::Result<Vec<Delivery>>;
+    /// Every delivery of these messages (a page of `list_messages`: what became of each).
+    fn deliveries_of(&self, message_ids: &[String]) -> anyhow::Result<Vec<Delivery>>;
     fn delivery(&self, id: &str) -> anyhow::Result<Option<Delivery>>;
     fn attempts(&self, delivery_id: &str) -> anyhow::Result<Vec<Attempt>>;
     /// The newest `limit` messages, of one type when `kind` says so.

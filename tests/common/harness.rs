@@ -167,17 +167,17 @@ impl Harness {
             .unwrap_or_else(|e| panic!("`mxhook {}` did not print JSON ({e}):\n{}", args.join(" "), out.describe()))
     }
 
-    /// `deliveries list --json [extra…]` as a vector.
+    /// `deliveries list --json [extra…]` as a vector (every one: a page larger than any test's).
     #[track_caller]
     pub fn deliveries(&self, extra: &[&str]) -> Vec<Value> {
-        let mut args = vec!["deliveries", "list", "--json"];
+        let mut args = vec!["deliveries", "list", "--json", "--limit", "100000"];
         args.extend_from_slice(extra);
         as_array(self.cli_json(&args))
     }
 
     #[track_caller]
     pub fn messages(&self) -> Vec<Value> {
-        as_array(self.cli_json(&["messages", "list", "--json"]))
+        as_array(self.cli_json(&["messages", "list", "--json", "--limit", "100000"]))
     }
 
     /// `messages show MSG --raw` bytes.

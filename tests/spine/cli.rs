@@ -409,3 +409,158 @@ fn the_example_config_has_sender_authentication_off_and_says_how_to_turn_it_on()
         "a comment says how to turn it on:\n{section}"
     );
 }
+
+/// The `--after` a listing printed on stderr for its next page (None: it was the last).
+fn next_after(out: &CliOutput) -> Option<String> {
+    let err = out.stderr_str();
+    let at = err.find("--after ")?;
+    Some(err[at + "--after ".len()..].split_whitespace().next()?.to_string())
+}
+
+/// Every page of `mxhook <list> --json --limit 2`, following `--after`, as one list of ids.
+fn all_pages(h: &Harness, list: &[&str]) -> (Vec<String>, usize) {
+    let (mut ids, mut pages, mut after) = (Vec::new(), 0, None::<String>);
+    loop {
+        let mut args = list.to_vec();
+        args.extend(["--json", "--limit", "2"]);
+        if let Some(a) = &after {
+            args.extend(["--after", a.as_str()]);
+        }
+        let out = h.cli(&args);
+        out.assert_ok(&h.logs());
+        let page = as_array(serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.describe())));
+        assert!(page.len() <= 2, "a page holds at most --limit rows: {}", out.describe());
+        ids.extend(page.iter().map(|v| v["id"].as_str().unwrap().to_string()));
+        pages += 1;
+        after = next_after(&out);
+        if after.is_none() {
+            return (ids, pages);
+        }
+        assert!(pages < 10, "the pages never end: {ids:?}");
+    }
+}
+
+#[test]
+fn listings_come_a_page_at_a_time_newest_first_and_say_how_to_get_the_next() {
+    let h = Harness::basic();
+    let gw = h.start();
+    let mut c = SmtpClient::ready(gw.smtp);
+    let sent: Vec<String> = (0..5)
+        .map(|i| c.send_mail("a@sender.test", &["inbox@example.test"], format!("Subject: {i}\r\n\r\nx\r\n").as_bytes()))
+        .collect();
+    for id in &sent {
+        h.wait_delivery_status(id, "succeeded", SHORT);
+    }
+
+    // Messages: five, two a page, newest first, each once.
+    let (ids, pages) = all_pages(&h, &["messages", "list"]);
+    assert_eq!(pages, 3, "{ids:?}");
+    let mut sorted = ids.clone();
+    sorted.sort();
+    let mut expected = sent.clone();
+    expected.sort();
+    assert_eq!(sorted, expected, "every message once");
+    let full = h.messages();
+    assert_eq!(full.iter().map(|m| m["id"].as_str().unwrap()).collect::<Vec<_>>(), ids, "the pages make up the list");
+    let times: Vec<&str> = full.iter().map(|m| m["received_at"].as_str().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");
+
+    // Deliveries: the same, by their message's arrival.
+    let (dlv, pages) = all_pages(&h, &["deliveries", "list"]);
+    assert_eq!(pages, 3, "{dlv:?}");
+    let by_message: Vec<String> = h.deliveries(&[]).iter().map(|d| d["message_id"].as_str().unwrap().into()).collect();
+    assert_eq!(by_message, ids, "deliveries newest first, as their messages");
+    assert_eq!(h.deliveries(&[]).iter().map(|d| d["id"].as_str().unwrap()).collect::<Vec<_>>(), dlv);
+    let (failed, _) = all_pages(&h, &["deliveries", "list", "--status", "failed"]);
+    assert!(failed.is_empty());
+
+    // The table: the header, --limit rows, and the next page's cursor on stderr, not in the table.
+    let out = h.cli(&["messages", "list", "--limit", "3"]);
+    out.assert_ok("");
+    assert_eq!(out.stdout_str().lines().count(), 4, "{}", out.describe());
+    assert!(out.stderr_str().contains("--after "), "{}", out.describe());
+    let out = h.cli(&["deliveries", "list"]);
+    assert_eq!(out.stdout_str().lines().count(), 6, "all five fit the default page: {}", out.describe());
+    assert_eq!(next_after(&out), None, "{}", out.describe());
+
+    for bad in [&["messages", "list", "--limit", "0"][..], &["deliveries", "list", "--after", "yesterday"]] {
+        let out = h.cli(bad);
+        assert_eq!(out.code, Some(2), "a usage error: {}", out.describe());
+    }
+}
+
+/// A harness whose endpoint `app` has `retry` as its schedule, answering 503 until told otherwise.
+fn failing_endpoint(retry: &[&str]) -> Harness {
+    let h = Harness::with(|cfg| cfg.endpoint("app").retry = strings(retry));
+    h.rx.set_status(503);
+    h
+}
+
+#[test]
+fn flush_sends_what_waits_for_a_later_retry_now_through_the_running_gateway() {
+    let h = failing_endpoint(&["0s", "1h"]);
+    let gw = h.start();
+    let mut c = SmtpClient::ready(gw.smtp);
+    let mut send = |n: usize| -> Vec<String> {
+        (0..n).map(|_| c.send_mail("a@sender.test", &["inbox@example.test"], b"Subject: later\r\n\r\nx\r\n")).collect()
+    };
+    let waiting = |h: &Harness, ids: &[String]| {
+        h.wait_until(SHORT, "the first attempts to fail", || {
+            ids.iter().all(|id| {
+                let d = h.deliveries(&["--message", id]);
+                d.len() == 1 && d[0]["attempts"] == 1 && d[0]["status"] == "pending"
+            })
+        })
+    };
+    let first = send(3);
+    waiting(&h, &first);
+    h.rx.set_status(200);
+
+    let out = h.cli(&["flush"]);
+    out.assert_ok(&h.logs());
+    assert!(out.stdout_str().starts_with("flushed: 3 pending deliveries"), "{}", out.describe());
+    // Due in an hour; sent now, by the gateway that was already running.
+    for id in &first {
+        let d = h.wait_delivery_status(id, "succeeded", SHORT);
+        assert_eq!(d["attempts"], 2, "{d}");
+    }
+    assert_eq!(h.rx.count(), 6);
+
+    // `deliveries retry --all-pending` is the same.
+    h.rx.set_status(503);
+    let second = send(2);
+    waiting(&h, &second);
+    h.rx.set_status(200);
+    let out = h.cli(&["deliveries", "retry", "--all-pending"]);
+    out.assert_ok(&h.logs());
+    assert!(out.stdout_str().starts_with("flushed: 2 pending deliveries"), "{}", out.describe());
+    for id in &second {
+        h.wait_delivery_status(id, "succeeded", SHORT);
+    }
+    let out = h.cli(&["flush"]);
+    assert!(out.stdout_str().starts_with("flushed: 0 pending deliveries"), "nothing waits: {}", out.describe());
+    assert_eq!(h.rx.count(), 10, "each delivery sent once more, no more");
+}
+
+#[test]
+fn retry_all_failed_counts_what_it_schedules_and_the_running_gateway_sends_them() {
+    let h = failing_endpoint(&["0s"]);
+    let gw = h.start();
+    let mut c = SmtpClient::ready(gw.smtp);
+    let ids: Vec<String> =
+        (0..3).map(|_| c.send_mail("a@sender.test", &["inbox@example.test"], b"Subject: gone\r\n\r\nx\r\n")).collect();
+    for id in &ids {
+        h.wait_delivery_status(id, "failed", SHORT);
+    }
+    h.rx.set_status(200);
+    let out = h.cli(&["deliveries", "retry", "--all-failed"]);
+    out.assert_ok(&h.logs());
+    assert_eq!(out.stdout_str().trim(), "retry scheduled: 3 failed deliveries", "{}", out.describe());
+    for id in &ids {
+        let d = h.wait_delivery_status(id, "succeeded", SHORT);
+        assert_eq!(d["attempts"], 2, "{d}");
+    }
+    let out = h.cli(&["deliveries", "retry", "--all-failed"]);
+    assert_eq!(out.stdout_str().trim(), "nothing to retry: no delivery has failed", "{}", out.describe());
+    assert_eq!(h.rx.count(), 6);
+}

@@ -135,25 +135,17 @@ fn rfc3339_ms(v: &str) -> Option<i64> {
     Some(((days * 24 + h) * 60 + mi - offset) * 60_000 + s * 1000 + ms)
 }
 
-/// The cursor of a page's last row: `<ms>.<id>` (documented as opaque; its pattern is in the
-/// OpenAPI file, and every value that matches it is a valid place to start from).
+/// The cursor of a page's last row (`Position::cursor`: the CLI gives out the same ones).
 pub fn encode_cursor(at: i64, id: &str) -> String {
-    format!("{at}.{id}")
+    Position { at, id: id.to_string() }.cursor()
 }
 
 fn decode_cursor(v: &str) -> Result<Position, ApiError> {
-    let bad = || {
+    Position::parse(v).ok_or_else(|| {
         ApiError::bad_request(format!(
             "`after` is not a cursor this API gave out (use the `next` of a page), not `{v}`"
         ))
-    };
-    let (at, id) = v.split_once('.').ok_or_else(bad)?;
-    let digits = !at.is_empty() && at.len() <= 15 && at.bytes().all(|b| b.is_ascii_digit());
-    let word = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if !digits || !word {
-        return Err(bad());
-    }
-    Ok(Position { at: at.parse().map_err(|_| bad())?, id: id.to_string() })
+    })
 }
 
 /// `Query<T>` whose rejection (a value of the wrong kind, a key given twice) is the API's JSON 400,

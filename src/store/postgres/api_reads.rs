@@ -70,6 +70,14 @@ impl Postgres {
         rows.iter().map(delivery_row).collect()
     }
 
+    pub(in crate::store) fn deliveries_of(&self, message_ids: &[String]) -> anyhow::Result<Vec<Delivery>> {
+        let rows = self.conn()?.query(
+            &format!("SELECT {DELIVERY_COLS} FROM deliveries WHERE message_id = ANY($1) ORDER BY created_at, id"),
+            &[&message_ids],
+        )?;
+        rows.iter().map(delivery_row).collect()
+    }
+
     pub(in crate::store) fn attachments(&self, message_id: &str) -> anyhow::Result<Vec<AttachmentRow>> {
         let rows = self.conn()?.query(
             "SELECT filename, content_type, size FROM attachments WHERE message_id = $1 ORDER BY idx",

@@ -10,8 +10,12 @@ use anyhow::Context;
 
 use super::reads::{DELIVERY_COLS, delivery_row};
 use super::{Postgres, lease_until};
+use crate::mail::DeliveryStatus;
 use crate::store::Delivery;
 use crate::time::now_ms;
+
+/// Rows per transaction of `retry_all`.
+const RETRY_CHUNK: i64 = 5_000;
 
 /// Each endpoint with a pending delivery, in name order: a skip scan of `deliveries_due`, so a large
 /// backlog on one endpoint costs one index probe, not a walk.
@@ -164,10 +168,20 @@ impl Postgres {
         let now = now_ms();
         let mut conn = self.conn()?;
         let mut tx = conn.build_transaction().read_only(true).start()?;
+        // The earliest due row off `deliveries_next` in order (past the few this gateway holds),
+        // and the lease ends of the few rows other gateways hold: a MIN() over every pending row
+        // would read a backlog of millions at every turn of the scheduler.
         let mut next: Option<i64> = tx
             .query_one(
-                "SELECT MIN(GREATEST(next_attempt_at, CASE WHEN lease_until >= $3 THEN lease_until + 1 ELSE 0 END))
-                 FROM deliveries WHERE status = 'pending' AND NOT (id = ANY($1)) AND NOT (endpoint = ANY($2))",
+                "SELECT LEAST(
+                   (SELECT next_attempt_at FROM deliveries
+                    WHERE status = 'pending' AND next_attempt_at IS NOT NULL
+                      AND (lease_until IS NULL OR lease_until < $3)
+                      AND NOT (id = ANY($1)) AND NOT (endpoint = ANY($2))
+                    ORDER BY next_attempt_at LIMIT 1),
+                   (SELECT MIN(GREATEST(next_attempt_at, lease_until + 1)) FROM deliveries
+                    WHERE lease_owner IS NOT NULL AND lease_until >= $3 AND status = 'pending'
+                      AND NOT (id = ANY($1)) AND NOT (endpoint = ANY($2))))",
                 &[&held, &fifo, &now],
             )?
             .get(0);
@@ -180,6 +194,47 @@ impl Postgres {
         }
         tx.commit()?;
         Ok(next)
+    }
+
+    /// As SQLite's `retry_all`: every `failed` delivery back to the queue, or every `pending` one
+    /// waiting for a later attempt due now, a few thousand rows per transaction, each starting where
+    /// the last one stopped in `deliveries_status` order (a scan from the table's start would pass
+    /// every row already changed, again at each chunk); every gateway's scheduler is woken after each.
+    pub(in crate::store) fn retry_all(
+        &self,
+        status: DeliveryStatus,
+        progress: &mut dyn FnMut(usize),
+    ) -> anyhow::Result<usize> {
+        let now = now_ms();
+        let sql = match status {
+            DeliveryStatus::Failed => {
+                "UPDATE deliveries SET status = 'pending', retry_requested_at = $1, next_attempt_at = $1, updated_at = $1
+                 WHERE id IN (SELECT id FROM deliveries WHERE status = 'failed' AND updated_at <= $1
+                                AND (created_at, id) > ($3, $4)
+                              ORDER BY created_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)
+                 RETURNING created_at, id"
+            }
+            DeliveryStatus::Pending => {
+                "UPDATE deliveries SET retry_requested_at = $1, next_attempt_at = $1, updated_at = $1
+                 WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at > $1
+                                AND updated_at <= $1 AND (created_at, id) > ($3, $4)
+                              ORDER BY created_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)
+                 RETURNING created_at, id"
+            }
+            DeliveryStatus::Succeeded => anyhow::bail!("succeeded deliveries are not retried in bulk"),
+        };
+        let (mut total, mut from) = (0, (i64::MIN, String::new()));
+        loop {
+            let mut conn = self.conn()?;
+            let rows = conn.query(sql, &[&now, &RETRY_CHUNK, &from.0, &from.1])?;
+            let Some(last) = rows.iter().map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1))).max() else {
+                return Ok(total);
+            };
+            from = last;
+            conn.batch_execute(&format!("NOTIFY {}", super::listen::DUE))?;
+            total += rows.len();
+            progress(total);
+        }
     }
 
     /// Asks for an attempt now, keeping the event id. False: no such delivery.

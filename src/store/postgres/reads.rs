@@ -35,17 +35,6 @@ impl Postgres {
         rows.iter().map(delivery_row).collect()
     }
 
-    pub(in crate::store) fn deliveries_since(&self, received_at: i64, id: &str) -> anyhow::Result<Vec<Delivery>> {
-        let rows = self.conn()?.query(
-            &format!(
-                "SELECT {DELIVERY_COLS} FROM deliveries WHERE message_id IN
-                 (SELECT id FROM messages WHERE (received_at, id) >= ($1, $2)) ORDER BY created_at, id"
-            ),
-            &[&received_at, &id],
-        )?;
-        rows.iter().map(delivery_row).collect()
-    }
-
     pub(in crate::store) fn delivery(&self, id: &str) -> anyhow::Result<Option<Delivery>> {
         let row = self.conn()?.query_opt(&format!("SELECT {DELIVERY_COLS} FROM deliveries WHERE id = $1"), &[&id])?;
         row.as_ref().map(delivery_row).transpose()

@@ -6,50 +6,55 @@
 use super::Postgres;
 use crate::store::Purged;
 
-/// Work per statement, so no transaction holds many rows for long.
-const BATCH: i64 = 500;
+/// Messages per transaction, so no transaction holds many rows for long.
+const CHUNK: i64 = 500;
 /// The janitor's advisory lock.
 const RETENTION_LOCK: i64 = 0x6d78_686f_6f6b_0003;
 
-const OLD_AND_SETTLED: &str = "received_at < $1 AND NOT EXISTS
-    (SELECT 1 FROM deliveries d WHERE d.message_id = messages.id AND d.status = 'pending')";
+/// Whether the message may go: no pending delivery.
+const SETTLED: &str =
+    "NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = messages.id AND d.status = 'pending')";
 
 impl Postgres {
     pub(in crate::store) fn purge_files(&self, cutoff_ms: i64) -> anyhow::Result<usize> {
         self.purge_files_with(cutoff_ms, &mut |_| {})
     }
 
+    /// Walks the messages that still have their bytes (`messages_files`, oldest first) from where the
+    /// previous chunk stopped: each row is read once, whether it goes or is kept (pending).
     pub(in crate::store) fn purge_files_with(
         &self,
         cutoff_ms: i64,
         progress: &mut dyn FnMut(usize),
     ) -> anyhow::Result<usize> {
         let mut total = 0;
+        let mut from = (i64::MIN, String::new());
         loop {
             let mut conn = self.conn()?;
             let mut tx = conn.transaction()?;
-            let ids: Vec<String> = tx
-                .query(
-                    &format!(
-                        "SELECT id FROM messages WHERE files_removed_at IS NULL AND {OLD_AND_SETTLED}
-                         LIMIT $2 FOR UPDATE SKIP LOCKED"
-                    ),
-                    &[&cutoff_ms, &BATCH],
-                )?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            if ids.is_empty() {
-                return Ok(total);
-            }
-            tx.execute("DELETE FROM contents WHERE message_id = ANY($1)", &[&ids])?;
-            tx.execute(
-                "UPDATE messages SET files_removed_at = $2 WHERE id = ANY($1)",
-                &[&ids, &crate::time::now_ms()],
+            let rows = tx.query(
+                &format!(
+                    "SELECT received_at, id, {SETTLED} FROM messages
+                     WHERE files_removed_at IS NULL AND received_at < $1 AND (received_at, id) > ($2, $3)
+                     ORDER BY received_at, id LIMIT $4 FOR UPDATE SKIP LOCKED"
+                ),
+                &[&cutoff_ms, &from.0, &from.1, &CHUNK],
             )?;
+            let Some(last) = rows.last() else { return Ok(total) };
+            from = (last.get(0), last.get(1));
+            let ids: Vec<String> = rows.iter().filter(|r| r.get::<_, bool>(2)).map(|r| r.get(1)).collect();
+            if !ids.is_empty() {
+                tx.execute("DELETE FROM contents WHERE message_id = ANY($1)", &[&ids])?;
+                tx.execute(
+                    "UPDATE messages SET files_removed_at = $2 WHERE id = ANY($1)",
+                    &[&ids, &crate::time::now_ms()],
+                )?;
+            }
             tx.commit()?;
-            total += ids.len();
-            progress(total);
+            if !ids.is_empty() {
+                total += ids.len();
+                progress(total);
+            }
         }
     }
 
@@ -57,6 +62,7 @@ impl Postgres {
         self.purge_records_with(cutoff_ms, &mut |_| {})
     }
 
+    /// As `purge_files_with`, over every message before the cutoff (`messages_received`).
     pub(in crate::store) fn purge_records_with(
         &self,
         cutoff_ms: i64,
@@ -64,20 +70,28 @@ impl Postgres {
     ) -> anyhow::Result<usize> {
         self.purge_files(cutoff_ms)?;
         let mut total = 0;
+        let mut from = (i64::MIN, String::new());
         loop {
-            // Every other row of each message goes with it (ON DELETE CASCADE).
-            let n = self.conn()?.execute(
+            let mut conn = self.conn()?;
+            let mut tx = conn.transaction()?;
+            let rows = tx.query(
                 &format!(
-                    "DELETE FROM messages WHERE id IN
-                     (SELECT id FROM messages WHERE {OLD_AND_SETTLED} LIMIT $2 FOR UPDATE SKIP LOCKED)"
+                    "SELECT received_at, id, {SETTLED} FROM messages
+                     WHERE received_at < $1 AND (received_at, id) > ($2, $3)
+                     ORDER BY received_at, id LIMIT $4 FOR UPDATE SKIP LOCKED"
                 ),
-                &[&cutoff_ms, &BATCH],
-            )? as usize;
-            if n == 0 {
-                return Ok(total);
+                &[&cutoff_ms, &from.0, &from.1, &CHUNK],
+            )?;
+            let Some(last) = rows.last() else { return Ok(total) };
+            from = (last.get(0), last.get(1));
+            let ids: Vec<String> = rows.iter().filter(|r| r.get::<_, bool>(2)).map(|r| r.get(1)).collect();
+            // Every other row of each message goes with it (ON DELETE CASCADE).
+            let n = if ids.is_empty() { 0 } else { tx.execute("DELETE FROM messages WHERE id = ANY($1)", &[&ids])? };
+            tx.commit()?;
+            if n > 0 {
+                total += n as usize;
+                progress(total);
             }
-            total += n;
-            progress(total);
         }
     }
 
@@ -85,8 +99,8 @@ impl Postgres {
         let n: i64 = self
             .conn()?
             .query_one(
-                "SELECT COUNT(*) FROM messages WHERE received_at < $1 AND EXISTS
-                   (SELECT 1 FROM deliveries d WHERE d.message_id = messages.id AND d.status = 'pending')",
+                // Off the pending deliveries (a delivery's created_at is its message's received_at).
+                "SELECT COUNT(DISTINCT message_id) FROM deliveries WHERE status = 'pending' AND created_at < $1",
                 &[&cutoff_ms],
             )?
             .get(0);

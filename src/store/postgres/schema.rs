@@ -11,7 +11,7 @@ const MIGRATION_LOCK: i64 = 0x6d78_686f_6f6b_0001;
 
 /// Each migration, in order: version n is `MIGRATIONS[n - 1]`. Never edit one that has shipped: add
 /// the next.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The newest schema this binary knows.
 pub(super) const LATEST: i32 = MIGRATIONS.len() as i32;
@@ -125,6 +125,17 @@ CREATE TABLE link_key (
     id  integer PRIMARY KEY CHECK (id = 1),
     key bytea NOT NULL
 );
+"#;
+
+/// The listings' orders, retention's walk and the scheduler's next due time read off indexes, so that
+/// each reads only the rows it returns, at a million messages as at a thousand (issue 21).
+const V2: &str = r#"
+CREATE INDEX deliveries_created ON deliveries (created_at, id);
+CREATE INDEX deliveries_status ON deliveries (status, created_at, id);
+CREATE INDEX deliveries_endpoint ON deliveries (endpoint, created_at, id);
+CREATE INDEX deliveries_next ON deliveries (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX messages_type ON messages (type, received_at, id);
+CREATE INDEX messages_files ON messages (received_at, id) WHERE files_removed_at IS NULL;
 "#;
 
 /// Brings the database up to `LATEST`, one migration per transaction, under the migration lock.

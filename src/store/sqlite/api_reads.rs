@@ -1,8 +1,11 @@
-//! The API's reads: messages and deliveries, filtered and a page at a time, newest first. A page
-//! ends at a position `(time, id)` and the next page starts strictly after it, so rows that arrive
-//! meanwhile never shift a page (keyset pagination; no OFFSET).
+//! The API's and the CLI's listings: messages and deliveries, filtered and a page at a time, newest
+//! first. A page ends at a position `(time, id)` and the next page starts strictly after it, so rows
+//! that arrive meanwhile never shift a page (keyset pagination; no OFFSET). Each query names only the
+//! filters given, so that the planner walks the index of the order (`messages_received`,
+//! `messages_type`, `deliveries_created`, `deliveries_status`, `deliveries_endpoint`) and stops after `limit` rows: a page
+//! costs the same at a thousand rows as at millions.
 
-use rusqlite::params;
+use rusqlite::types::Value;
 
 use super::reads::{DELIVERY_COLS, MESSAGE_COLS, delivery_row, message_row};
 use super::{Delivery, MessageRow, Sqlite};
@@ -13,6 +16,25 @@ use crate::mail::{DeliveryStatus, EventType};
 pub struct Position {
     pub at: i64,
     pub id: String,
+}
+
+impl Position {
+    /// The cursor of a page's last row, as the API and the CLI give it out: `<ms>.<id>`
+    /// (documented as opaque; every value of this form is a valid place to start from).
+    pub fn cursor(&self) -> String {
+        format!("{}.{}", self.at, self.id)
+    }
+
+    /// A cursor read back; None when it is not of the form `cursor` makes.
+    pub fn parse(v: &str) -> Option<Position> {
+        let (at, id) = v.split_once('.')?;
+        let digits = !at.is_empty() && at.len() <= 15 && at.bytes().all(|b| b.is_ascii_digit());
+        let word = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !digits || !word {
+            return None;
+        }
+        Some(Position { at: at.parse().ok()?, id: id.to_string() })
+    }
 }
 
 /// `GET /v1/messages` filters; None: no filter.
@@ -39,6 +61,39 @@ pub struct DeliveryFilter {
     pub message: Option<String>,
 }
 
+/// A WHERE clause made of the conditions that apply, and their parameters in order (`?N`).
+#[derive(Default)]
+struct Conditions {
+    sql: Vec<String>,
+    params: Vec<Value>,
+}
+
+impl Conditions {
+    /// Adds `sql`, whose `?` placeholders take `values` in order (numbered as they are bound).
+    fn add(&mut self, sql: &str, values: impl IntoIterator<Item = Value>) {
+        let mut values = values.into_iter();
+        let mut out = String::new();
+        for (i, part) in sql.split('?').enumerate() {
+            if i > 0 {
+                self.params.push(values.next().unwrap_or(Value::Null));
+                out.push_str(&format!("?{}", self.params.len()));
+            }
+            out.push_str(part);
+        }
+        self.sql.push(out);
+    }
+
+    /// `LIMIT ?N`, bound: one cached statement serves every page size.
+    fn limit(&mut self, n: usize) -> String {
+        self.params.push(Value::Integer(n as i64));
+        format!("LIMIT ?{}", self.params.len())
+    }
+
+    fn clause(&self) -> String {
+        if self.sql.is_empty() { String::new() } else { format!("WHERE {}", self.sql.join(" AND ")) }
+    }
+}
+
 impl Sqlite {
     /// Up to `limit` messages after `after` (newest first) that pass `f`.
     pub fn list_messages(
@@ -47,32 +102,46 @@ impl Sqlite {
         after: Option<&Position>,
         limit: usize,
     ) -> anyhow::Result<Vec<MessageRow>> {
+        let mut w = Conditions::default();
+        if let Some(p) = after {
+            w.add("(received_at, id) < (?, ?)", [Value::Integer(p.at), Value::Text(p.id.clone())]);
+        }
+        if let Some(to) = &f.to {
+            w.add(
+                "EXISTS (SELECT 1 FROM json_each(messages.rcpt_to) WHERE lower(value) = lower(?))",
+                [Value::Text(to.clone())],
+            );
+        }
+        if let Some(from) = &f.from {
+            w.add(
+                "(lower(from_addr) = lower(?) OR lower(mail_from) = lower(?))",
+                [Value::Text(from.clone()), Value::Text(from.clone())],
+            );
+        }
+        if let Some(kind) = f.kind {
+            w.add("type = ?", [Value::Text(kind.as_str().to_string())]);
+            if kind != EventType::Received {
+                // The condition of the partial index `messages_type`, word for word.
+                w.add("type <> 'email.received'", []);
+            }
+        }
+        if let Some(since) = f.since {
+            w.add("received_at >= ?", [Value::Integer(since)]);
+        }
+        if let Some(until) = f.until {
+            w.add("received_at < ?", [Value::Integer(until)]);
+        }
+        if let Some(subject) = &f.subject {
+            w.add("instr(lower(subject), lower(?)) > 0", [Value::Text(subject.clone())]);
+        }
+        let sql = format!(
+            "SELECT {MESSAGE_COLS}, disposition FROM messages {} ORDER BY received_at DESC, id DESC {}",
+            w.clause(),
+            w.limit(limit)
+        );
         let conn = self.deliver_conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {MESSAGE_COLS}, disposition FROM messages
-             WHERE (?1 IS NULL OR (received_at, id) < (?1, ?2))
-               AND (?3 IS NULL OR EXISTS (SELECT 1 FROM json_each(messages.rcpt_to) WHERE lower(value) = lower(?3)))
-               AND (?4 IS NULL OR lower(from_addr) = lower(?4) OR lower(mail_from) = lower(?4))
-               AND (?5 IS NULL OR type = ?5)
-               AND (?6 IS NULL OR received_at >= ?6)
-               AND (?7 IS NULL OR received_at < ?7)
-               AND (?8 IS NULL OR instr(lower(subject), lower(?8)) > 0)
-             ORDER BY received_at DESC, id DESC LIMIT ?9"
-        ))?;
-        let rows = stmt.query_map(
-            params![
-                after.map(|p| p.at),
-                after.map(|p| p.id.as_str()),
-                f.to,
-                f.from,
-                f.kind.map(EventType::as_str),
-                f.since,
-                f.until,
-                f.subject,
-                limit as i64
-            ],
-            message_row,
-        )?;
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(w.params), message_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -83,26 +152,47 @@ impl Sqlite {
         after: Option<&Position>,
         limit: usize,
     ) -> anyhow::Result<Vec<Delivery>> {
+        let mut w = Conditions::default();
+        if let Some(p) = after {
+            w.add("(created_at, id) < (?, ?)", [Value::Integer(p.at), Value::Text(p.id.clone())]);
+        }
+        if let Some(status) = f.status {
+            w.add("status = ?", [Value::Text(status.as_str().to_string())]);
+        }
+        if let Some(endpoint) = &f.endpoint {
+            w.add("endpoint = ?", [Value::Text(endpoint.clone())]);
+        }
+        if let Some(message) = &f.message {
+            w.add("message_id = ?", [Value::Text(message.clone())]);
+        }
+        // One state's (or one endpoint's), newest first, off its index: without statistics SQLite
+        // would rather take every row of the state from another index and sort them (seconds at a
+        // million). A message's few deliveries come off `deliveries_message`.
+        let index = match (&f.status, &f.endpoint, &f.message) {
+            (_, _, Some(_)) => "",
+            (Some(_), _, None) => "INDEXED BY deliveries_status",
+            (None, Some(_), None) => "INDEXED BY deliveries_endpoint",
+            (None, None, None) => "",
+        };
+        let sql = format!(
+            "SELECT {DELIVERY_COLS} FROM deliveries {index} {} ORDER BY created_at DESC, id DESC {}",
+            w.clause(),
+            w.limit(limit)
+        );
+        let conn = self.deliver_conn();
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(w.params), delivery_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every delivery of these messages (a page of `list_messages`: what became of each).
+    pub fn deliveries_of(&self, message_ids: &[String]) -> anyhow::Result<Vec<Delivery>> {
         let conn = self.deliver_conn();
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {DELIVERY_COLS} FROM deliveries
-             WHERE (?1 IS NULL OR (created_at, id) < (?1, ?2))
-               AND (?3 IS NULL OR status = ?3)
-               AND (?4 IS NULL OR endpoint = ?4)
-               AND (?5 IS NULL OR message_id = ?5)
-             ORDER BY created_at DESC, id DESC LIMIT ?6"
+            "SELECT {DELIVERY_COLS} FROM deliveries WHERE message_id IN (SELECT value FROM json_each(?1))
+             ORDER BY created_at, id"
         ))?;
-        let rows = stmt.query_map(
-            params![
-                after.map(|p| p.at),
-                after.map(|p| p.id.as_str()),
-                f.status.map(DeliveryStatus::as_str),
-                f.endpoint,
-                f.message,
-                limit as i64
-            ],
-            delivery_row,
-        )?;
+        let rows = stmt.query_map([serde_json::to_string(message_ids)?], delivery_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }

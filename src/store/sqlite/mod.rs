@@ -120,3 +120,10 @@ impl Sqlite {
         self.claimed.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+/// Between the chunks of a long write (retention, a bulk retry), lets the database go for as long as
+/// the chunk held it (at most 100 ms): the gateway's group commit, in this process (the mutex is not
+/// fair) or another (SQLite's busy handler polls), gets in, so no 250 waits for more than a chunk.
+fn pause_writes(chunk_took: Duration) {
+    std::thread::sleep(chunk_took.clamp(Duration::from_millis(1), Duration::from_millis(100)));
+}
