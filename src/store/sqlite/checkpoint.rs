@@ -1,11 +1,13 @@
-//! The WAL's checkpoints, on a thread of their own. SQLite's default runs one inside whichever
-//! commit takes the WAL past 1,000 pages: that commit then also copies the WAL into the database
-//! and fsyncs it, and every session in its group commit waits for its 250 meanwhile (at one busy
-//! session, several times a second). Here the ingest connection never checkpoints
-//! (`wal_autocheckpoint=0`); this thread runs a PASSIVE checkpoint every `EVERY`, which takes no
-//! lock a writer waits for, so the WAL holds about that long of writes (plus whatever a long read
-//! keeps in use) and is rewound once checkpointed. `journal_size_limit` truncates the file back
-//! after a burst made it grow.
+//! The WAL's checkpoints, mostly on a thread of their own. SQLite's default runs one inside
+//! whichever commit takes the WAL past 1,000 pages: that commit then copies those pages into the
+//! database and fsyncs it while every session in its group commit waits for its 250. Here a thread
+//! runs a PASSIVE checkpoint every `EVERY` (it takes no lock a writer waits for), so when the
+//! commit's own checkpoint comes, most frames are in the database already and it copies only the
+//! rest. That commit's checkpoint stays: under a steady stream of commits a checkpoint from
+//! another connection never catches up with the last frame, and only a checkpoint that did lets
+//! the next transaction write the WAL from its start again (measured: without it the WAL grew to
+//! 600 MB in 20,000 messages; with it it stays near 1,000 pages). `journal_size_limit` cuts the
+//! file back after a burst (or a long read) made it grow.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -46,22 +48,21 @@ mod tests {
     use crate::store::sqlite::tests::{due, message};
 
     #[test]
-    fn the_wal_is_checkpointed_into_the_database_without_a_commit_doing_it() {
+    fn the_wal_is_checkpointed_into_the_database_before_a_commit_would() {
         let dir = tempfile::tempdir().unwrap();
         let store = Sqlite::open(dir.path()).unwrap();
-        let auto: i64 = store.conn().query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0)).unwrap();
-        assert_eq!(auto, 0, "commits never checkpoint");
         let db = dir.path().join("mxhook.db");
         let before = std::fs::metadata(&db).unwrap().len();
         let eps = [due("e", 1_000, false)];
-        for i in 0..300 {
+        // Fewer pages than the commits' own checkpoint waits for (1,000).
+        for i in 0..20 {
             let id = format!("msg_{i}");
             let handed = store.ingest(&message(&id, 1_000, &[], &eps)).unwrap();
             store.unclaim(&handed);
         }
-        // Pages reach the database file only by a checkpoint: the thread's.
+        // Pages reach the database file only by a checkpoint: with 20 messages, the thread's.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while std::fs::metadata(&db).unwrap().len() < before + 64 * 1024 {
+        while std::fs::metadata(&db).unwrap().len() < before + 32 * 1024 {
             assert!(std::time::Instant::now() < deadline, "the database file stayed at {before} bytes");
             std::thread::sleep(std::time::Duration::from_millis(20));
         }

@@ -80,10 +80,10 @@ impl Sqlite {
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         anyhow::ensure!(mode.eq_ignore_ascii_case("wal"), "{} cannot use WAL (got {mode})", db.display());
         // FULL: a committed transaction is on disk before COMMIT returns; that is what a 250 promises.
-        // No checkpoint inside a commit: the checkpointer's thread runs them (checkpoint.rs).
+        // The WAL is checkpointed mostly by a thread of its own (checkpoint.rs).
         conn.execute_batch(&format!(
             "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;
-             PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit={};",
+             PRAGMA journal_size_limit={};",
             checkpoint::JOURNAL_SIZE_LIMIT
         ))?;
         schema::prepare(&mut conn).with_context(|| format!("creating or upgrading the tables in {}", db.display()))?;
