@@ -189,7 +189,8 @@ impl Harness {
     }
 
     /// The raw bytes as the store holds them on disk, read without the gateway: the database's
-    /// `contents` row (messages up to 1 MiB) or the spool file (larger ones). None: neither exists.
+    /// `contents` row (messages up to 1 MiB; a zstd frame when its codec is 1) or the spool file
+    /// (larger ones). None: neither exists.
     pub fn stored_raw(&self, msg_id: &str) -> Option<Vec<u8>> {
         if let Some(url) = &self.database {
             // PostgreSQL: the chunks of part -1, in order, as hex.
@@ -206,9 +207,17 @@ impl Harness {
         let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
         let db =
             rusqlite::Connection::open_with_flags(self.data_dir().join("mxhook.db"), flags).expect("open the database");
-        let inline =
-            db.query_row("SELECT data FROM contents WHERE message_id = ?1 AND part = -1", [msg_id], |r| r.get(0));
-        inline.ok().or_else(|| std::fs::read(self.data_dir().join("spool").join(format!("{msg_id}.eml"))).ok())
+        let inline = db
+            .query_row("SELECT data, codec FROM contents WHERE message_id = ?1 AND part = -1", [msg_id], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
+            })
+            .ok()
+            .map(|(data, codec)| match codec {
+                0 => data,
+                1 => zstd::stream::decode_all(&data[..]).expect("a stored zstd frame"),
+                n => panic!("contents codec {n}"),
+            });
+        inline.or_else(|| std::fs::read(self.data_dir().join("spool").join(format!("{msg_id}.eml"))).ok())
     }
 
     /// PostgreSQL only: turns the harness's database read-only (`on`) or writable again, as a primary

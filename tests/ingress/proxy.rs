@@ -106,10 +106,7 @@ fn haproxy_v2_and_v1_give_the_real_client_for_spf_limits_and_the_event() {
     let id3 = other.send_mail("ada@sender.test", &["inbox@example.test"], &message("v1"));
     // SPF fail makes it email.received.unauthenticated, which endpoint app does not subscribe to:
     // read the stored event message.
-    let db = rusqlite::Connection::open(h.data_dir().join("mxhook.db")).unwrap();
-    let stored: String =
-        db.query_row("SELECT event_message FROM messages WHERE id = ?1", [&id3], |r| r.get(0)).unwrap();
-    let m: Value = serde_json::from_str(&stored).unwrap();
+    let m = h.cli_json(&["messages", "show", &id3, "--json"])["event_message"].clone();
     assert_eq!(m["smtp"]["client_ip"], "127.0.0.6", "{m:#}");
     assert_eq!(m["smtp"]["proxy_ip"], "127.0.0.1", "{m:#}");
     assert_eq!(m["auth"]["spf"]["result"], "fail", "{m:#}");

@@ -29,6 +29,29 @@ fn fill(path: &std::path::Path) -> u64 {
     total
 }
 
+/// Uses up the room the WAL file still has once the file system is full. SQLite writes a WAL that
+/// was checkpointed from its beginning again, into blocks the file already has: a store whose
+/// disk just filled keeps taking small writes until they reach the end of that file (or a
+/// checkpoint cannot move its frames into the database, which needs new blocks). The tests want
+/// the disk full for every write: committed rows of a table of the test's own, in ever smaller
+/// pieces, take the WAL up to its end (their frames cannot be checkpointed: the database file
+/// cannot grow), after which every transaction needs a block the file system does not have.
+fn fill_wal(h: &Harness) {
+    let path = h.data_dir().join("mxhook.db");
+    let c = rusqlite::Connection::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    for size in [1 << 20, 64 << 10, 4096, 512, 16, 1] {
+        while c.execute("INSERT INTO wal_filler (b) VALUES (zeroblob(?1))", [size]).is_ok() {}
+    }
+}
+
+/// Made before the disk fills: creating it is a write too.
+fn wal_filler_table(h: &Harness) {
+    let c = rusqlite::Connection::open(h.data_dir().join("mxhook.db")).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    c.execute_batch("CREATE TABLE IF NOT EXISTS wal_filler (b BLOB)").unwrap();
+}
+
 #[test]
 fn a_full_disk_gets_451_and_the_gateway_recovers_when_space_returns() {
     if postgres::on_postgres() {
@@ -68,8 +91,10 @@ fn a_full_disk_gets_451_and_the_gateway_recovers_when_space_returns() {
         c.send_mail("ada@sender.test", &["inbox@example.test"], &message("pending@full.test", "pending", 4000));
     h.wait_until(SHORT, "a failed attempt of the pending message", || !h.rx.requests_for_message(&pending).is_empty());
 
+    wal_filler_table(&h);
     let filler = data.join("filler");
     let filled = fill(&filler);
+    fill_wal(&h);
     eprintln!("disk_full: filled data_dir with {}", mib(filled));
     let mut replies = Vec::new();
     for (i, size) in [300usize, 20_000, 2_000_000].into_iter().enumerate() {
@@ -135,8 +160,10 @@ fn an_attempt_in_flight_when_the_disk_fills_is_made_again_once_space_returns() {
     let mut c = SmtpClient::ready(gw.smtp);
     let id = c.send_mail("ada@sender.test", &["inbox@example.test"], &message("inflight@full.test", "in flight", 2000));
     h.wait_until(SHORT, "the first attempt to reach the endpoint", || !h.rx.requests_for_message(&id).is_empty());
+    wal_filler_table(&h);
     let filler = data.join("filler");
     fill(&filler);
+    fill_wal(&h);
     h.wait_until(SHORT, "the attempt's outcome to fail to be recorded", || {
         !log_lines(&h, "cannot record a delivery attempt").is_empty()
     });

@@ -5,9 +5,9 @@
 use anyhow::Context;
 use rusqlite::params;
 
+use super::codec::{self, Codec};
 use super::commit::Work;
 use super::contents::{self, Placement};
-use super::reads::MESSAGE_COLS;
 use super::{Delivery, Sqlite, spool};
 use crate::mail::{DeliveryStatus, EventType};
 
@@ -73,7 +73,9 @@ pub(super) struct Row {
     subject: Option<String>,
     from_addr: Option<String>,
     parsed_status: String,
-    event_message: String,
+    /// The event's JSON as stored (codec.rs), and how.
+    event: Vec<u8>,
+    event_codec: Codec,
     raw_inline: bool,
     event_type: EventType,
     not_sent: Option<String>,
@@ -81,7 +83,7 @@ pub(super) struct Row {
     pub(super) placement: Placement,
     /// The bytes of a small message, kept in its transaction (contents.rs); empty when its files
     /// are in the spool, or when nothing is kept.
-    contents: Vec<(i64, Vec<u8>)>,
+    contents: Vec<contents::Part>,
     /// (filename, content_type, size, sha256)
     attachments: Vec<(Option<String>, String, i64, String)>,
     deliveries: Vec<NewDelivery>,
@@ -101,10 +103,16 @@ struct NewDelivery {
     ordered: bool,
 }
 
-impl From<&NewMessage<'_>> for Row {
-    fn from(m: &NewMessage<'_>) -> Self {
+impl Row {
+    /// The rows of `m`, its bytes and event compressed: on the session's thread, before it queues
+    /// them, so the group commit's lock is never held while compressing.
+    pub(super) fn new(m: &NewMessage<'_>) -> anyhow::Result<Row> {
         let placement = Placement::of(m.keep_files, m.raw.len());
-        Row {
+        // An event repeats much of its raw message: when that is in the database too, it is the
+        // event's dictionary (codec.rs), and costs the event only references to it.
+        let dictionary = (placement == Placement::Inline && codec::usable_as_dictionary(m.raw)).then_some(m.raw);
+        let event_codec = if dictionary.is_some() { Codec::ZstdAfterRaw } else { Codec::Zstd };
+        Ok(Row {
             id: m.id.to_string(),
             received_at: m.received_at,
             client_ip: m.client_ip.to_string(),
@@ -116,13 +124,14 @@ impl From<&NewMessage<'_>> for Row {
             subject: m.subject.map(str::to_string),
             from_addr: m.from_addr.map(str::to_string),
             parsed_status: m.parsed_status.to_string(),
-            event_message: m.event_message.to_string(),
+            event: codec::compress(m.event_message.as_bytes(), dictionary).context("compressing the event")?,
+            event_codec,
             raw_inline: m.raw_inline,
             event_type: m.event_type,
             not_sent: m.not_sent.clone(),
             placement,
             contents: if placement == Placement::Inline {
-                contents::rows(m.raw, m.attachments.iter().map(|a| a.bytes))
+                contents::rows(m.raw, m.attachments.iter().map(|a| a.bytes)).context("compressing the message")?
             } else {
                 Vec::new()
             },
@@ -151,7 +160,7 @@ impl From<&NewMessage<'_>> for Row {
                 })
                 .collect(),
             streams: m.streams.iter().map(|s| (s.clone(), crate::ids::new_id("evt"))).collect(),
-        }
+        })
     }
 }
 
@@ -181,10 +190,11 @@ fn insert_rows(tx: &rusqlite::Connection, m: &Row) -> anyhow::Result<()> {
         (true, true, None) => "stored".to_string(),
         (true, false, _) => "dropped".to_string(),
     };
-    tx.prepare_cached(&format!(
-        "INSERT INTO messages ({MESSAGE_COLS}, disposition, files_removed_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
-    ))?
+    tx.prepare_cached(
+        "INSERT INTO messages (id, received_at, client_ip, helo, mail_from, rcpt_to, size, sha256, subject,
+             from_addr, parsed_status, event_message, raw_inline, type, disposition, files_removed_at, event_codec)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+    )?
     .execute(params![
         m.id,
         m.received_at,
@@ -197,11 +207,12 @@ fn insert_rows(tx: &rusqlite::Connection, m: &Row) -> anyhow::Result<()> {
         m.subject,
         m.from_addr,
         m.parsed_status,
-        m.event_message,
+        m.event,
         m.raw_inline,
         m.event_type.as_str(),
         disposition,
-        (!keep_files).then_some(m.received_at)
+        (!keep_files).then_some(m.received_at),
+        m.event_codec as i64
     ])?;
     for (idx, (filename, content_type, size, sha256)) in m.attachments.iter().enumerate() {
         tx.prepare_cached(
@@ -249,7 +260,7 @@ impl Sqlite {
     }
 
     fn insert_message(&self, m: &NewMessage<'_>) -> anyhow::Result<Vec<Delivery>> {
-        let row = Row::from(m);
+        let row = Row::new(m)?;
         let now: Vec<Delivery> = row
             .deliveries
             .iter()

@@ -5,6 +5,8 @@
 
 mod api_reads;
 mod attempts;
+mod checkpoint;
+mod codec;
 mod commit;
 mod contents;
 mod ingest;
@@ -60,6 +62,8 @@ pub struct Sqlite {
     /// The stream readers' connection (read-only): many SSE, WebSocket and polling readers must not
     /// queue behind the delivery side's claims, nor it behind them.
     streams_read: Mutex<Connection>,
+    /// Checkpoints the WAL off the commit path; ends with the store.
+    _checkpointer: checkpoint::Checkpointer,
 }
 
 impl Sqlite {
@@ -71,21 +75,27 @@ impl Sqlite {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let db = data_dir.join("mxhook.db");
-        let conn = Connection::open(&db).with_context(|| format!("opening {}", db.display()))?;
+        let mut conn = Connection::open(&db).with_context(|| format!("opening {}", db.display()))?;
         conn.busy_timeout(Duration::from_secs(10))?;
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         anyhow::ensure!(mode.eq_ignore_ascii_case("wal"), "{} cannot use WAL (got {mode})", db.display());
         // FULL: a committed transaction is on disk before COMMIT returns; that is what a 250 promises.
-        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;")?;
-        conn.execute_batch(schema::SCHEMA).with_context(|| format!("creating tables in {}", db.display()))?;
-        schema::migrate(&conn).with_context(|| format!("upgrading the tables in {}", db.display()))?;
+        // The WAL is checkpointed mostly by a thread of its own (checkpoint.rs).
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;
+             PRAGMA journal_size_limit={};",
+            checkpoint::JOURNAL_SIZE_LIMIT
+        ))?;
+        schema::prepare(&mut conn).with_context(|| format!("creating or upgrading the tables in {}", db.display()))?;
         let deliver = Connection::open(&db).with_context(|| format!("opening {}", db.display()))?;
         deliver.busy_timeout(Duration::from_secs(10))?;
         deliver.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")?;
         let streams_read = Connection::open(&db).with_context(|| format!("opening {}", db.display()))?;
         streams_read.busy_timeout(Duration::from_secs(10))?;
         streams_read.execute_batch("PRAGMA query_only=ON;")?;
+        let checkpointer = checkpoint::Checkpointer::start(&db).context("starting the WAL checkpointer")?;
         Ok(Sqlite {
+            _checkpointer: checkpointer,
             conn: Mutex::new(conn),
             deliver: Mutex::new(deliver),
             queue: Mutex::new(Vec::new()),

@@ -4,8 +4,10 @@
 
 use std::time::Duration;
 
+use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::codec::{self, Codec};
 use super::{Attempt, Sqlite};
 use crate::mail::{DeliveryStatus, EventType};
 
@@ -57,7 +59,9 @@ pub struct MessageRow {
 }
 
 pub(super) const DELIVERY_COLS: &str = "id, message_id, event_id, endpoint, status, attempts, step, retry_requested_at, next_attempt_at, last_status, last_error, created_at";
-pub(super) const MESSAGE_COLS: &str = "id, received_at, client_ip, helo, mail_from, rcpt_to, size, sha256, subject, from_addr, parsed_status, event_message, raw_inline, type";
+/// A message's columns for `message_row` (callers add `disposition` last). The stored event comes
+/// with what decoding it needs: its codec, and the raw message when that is its dictionary.
+pub(super) const MESSAGE_COLS: &str = "id, received_at, client_ip, helo, mail_from, rcpt_to, size, sha256, subject, from_addr, parsed_status, event_message, raw_inline, type, event_codec, CASE event_codec WHEN 2 THEN (SELECT data FROM contents WHERE contents.message_id = messages.id AND contents.part = -1) END";
 
 impl Sqlite {
     /// An attachment's record, for its link: a read, so a download never waits for a group commit.
@@ -232,9 +236,28 @@ pub(super) fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow>
         subject: r.get(8)?,
         from_addr: r.get(9)?,
         parsed_status: r.get(10)?,
-        event_message: r.get(11)?,
+        event_message: stored_event(r, 11, 14, 15)?,
         raw_inline: r.get(12)?,
         event_type: type_of(r, 13)?,
-        disposition: r.get(14)?,
+        disposition: r.get(16)?,
     })
+}
+
+/// A stored event's JSON from its columns: `event_message` (JSON text in rows from before
+/// compression, else a zstd frame), `event_codec`, and the raw message's stored bytes when the
+/// codec says they are its dictionary (NULL otherwise).
+pub(super) fn stored_event(r: &rusqlite::Row<'_>, stored: usize, codec: usize, raw: usize) -> rusqlite::Result<String> {
+    let fail = |e: anyhow::Error| rusqlite::Error::FromSqlConversionFailure(stored, Type::Blob, e.into());
+    let n: i64 = r.get(codec)?;
+    let codec = Codec::from_column(n).ok_or_else(|| fail(anyhow::anyhow!("event codec {n}")))?;
+    if codec == Codec::Plain {
+        return r.get(stored);
+    }
+    // The raw message of an event compressed after it was stored with it, compressed (ingest.rs).
+    let dictionary = match r.get_ref(raw)?.as_blob_or_null()? {
+        Some(z) => Some(codec::decompress(z, None).map_err(fail)?),
+        None => None,
+    };
+    let json = codec::decode(codec, r.get(stored)?, dictionary.as_deref()).map_err(fail)?;
+    String::from_utf8(json).map_err(|e| fail(e.into()))
 }

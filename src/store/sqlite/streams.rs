@@ -106,7 +106,8 @@ impl Sqlite {
         let done = {
             let conn = self.streams_conn();
             let mut stmt = conn.prepare_cached(
-                "SELECT s.cursor, s.stream, s.event_id, s.message_id, m.type, s.created_at, m.event_message, m.raw_inline
+                "SELECT s.cursor, s.stream, s.event_id, s.message_id, m.type, s.created_at, m.event_message, m.raw_inline,
+                   m.event_codec, CASE m.event_codec WHEN 2 THEN (SELECT data FROM contents c WHERE c.message_id = m.id AND c.part = -1) END
                  FROM stream_events s JOIN messages m ON m.id = s.message_id
                  WHERE s.stream = ?1 AND s.cursor > ?2 ORDER BY s.cursor LIMIT ?3",
             )?;
@@ -129,7 +130,7 @@ impl Sqlite {
                             event_type,
                             created_at: r.get(5)?,
                         };
-                        found.push((event, r.get(6)?, r.get(7)?));
+                        found.push((event, super::reads::stored_event(r, 6, 8, 9)?, r.get(7)?));
                     }
                     next = cursor;
                 }

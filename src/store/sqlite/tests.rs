@@ -76,9 +76,9 @@ mod group_commit {
             next: NextState::Succeeded,
         };
         let (a, gone, b) = (
-            Row::from(&message("msg_a", 1_000, &[], &eps)),
+            Row::new(&message("msg_a", 1_000, &[], &eps)).unwrap(),
             record("dlv_gone"),
-            Row::from(&message("msg_b", 1_000, &[], &eps)),
+            Row::new(&message("msg_b", 1_000, &[], &eps)).unwrap(),
         );
         let batch: [&dyn Work; 3] = [&a, &gone, &b];
         let each = write_batch(&mut store.conn(), batch.into_iter()).unwrap();
