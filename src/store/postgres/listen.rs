@@ -39,7 +39,6 @@ fn bump(w: &watch::Sender<u64>) {
 }
 
 fn run(config: postgres::Config, tls: MakeRustlsConnect, ears: Ears) {
-    let mut first = true;
     while !ears.stop.load(Ordering::Relaxed) {
         let mut client = match config.connect(tls.clone()) {
             Ok(c) => c,
@@ -54,12 +53,11 @@ fn run(config: postgres::Config, tls: MakeRustlsConnect, ears: Ears) {
             std::thread::sleep(RETRY);
             continue;
         }
-        if !first {
-            // Anything committed while we were away was notified to nobody here.
-            bump(&ears.due);
-            bump(&ears.streams);
-        }
-        first = false;
+        // Anything committed before this LISTEN was notified to nobody here: while the database was
+        // away, and also before the first connection (which may come late, e.g. when the database
+        // was down as the gateway started). A wake-up with nothing new costs one look.
+        bump(&ears.due);
+        bump(&ears.streams);
         loop {
             if ears.stop.load(Ordering::Relaxed) {
                 return;
