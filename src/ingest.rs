@@ -257,7 +257,7 @@ impl Sink for Ingest {
             return Err(refusal);
         }
         let left = match self.hand_off {
-            true => self.deliverer.hand_off(stored.now, stored.event_type, &stored.event_message),
+            true => self.deliverer.hand_off(stored.now, stored.event_type, stored.event_message),
             false => stored.now,
         };
         if !left.is_empty() {
