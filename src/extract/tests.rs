@@ -5,7 +5,7 @@ use super::{preview, reply_of, unquoted};
 
 fn reply(text: &str) -> (String, Option<String>, bool) {
     let r = reply_of(text, None);
-    (r.text, r.signature, r.quoted)
+    (r.text.into_owned(), r.signature, r.quoted)
 }
 
 #[track_caller]
@@ -210,7 +210,37 @@ fn line_ends_are_the_bodys_own() {
     let text = "One.\r\nTwo.\r\n\r\nThree.\r\n";
     assert_eq!(reply_of(text, None).text, "One.\r\nTwo.\r\n\r\nThree.");
     let r = reply_of("One.\r\nTwo.\r\n\r\n-- \r\nAda\r\n", None);
-    assert_eq!((r.text.as_str(), r.signature.as_deref()), ("One.\r\nTwo.", Some("-- \r\nAda")));
+    assert_eq!((&*r.text, r.signature.as_deref()), ("One.\r\nTwo.", Some("-- \r\nAda")));
+}
+
+#[test]
+fn a_reply_that_is_the_whole_text_borrows_it_and_mixed_line_ends_are_made_crlf() {
+    let text = "One.\r\nTwo.\r\n\r\nThree.\r\n\r\n";
+    let r = reply_of(text, None);
+    assert!(matches!(r.text, std::borrow::Cow::Borrowed(_)) && r.text == text.trim_end());
+    // A bare LF among CRLFs: the reply has CRLF throughout, so it differs from the text.
+    assert_eq!(reply_of("One.\r\nTwo.\nThree.\r\n", None).text, "One.\r\nTwo.\r\nThree.");
+    assert_eq!(reply_of("One.\nTwo.\r\n", None).text, "One.\r\nTwo.");
+}
+
+#[test]
+fn a_signature_under_a_long_text_is_found_from_its_last_lines() {
+    let long: String = (0..40).map(|i| format!("Line {i} of the text.\n\n")).collect();
+    assert_eq!(reply(&format!("{long}-- \nAda\n")), (long.trim_end().to_string(), Some("-- \nAda".into()), false));
+    let thanks = format!("{long}Thanks,\nAda Lovelace\nAnalyst\n");
+    assert_eq!(reply(&thanks).1.as_deref(), Some("Ada Lovelace\nAnalyst"));
+    // Twelve non-empty lines and a delimiter-like first line: the first line is never a signature.
+    let short = "-- \nA\nB\nC\nD\nE\nF\nG\nH\nI\nJ\nK\n";
+    assert_eq!(reply(short).1, None);
+    assert_eq!(reply(&long).1, None);
+}
+
+#[test]
+fn a_field_has_its_colon_in_the_first_40_bytes() {
+    let at = |n: usize, colon: &str| format!("{}{colon} x", "a".repeat(n));
+    assert!(super::reply::may_be_field(&at(39, ":")) && !super::reply::may_be_field(&at(40, ":")));
+    assert!(super::reply::may_be_field(&at(39, "：")) && !super::reply::may_be_field(&at(40, "：")));
+    assert!(super::reply::may_be_field("日付：x") && !super::reply::may_be_field("日付 x"));
 }
 
 #[test]
@@ -229,7 +259,7 @@ fn pattern_memory() {
         let _ = super::reply::unquote("Hi\n\nOn Mon, Ada <a@b.c> wrote:\n> x\n> y\n");
     });
     probe("signature", &|| {
-        let _ = super::signature::split("Hi\n\nThanks,\nAda\n\nSent from my iPhone");
+        let _ = super::signature::split("Hi\n\nThanks,\nAda\n\nSent from my iPhone".into());
     });
     probe("html", &|| {
         let _ = super::html::new_part("<p>x</p><div class=gmail_quote>y</div>");
