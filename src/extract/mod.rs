@@ -67,8 +67,11 @@ pub fn extract(event: &EventMessage, attachments: &[Cow<'_, [u8]>], out: &mut Fi
         _ => reply,
     };
     out.preview = Some(preview(&reply.text));
+    // The same as `text` (less its trailing white space): sent as null rather than a second copy,
+    // which would be built, stored, signed and sent for nothing.
+    let same = reply.text == text.trim_end();
     let Reply { text, html, signature, quoted } = reply;
-    out.reply = Some(ReplyText { text: text.into_owned(), html, signature, quoted });
+    out.reply = Some(ReplyText { text: (!same).then(|| text.into_owned()), html, signature, quoted });
     out.forward = fwd;
 }
 

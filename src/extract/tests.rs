@@ -236,6 +236,32 @@ fn a_signature_under_a_long_text_is_found_from_its_last_lines() {
 }
 
 #[test]
+fn the_reply_field_is_null_when_it_is_the_text() {
+    let fields = |text: &str| {
+        let env = crate::mail::Envelope {
+            client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            proxy_ip: None,
+            ingress: crate::mail::Ingress::Smtp,
+            helo: "h".into(),
+            mail_from: "a@b.c".into(),
+            rcpt_to: vec!["x@y.z".into()],
+            tls: None,
+            tls_cipher: None,
+        };
+        let raw = format!("From: a@b.c\r\nTo: x@y.z\r\nSubject: s\r\n\r\n{text}");
+        let parsed = crate::parse::parse("msg_1", "t".into(), &env, raw.as_bytes());
+        let mut out = super::Fields::default();
+        super::extract(&parsed.event, &parsed.attachments, &mut out);
+        out
+    };
+    let same = fields("Just a note.\r\nSee you.\r\n\r\n");
+    assert_eq!(same.reply.as_ref().map(|r| r.text.as_deref()), Some(None));
+    assert_eq!(same.preview.as_deref(), Some("Just a note. See you."));
+    let signed = fields("Just a note.\r\n-- \r\nAda\r\n");
+    assert_eq!(signed.reply.as_ref().and_then(|r| r.text.as_deref()), Some("Just a note."));
+}
+
+#[test]
 fn a_field_has_its_colon_in_the_first_40_bytes() {
     let at = |n: usize, colon: &str| format!("{}{colon} x", "a".repeat(n));
     assert!(super::reply::may_be_field(&at(39, ":")) && !super::reply::may_be_field(&at(40, ":")));

@@ -62,7 +62,9 @@ pub struct EventMessage {
 /// `message.reply`: what the sender just wrote.
 #[derive(Debug, Serialize, Default, Clone, PartialEq)]
 pub struct ReplyText {
-    pub text: String,
+    /// None (null): the same as the event's `text` less its trailing white space, which is most mail
+    /// (nothing quoted, no signature): read `reply.text ?? text`.
+    pub text: Option<String>,
     /// The HTML without its quoted history; null when the message has no HTML part.
     pub html: Option<String>,
     pub signature: Option<String>,
