@@ -129,7 +129,9 @@ impl Sink for Ingest {
 
     async fn accept(&self, envelope: Envelope, sender: Self::Sender, raw: Vec<u8>) -> Result<String, Reply> {
         let auth = match &self.auth {
-            Some(a) => Some(a.verify(&envelope, sender, &raw).await?),
+            // Boxed: the checks' future is large, and inline it would make every session's future
+            // that large, copied as it moves (tens of KB per message, with [auth] off too).
+            Some(a) => Some(Box::pin(a.verify(&envelope, sender, &raw)).await?),
             None => None,
         };
         let id = crate::ids::new_id("msg");
@@ -250,14 +252,14 @@ impl Sink for Ingest {
         // With sync routes, the other deliveries wait for the sync answer: on a 451 the message is
         // withdrawn (or left queued after a timeout), and nothing may have been sent meanwhile.
         if !stored.sync.is_empty()
-            && let Err(refusal) = self.deliver_now(&id, &stored.sync, stored.sync_timeout).await
+            && let Err(refusal) = Box::pin(self.deliver_now(&id, &stored.sync, stored.sync_timeout)).await
         {
             self.store.unclaim(&stored.now);
             self.wake.notify_one();
             return Err(refusal);
         }
         let left = match self.hand_off {
-            true => self.deliverer.hand_off(stored.now, stored.event_type, &stored.event_message),
+            true => self.deliverer.hand_off(stored.now, stored.event_type, stored.event_message),
             false => stored.now,
         };
         if !left.is_empty() {

@@ -107,11 +107,12 @@ impl Deliverer {
     /// Takes a new message's deliveries, claimed by `Store::ingest`, to attempt as soon as a slot is
     /// free. Gives back those that do not fit; the caller unclaims them (the store's queue has them)
     /// and wakes the loop.
-    pub fn hand_off(&self, deliveries: Vec<Delivery>, event_type: EventType, event_message: &str) -> Vec<Delivery> {
+    pub fn hand_off(&self, deliveries: Vec<Delivery>, event_type: EventType, event_message: String) -> Vec<Delivery> {
         if deliveries.is_empty() {
             return deliveries;
         }
-        let event = Stamped { event_type, message: Arc::from(event_message) };
+        // Shared as it is, not copied (an `Arc<str>` would copy it).
+        let event = Stamped { event_type, message: Arc::new(event_message) };
         let mut fresh = self.fresh.lock().unwrap_or_else(|p| p.into_inner());
         let room = HANDOFF_MAX.saturating_sub(fresh.len());
         let mut deliveries = deliveries;
@@ -190,7 +191,7 @@ impl Deliverer {
         started_at: i64,
     ) -> anyhow::Result<Outcome> {
         let message = match event_message {
-            Some(m) => Ok((m.event_type, Cow::Borrowed(&*m.message))),
+            Some(m) => Ok((m.event_type, Cow::Borrowed(m.message.as_str()))),
             None => match self.store.message(&d.message_id)? {
                 None => Err(format!("message {} is missing from the store", d.message_id)),
                 // An unreadable raw message fails this attempt; the schedule tries again.
@@ -425,7 +426,7 @@ async fn claim(
 #[derive(Clone)]
 struct Stamped {
     event_type: EventType,
-    message: Arc<str>,
+    message: Arc<String>,
 }
 
 /// Starts one attempt on a blocking thread; it reports on `sent` when its endpoint has answered.

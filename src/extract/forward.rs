@@ -12,12 +12,16 @@ use crate::mail::Forward;
 
 /// An inline forward in `text`; `subject` tells an Outlook forward (no marker line) from a reply.
 pub fn inline(text: &str, subject: Option<&str>) -> Option<Forward> {
-    let lines: Vec<&str> = text.lines().collect();
+    inline_lines(&text.lines().collect::<Vec<_>>(), subject)
+}
+
+/// `inline`, on the text's lines as the caller already split them.
+pub fn inline_lines(lines: &[&str], subject: Option<&str>) -> Option<Forward> {
     let at = match lines.iter().position(|l| may_be_forward(l) && FORWARD_LINE.is_match(l)) {
         Some(i) => i,
         None if forward_subject(subject) => {
             // Outlook's block, or "-----Original Message-----" above it.
-            mark(&lines).iter().position(|m| *m == Mark::Header)?
+            mark(lines).iter().position(|m| *m == Mark::Header)?
         }
         None => return None,
     };

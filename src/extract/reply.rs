@@ -7,6 +7,7 @@
 //!
 //! Quote headers wrapped over two or three lines are joined before they are matched.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -26,10 +27,11 @@ pub enum Mark {
     Text,
 }
 
-/// The text of a reply without its quoted history; the signature is still in it.
+/// The text of a reply without its quoted history; the signature is still in it. Borrowed from the
+/// body when nothing was cut.
 #[derive(Debug, PartialEq)]
-pub struct Unquoted {
-    pub text: String,
+pub struct Unquoted<'a> {
+    pub text: Cow<'a, str>,
     /// Something was cut.
     pub quoted: bool,
     /// The line where the cut history starts (None: nothing cut, or cut lines only in the middle).
@@ -154,8 +156,12 @@ pub fn may_be_forward(line: &str) -> bool {
 }
 
 /// A field line (`Name: value`) has its colon early.
-fn may_be_field(line: &str) -> bool {
-    line.char_indices().take_while(|(i, _)| *i < 40).any(|(_, c)| c == ':' || c == '：')
+pub(super) fn may_be_field(line: &str) -> bool {
+    // A colon (or a full-width one, EF BC 9A in UTF-8) starting in the first 40 bytes, found in the
+    // bytes: no character is decoded for the many lines that have none.
+    let b = line.as_bytes();
+    let head = &b[..b.len().min(42)];
+    b[..b.len().min(40)].contains(&b':') || (head.contains(&0xEF) && head.windows(3).any(|w| w == "：".as_bytes()))
 }
 
 /// Outlook's block: a From field, then within the next four lines a Sent/Date field (or To and Subject).
@@ -248,10 +254,14 @@ static ON_WROTE_START: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// The reply without its quoted history.
-pub fn unquote(text: &str) -> Unquoted {
-    let lines: Vec<&str> = text.lines().collect();
-    let marks = mark(&lines);
-    let whole = || Unquoted { text: text.trim_end().to_string(), quoted: false, cut_at: None };
+pub fn unquote(text: &str) -> Unquoted<'_> {
+    unquote_lines(text, &text.lines().collect::<Vec<_>>())
+}
+
+/// `unquote`, with `text`'s lines as the caller already split them.
+pub fn unquote_lines<'a>(text: &'a str, lines: &[&str]) -> Unquoted<'a> {
+    let marks = mark(lines);
+    let whole = || Unquoted { text: Cow::Borrowed(text.trim_end()), quoted: false, cut_at: None };
     let first_forward = marks.iter().position(|m| *m == Mark::Forward);
     let first_header = marks.iter().position(|m| *m == Mark::Header);
     // A forward before any quote: the message is a forward, its original is not quoted history.
@@ -279,7 +289,7 @@ pub fn unquote(text: &str) -> Unquoted {
             kept.push_str("\n\n");
             kept.push_str(tail.trim());
         }
-        return Unquoted { text: kept, quoted: quoted_any, cut_at: None };
+        return Unquoted { text: Cow::Owned(kept), quoted: quoted_any, cut_at: None };
     }
     let Some(start) = (0..marks.len()).find(|&i| {
         marks[i] == Mark::Header || (marks[i] == Mark::Quoted && quote_run(&marks, i)) || marks[i] == Mark::Forward
@@ -325,7 +335,7 @@ pub fn unquote(text: &str) -> Unquoted {
         // All of it looked quoted: a message is never left without text because of it.
         return whole();
     }
-    Unquoted { text: text.to_string(), quoted: true, cut_at: Some(cut) }
+    Unquoted { text: Cow::Owned(text.to_string()), quoted: true, cut_at: Some(cut) }
 }
 
 /// Quoted lines that count as history: after a header, or a run of at least two (`>` lines and

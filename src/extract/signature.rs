@@ -2,6 +2,7 @@
 //! client's "Sent from my …" line, a `-Name` line, or the short lines after a closing word
 //! ("Thanks,", "Mit freundlichen Grüßen"). Only the last lines are looked at: a signature is short.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -29,12 +30,53 @@ static VALEDICTION: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(&format!(r"(?i)^\s*(?:{alts})\s*[,.!:]?\s*$")).expect("valediction")
 });
 
-/// (text, signature): the text without its trailing signature, and the signature (None: none found).
-pub fn split(text: &str) -> (String, Option<String>) {
+/// (text, signature): the text without its trailing signature (borrowed when there is none), and the
+/// signature (None: none found).
+pub fn split(text: Cow<'_, str>) -> (Cow<'_, str>, Option<String>) {
+    // Only the last lines can start a signature: they are looked at first, and the whole text is
+    // split into lines only when one does. From the end: the last MAX_SIGNATURE_LINES non-empty
+    // lines and one more, which stands for every line above them (positions only compare).
+    let mut tail: Vec<&str> = Vec::new();
+    let mut nonempty = 0;
+    for line in text.lines().rev() {
+        tail.push(line);
+        nonempty += usize::from(!line.trim().is_empty());
+        if nonempty > MAX_SIGNATURE_LINES {
+            break;
+        }
+    }
+    tail.reverse();
+    let signed = signature_at(&tail).is_some();
+    drop(tail);
+    if !signed {
+        return (trimmed(text), None);
+    }
     let lines: Vec<&str> = text.lines().collect();
+    let cut = signature_at(&lines)
+        .map(|i| (lines[..i].join("\n").trim_end().to_string(), lines[i..].join("\n").trim().to_string()));
+    drop(lines);
+    match cut {
+        Some((body, sig)) => (Cow::Owned(body), (!sig.is_empty()).then_some(sig)),
+        None => (trimmed(text), None),
+    }
+}
+
+/// `text` without its trailing white space, borrowed when it was.
+fn trimmed(text: Cow<'_, str>) -> Cow<'_, str> {
+    match text {
+        Cow::Borrowed(t) => Cow::Borrowed(t.trim_end()),
+        Cow::Owned(mut t) => {
+            t.truncate(t.trim_end().len());
+            Cow::Owned(t)
+        }
+    }
+}
+
+/// The line the signature starts at, if any.
+fn signature_at(lines: &[&str]) -> Option<usize> {
     let nonempty: Vec<usize> = (0..lines.len()).filter(|&i| !lines[i].trim().is_empty()).collect();
     let window = &nonempty[nonempty.len().saturating_sub(MAX_SIGNATURE_LINES)..];
-    let at = window
+    window
         .iter()
         .copied()
         // Not the first line of the message: a one-line message is text, whatever it says.
@@ -44,22 +86,14 @@ pub fn split(text: &str) -> (String, Option<String>) {
             if l.len() > MAX_LINE_BYTES {
                 return false;
             }
-            DELIMITER.is_match(l) || DASH_NAME.is_match(l.trim()) || SENT_FROM.is_match(l) && is_last(&lines, i)
+            DELIMITER.is_match(l) || DASH_NAME.is_match(l.trim()) || SENT_FROM.is_match(l) && is_last(lines, i)
         })
-        .or_else(|| after_valediction(&lines, &nonempty));
-    match at {
-        Some(i) => {
-            let body = lines[..i].join("\n").trim_end().to_string();
-            let sig = lines[i..].join("\n").trim().to_string();
-            (body, (!sig.is_empty()).then_some(sig))
-        }
-        None => (text.trim_end().to_string(), None),
-    }
+        .or_else(|| after_valediction(lines, &nonempty))
 }
 
 /// The whole of `text` is a signature (a mailing list footer under the quote, "-- \nAda").
 pub fn is_signature(text: &str) -> bool {
-    let (body, sig) = split(&format!("x\n{text}"));
+    let (body, sig) = split(Cow::Owned(format!("x\n{text}")));
     sig.is_some() && body.trim() == "x"
 }
 

@@ -5,7 +5,7 @@ use super::{preview, reply_of, unquoted};
 
 fn reply(text: &str) -> (String, Option<String>, bool) {
     let r = reply_of(text, None);
-    (r.text, r.signature, r.quoted)
+    (r.text.into_owned(), r.signature, r.quoted)
 }
 
 #[track_caller]
@@ -210,7 +210,63 @@ fn line_ends_are_the_bodys_own() {
     let text = "One.\r\nTwo.\r\n\r\nThree.\r\n";
     assert_eq!(reply_of(text, None).text, "One.\r\nTwo.\r\n\r\nThree.");
     let r = reply_of("One.\r\nTwo.\r\n\r\n-- \r\nAda\r\n", None);
-    assert_eq!((r.text.as_str(), r.signature.as_deref()), ("One.\r\nTwo.", Some("-- \r\nAda")));
+    assert_eq!((&*r.text, r.signature.as_deref()), ("One.\r\nTwo.", Some("-- \r\nAda")));
+}
+
+#[test]
+fn a_reply_that_is_the_whole_text_borrows_it_and_mixed_line_ends_are_made_crlf() {
+    let text = "One.\r\nTwo.\r\n\r\nThree.\r\n\r\n";
+    let r = reply_of(text, None);
+    assert!(matches!(r.text, std::borrow::Cow::Borrowed(_)) && r.text == text.trim_end());
+    // A bare LF among CRLFs: the reply has CRLF throughout, so it differs from the text.
+    assert_eq!(reply_of("One.\r\nTwo.\nThree.\r\n", None).text, "One.\r\nTwo.\r\nThree.");
+    assert_eq!(reply_of("One.\nTwo.\r\n", None).text, "One.\r\nTwo.");
+}
+
+#[test]
+fn a_signature_under_a_long_text_is_found_from_its_last_lines() {
+    let long: String = (0..40).map(|i| format!("Line {i} of the text.\n\n")).collect();
+    assert_eq!(reply(&format!("{long}-- \nAda\n")), (long.trim_end().to_string(), Some("-- \nAda".into()), false));
+    let thanks = format!("{long}Thanks,\nAda Lovelace\nAnalyst\n");
+    assert_eq!(reply(&thanks).1.as_deref(), Some("Ada Lovelace\nAnalyst"));
+    // Twelve non-empty lines and a delimiter-like first line: the first line is never a signature.
+    let short = "-- \nA\nB\nC\nD\nE\nF\nG\nH\nI\nJ\nK\n";
+    assert_eq!(reply(short).1, None);
+    assert_eq!(reply(&long).1, None);
+}
+
+#[test]
+fn the_reply_field_is_null_when_it_is_the_text() {
+    let fields = |text: &str| {
+        let env = crate::mail::Envelope {
+            client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            proxy_ip: None,
+            ingress: crate::mail::Ingress::Smtp,
+            helo: "h".into(),
+            mail_from: "a@b.c".into(),
+            rcpt_to: vec!["x@y.z".into()],
+            tls: None,
+            tls_cipher: None,
+        };
+        let raw = format!("From: a@b.c\r\nTo: x@y.z\r\nSubject: s\r\n\r\n{text}");
+        let parsed = crate::parse::parse("msg_1", "t".into(), &env, raw.as_bytes());
+        let mut out = super::Fields::default();
+        super::extract(&parsed.event, &parsed.attachments, &mut out);
+        out
+    };
+    let same = fields("Just a note.\r\nSee you.\r\n\r\n");
+    assert_eq!(same.reply.as_ref().map(|r| r.text.as_deref()), Some(None));
+    assert_eq!(same.preview.as_deref(), Some("Just a note. See you."));
+    let signed = fields("Just a note.\r\n-- \r\nAda\r\n");
+    assert_eq!(signed.reply.as_ref().and_then(|r| r.text.as_deref()), Some("Just a note."));
+}
+
+#[test]
+fn a_field_has_its_colon_in_the_first_40_bytes() {
+    let at = |n: usize, colon: &str| format!("{}{colon} x", "a".repeat(n));
+    assert!(super::reply::may_be_field(&at(39, ":")) && !super::reply::may_be_field(&at(40, ":")));
+    assert!(super::reply::may_be_field(&at(39, "：")) && !super::reply::may_be_field(&at(40, "：")));
+    assert!(super::reply::may_be_field("日付：x") && !super::reply::may_be_field("日付 x"));
 }
 
 #[test]
@@ -229,7 +285,7 @@ fn pattern_memory() {
         let _ = super::reply::unquote("Hi\n\nOn Mon, Ada <a@b.c> wrote:\n> x\n> y\n");
     });
     probe("signature", &|| {
-        let _ = super::signature::split("Hi\n\nThanks,\nAda\n\nSent from my iPhone");
+        let _ = super::signature::split("Hi\n\nThanks,\nAda\n\nSent from my iPhone".into());
     });
     probe("html", &|| {
         let _ = super::html::new_part("<p>x</p><div class=gmail_quote>y</div>");

@@ -62,7 +62,9 @@ pub struct EventMessage {
 /// `message.reply`: what the sender just wrote.
 #[derive(Debug, Serialize, Default, Clone, PartialEq)]
 pub struct ReplyText {
-    pub text: String,
+    /// None (null): the same as the event's `text` less its trailing white space, which is most mail
+    /// (nothing quoted, no signature): read `reply.text ?? text`.
+    pub text: Option<String>,
     /// The HTML without its quoted history; null when the message has no HTML part.
     pub html: Option<String>,
     pub signature: Option<String>,
@@ -144,6 +146,16 @@ fn sender_list<S: Serializer>(standing: &Standing, s: S) -> Result<S::Ok, S::Err
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    // By table: a `format!` per byte cost more than the rest of the message's hex.
+    digest.as_ref().iter().flat_map(|b| [HEX[usize::from(b >> 4)] as char, HEX[usize::from(b & 15)] as char]).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sha256_hex_is_lower_case_hex_of_the_digest() {
+        assert_eq!(super::sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
 }

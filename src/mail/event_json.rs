@@ -24,13 +24,18 @@ fn without_raw_base64(full: &str, b64: &str) -> Option<String> {
 
 /// The stored JSON of a message whose event had `raw.base64`, with it back: the event as sent.
 pub fn with_raw_base64(stored: &str, raw: &[u8]) -> Option<String> {
+    splice_base64(stored, &base64::engine::general_purpose::STANDARD.encode(raw))
+}
+
+/// `stored` (ending `"base64":null}}`) with `b64` in place of the null. Base64 needs no escaping:
+/// the result is what serialising the event with it would give.
+fn splice_base64(stored: &str, b64: &str) -> Option<String> {
     let head = stored.strip_suffix(TAIL)?.strip_suffix("null")?;
     if !head.ends_with(BASE64_KEY) {
         return None;
     }
-    let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
     let mut json = String::with_capacity(head.len() + b64.len() + 4);
-    for part in [head, "\"", &b64, "\"", TAIL] {
+    for part in [head, "\"", b64, "\"", TAIL] {
         json.push_str(part);
     }
     Some(json)
@@ -85,9 +90,43 @@ impl EventMessage {
     /// every message fits as it is: it is serialised once, into a buffer that gives up at `max`
     /// (a 50 MB html body is not copied to find out it does not fit).
     pub fn to_json(&mut self, max: u64) -> anyhow::Result<EventJson> {
+        if let Some(json) = self.stored_then_full(max)? {
+            return Ok(json);
+        }
         let full = self.fitted_json(max)?;
         let without_raw = self.raw.base64.as_deref().and_then(|b64| without_raw_base64(&full, b64));
         Ok(EventJson { full, without_raw })
+    }
+
+    /// The usual case, an event with `raw.base64` that fits as it is: serialised once without the
+    /// base64 (the stored form), which is then spliced in for the full one. The base64 (4/3 of the
+    /// message) is copied rather than run through the JSON string escaper. None: another case.
+    fn stored_then_full(&mut self, max: u64) -> anyhow::Result<Option<EventJson>> {
+        if self.withheld_text.is_some() {
+            return Ok(None);
+        }
+        let Some(b64) = self.raw.base64.take() else { return Ok(None) };
+        let room = max.saturating_sub(ENVELOPE) as usize;
+        let mut out = Capped { buf: Vec::with_capacity(self.estimate().min(room)), room };
+        let serialised = serde_json::to_writer(&mut out, &*self);
+        // The full form: `null` (4 bytes) replaced by the quoted base64.
+        let fits = serialised.is_ok() && out.buf.len() + b64.len() + 2 - 4 <= room;
+        let json = match fits {
+            true => {
+                let stored = String::from_utf8(out.buf)?;
+                splice_base64(&stored, &b64).map(|full| EventJson { full, without_raw: Some(stored) })
+            }
+            false => None,
+        };
+        self.raw.base64 = Some(b64);
+        Ok(json)
+    }
+
+    /// About the size of the event's JSON without `raw.base64`: its bodies and a little more. Reserved
+    /// at once, so the buffer is not copied as it doubles.
+    fn estimate(&self) -> usize {
+        let bodies = self.text.as_ref().map_or(0, String::len) + self.html.as_ref().map_or(0, String::len);
+        bodies + bodies / 8 + 4096
     }
 
     fn fitted_json(&mut self, max: u64) -> anyhow::Result<String> {

@@ -85,8 +85,8 @@ fn max_payload_drops_html_then_text_and_inline_raw_max_is_exact() {
         events.push(ev);
     }
 
-    // 50 KB text + 50 KB html: leaving out the html and the reply (a copy of the text, as nothing
-    // is quoted) is enough.
+    // 50 KB text + 50 KB html: leaving out the html and the reply (its html is the html again, as
+    // nothing is quoted) is enough.
     let m = &events[0]["message"];
     assert_eq!(omitted(m), ["html", "reply"], "omitted for text 50 KB + html 50 KB ({} byte event)", events[0]);
     assert!(m["reply"].is_null() && m["preview"].is_string());
@@ -108,8 +108,10 @@ fn max_payload_drops_html_then_text_and_inline_raw_max_is_exact() {
     assert_eq!(m["raw"]["size"], 20_000);
     let inlined = m["raw"]["base64"].as_str().expect("a raw message of exactly inline_raw_max bytes is inlined");
     assert!(b64_decode(inlined) == small, "raw.base64 does not decode to the bytes sent");
-    // Its text (20 KB), the same text as reply, and 27 KB of base64 do not fit 64 KB: the reply goes first.
-    assert_eq!(omitted(m), ["reply"]);
+    // Its text (20 KB) and 27 KB of base64 fit 64 KB: the reply, which quotes nothing, is null
+    // rather than a second copy of the text (before issue 21 that copy did not fit and was left out).
+    assert_eq!(omitted(m), Vec::<String>::new());
+    assert!(m["reply"].is_object() && m["reply"]["text"].is_null() && m["text"].is_string(), "{}", m["reply"]);
     let m = &events[3]["message"];
     assert_eq!(m["raw"]["size"], 20_001);
     assert!(m["raw"]["base64"].is_null(), "raw.base64 present for a message one byte over inline_raw_max");

@@ -149,10 +149,9 @@ fn replies_and_forwards_arrive_with_their_new_text() {
                "date": "2026-11-23T10:00:00Z", "subject": "Plans",
                "text": "The plans for next week.", "note": "See the attached message."})
     );
-    assert_eq!(
-        m["reply"],
-        json!({"text": "See the attached message.", "html": null, "signature": null, "quoted": false})
-    );
+    // The forwarder's note is the whole text: reply.text null, the same as text.
+    assert_eq!(m["reply"], json!({"text": null, "html": null, "signature": null, "quoted": false}));
+    assert_eq!(m["text"].as_str().map(str::trim_end), Some("See the attached message."));
 }
 
 #[test]
@@ -162,4 +161,22 @@ fn a_message_that_quotes_nothing_has_its_text_as_reply() {
     let m = send(&h, &gw, "From: a@sender.test\nTo: anyone@example.test\nSubject: hi\n\nJust a note.\n\n-- \nAda\n");
     assert_eq!(m["reply"], json!({"text": "Just a note.", "html": null, "signature": "-- \r\nAda", "quoted": false}));
     assert_eq!(m["text"], "Just a note.\r\n\r\n-- \r\nAda\r\n");
+}
+
+/// Most mail: nothing quoted and no signature. `reply.text` is null rather than a second copy of the
+/// text (read `reply.text ?? text`); the preview is still made from it.
+#[test]
+fn a_reply_that_is_the_whole_text_is_null_not_a_copy() {
+    let h = Harness::basic();
+    let gw = h.start();
+    let m = send(&h, &gw, "From: a@sender.test\nTo: anyone@example.test\nSubject: hi\n\nJust a note.\nSee you.\n\n");
+    assert_eq!(m["reply"], json!({"text": null, "html": null, "signature": null, "quoted": false}));
+    assert_eq!(m["text"], "Just a note.\r\nSee you.\r\n\r\n");
+    assert_eq!(m["preview"], "Just a note. See you.");
+    // A body whose line ends are mixed is not the same once they are made its own: the string stays.
+    let mixed = "From: a@sender.test\r\nTo: anyone@example.test\r\nSubject: hi\r\n\r\nOne.\r\nTwo.\nThree.\r\n";
+    let mut c = SmtpClient::ready(gw.smtp);
+    let id = c.send_mail("ada@sender.test", &["anyone@example.test"], mixed.as_bytes());
+    let (_, ev) = h.event_for(&id);
+    assert_eq!(ev["message"]["reply"]["text"], "One.\r\nTwo.\r\nThree.");
 }
