@@ -151,6 +151,9 @@ struct Table {
     name: &'static str,
     columns: &'static [(&'static str, Type)],
     select: &'static str,
+    /// The column holding a stored event, which SQLite may keep compressed (`sqlite/codec.rs`):
+    /// `select` then also names its codec and dictionary after `columns`, and the JSON is copied.
+    event: Option<usize>,
 }
 
 const MESSAGES: Table = Table {
@@ -173,9 +176,13 @@ const MESSAGES: Table = Table {
         ("disposition", Type::TEXT),
         ("type", Type::TEXT),
     ],
+    // The last two: the event's codec and dictionary, as sqlite/reads.rs MESSAGE_COLS reads them.
     select: "SELECT id, received_at, client_ip, helo, mail_from, rcpt_to, size, sha256, subject, from_addr,
-                    parsed_status, event_message, raw_inline, files_removed_at, disposition, type
+                    parsed_status, event_message, raw_inline, files_removed_at, disposition, type, event_codec,
+                    CASE event_codec WHEN 2 THEN (SELECT data FROM contents WHERE contents.message_id = messages.id
+                                                  AND contents.part = -1) END
              FROM messages ORDER BY rowid",
+    event: Some(11),
 };
 
 const ATTACHMENTS: Table = Table {
@@ -189,6 +196,7 @@ const ATTACHMENTS: Table = Table {
         ("sha256", Type::TEXT),
     ],
     select: "SELECT message_id, idx, filename, content_type, size, sha256 FROM attachments ORDER BY rowid",
+    event: None,
 };
 
 /// A claim (`in_flight`) is not copied: whatever was in flight is pending again (at-least-once).
@@ -213,6 +221,7 @@ const DELIVERIES: Table = Table {
     select: "SELECT id, message_id, event_id, endpoint, status, attempts, step, retry_requested_at,
                     next_attempt_at, last_status, last_error, created_at, updated_at
              FROM deliveries ORDER BY rowid",
+    event: None,
 };
 
 const ATTEMPTS: Table = Table {
@@ -229,6 +238,7 @@ const ATTEMPTS: Table = Table {
     ],
     select: "SELECT id, delivery_id, attempt, started_at, duration_ms, http_status, error, response_body
              FROM attempts ORDER BY id",
+    event: None,
 };
 
 /// Readers join stream events with their message: an event whose message is gone was never read,
@@ -244,18 +254,21 @@ const STREAM_EVENTS: Table = Table {
     ],
     select: "SELECT cursor, stream, event_id, message_id, created_at FROM stream_events
              WHERE message_id IN (SELECT id FROM messages) ORDER BY cursor",
+    event: None,
 };
 
 const STREAM_CONSUMERS: Table = Table {
     name: "stream_consumers",
     columns: &[("stream", Type::TEXT), ("name", Type::TEXT), ("acked", Type::INT8), ("updated_at", Type::INT8)],
     select: "SELECT stream, name, acked, updated_at FROM stream_consumers ORDER BY rowid",
+    event: None,
 };
 
 const SENDER_RULES: Table = Table {
     name: "sender_rules",
     columns: &[("rule", Type::TEXT), ("list", Type::TEXT), ("added_at", Type::INT8)],
     select: "SELECT rule, list, added_at FROM sender_rules ORDER BY rowid",
+    event: None,
 };
 
 /// One SQLite value as the PostgreSQL column's type wants it.
@@ -301,8 +314,15 @@ fn copy_table(
     let mut rows = stmt.query([])?;
     let mut n = 0i64;
     while let Some(row) = rows.next()? {
-        let values =
-            types.iter().enumerate().map(|(i, ty)| Value::read(row, i, ty)).collect::<rusqlite::Result<Vec<_>>>()?;
+        let values = types
+            .iter()
+            .enumerate()
+            .map(|(i, ty)| match t.event {
+                Some(e) if e == i => super::sqlite::stored_event(row, i, types.len(), types.len() + 1)
+                    .map(|json| Value::Text(Some(super::postgres::text(&json)))),
+                _ => Value::read(row, i, ty),
+            })
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(Value::as_sql).collect();
         writer.write(&refs).with_context(|| format!("copying a row of {}", t.name))?;
         n += 1;

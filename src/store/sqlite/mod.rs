@@ -12,6 +12,7 @@ mod contents;
 mod ingest;
 mod queue;
 mod reads;
+pub(in crate::store) use reads::stored_event;
 mod removal;
 mod retention;
 mod schema;

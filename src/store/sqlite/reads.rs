@@ -246,7 +246,12 @@ pub(super) fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow>
 /// A stored event's JSON from its columns: `event_message` (JSON text in rows from before
 /// compression, else a zstd frame), `event_codec`, and the raw message's stored bytes when the
 /// codec says they are its dictionary (NULL otherwise).
-pub(super) fn stored_event(r: &rusqlite::Row<'_>, stored: usize, codec: usize, raw: usize) -> rusqlite::Result<String> {
+pub(in crate::store) fn stored_event(
+    r: &rusqlite::Row<'_>,
+    stored: usize,
+    codec: usize,
+    raw: usize,
+) -> rusqlite::Result<String> {
     let fail = |e: anyhow::Error| rusqlite::Error::FromSqlConversionFailure(stored, Type::Blob, e.into());
     let n: i64 = r.get(codec)?;
     let codec = Codec::from_column(n).ok_or_else(|| fail(anyhow::anyhow!("event codec {n}")))?;
