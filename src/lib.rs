@@ -29,6 +29,7 @@ pub mod http;
 pub mod ids;
 pub mod ingest;
 pub mod mail;
+pub mod memory;
 pub mod metrics;
 pub mod parse;
 pub mod route;

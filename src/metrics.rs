@@ -1,7 +1,7 @@
 //! Prometheus metrics (`GET /metrics`): counters the SMTP side and the scheduler bump as mail
 //! flows, plus queue gauges read from the store at scrape time.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -36,6 +36,8 @@ pub struct Metrics {
     pub pending: Gauge,
     pub oldest_pending_seconds: Gauge<f64, AtomicU64>,
     consecutive_failures: Family<EndpointLabel, Gauge>,
+    /// Attempts made, all outcomes: with `accepted`, what `activity` counts.
+    attempted: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -82,6 +84,7 @@ impl Metrics {
             pending,
             oldest_pending_seconds,
             consecutive_failures,
+            attempted: AtomicU64::new(0),
         }
     }
 
@@ -89,7 +92,13 @@ impl Metrics {
         self.rejected.get_or_create(&ReasonLabel { reason: reason.as_str().to_string() }).inc();
     }
 
+    /// Grows with every message accepted and every attempt made: unchanged means the gateway was idle.
+    pub fn activity(&self) -> u64 {
+        self.accepted.get() + self.attempted.load(Ordering::Relaxed)
+    }
+
     pub fn attempt(&self, endpoint: &str, next: NextState, seconds: f64) {
+        self.attempted.fetch_add(1, Ordering::Relaxed);
         self.attempts.get_or_create(&Outcome { outcome: next.outcome().to_string() }).inc();
         self.attempt_seconds.observe(seconds);
         let failures = self.consecutive_failures.get_or_create(&EndpointLabel { endpoint: endpoint.to_string() });
