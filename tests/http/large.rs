@@ -54,6 +54,26 @@ impl Sampler {
     }
 }
 
+/// Reads a download to its end, hashing it as it arrives and sampling the gateway's RSS every
+/// 4 MiB: its length, its SHA-256 (hex) and how long it took.
+fn read_sampled(reader: &mut impl Read, sampler: &Sampler) -> (usize, String, Duration) {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut total, t) = (0usize, Instant::now());
+    loop {
+        let n = reader.read(&mut buf).expect("reading the download");
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+        total += n;
+        if total % (4 << 20) < n {
+            sampler.sample();
+        }
+    }
+    (total, hex(ctx.finish().as_ref()), t.elapsed())
+}
+
 #[test]
 fn a_50_mb_attachment_streams_with_flat_memory() {
     let started = Instant::now();
@@ -92,27 +112,11 @@ fn a_50_mb_attachment_streams_with_flat_memory() {
     let mut resp = agent.get(&url).call().expect("GET the 50 MB attachment");
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(resp.headers().get("content-length").and_then(|v| v.to_str().ok()), Some(SIZE.to_string().as_str()));
-    let mut reader = resp.body_mut().as_reader();
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut total = 0usize;
-    let t = Instant::now();
-    loop {
-        let n = reader.read(&mut buf).expect("reading the download");
-        if n == 0 {
-            break;
-        }
-        ctx.update(&buf[..n]);
-        total += n;
-        if total % (4 << 20) < n {
-            sampler.sample();
-        }
-    }
-    let download = t.elapsed();
+    let (total, got_sha, download) = read_sampled(&mut resp.body_mut().as_reader(), &sampler);
     let (peak, samples) = sampler.stop();
 
     assert_eq!(total, SIZE, "downloaded length");
-    assert_eq!(hex(ctx.finish().as_ref()), sha, "downloaded sha256");
+    assert_eq!(got_sha, sha, "downloaded sha256");
     let grew = peak.saturating_sub(baseline);
     assert!(
         grew <= RSS_SLACK_KIB,
@@ -136,28 +140,14 @@ fn a_50_mb_attachment_streams_with_flat_memory() {
     let raw_url = local(&gw, ev["message"]["raw"]["url"].as_str().expect("raw url"));
     let raw_size = ev["message"]["raw"]["size"].as_u64().expect("raw size");
     let raw_sha = ev["message"]["raw"]["sha256"].as_str().expect("raw sha256").to_string();
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     let baseline = vm_rss_kib(pid);
     let sampler = Sampler::start(pid);
     let mut resp = agent.get(&raw_url).call().expect("GET the raw message");
     assert_eq!(resp.status().as_u16(), 200);
-    let mut reader = resp.body_mut().as_reader();
-    let (mut total, t) = (0usize, Instant::now());
-    loop {
-        let n = reader.read(&mut buf).expect("reading the raw download");
-        if n == 0 {
-            break;
-        }
-        ctx.update(&buf[..n]);
-        total += n;
-        if total % (4 << 20) < n {
-            sampler.sample();
-        }
-    }
-    let download = t.elapsed();
+    let (total, got_sha, download) = read_sampled(&mut resp.body_mut().as_reader(), &sampler);
     let (peak, samples) = sampler.stop();
     assert_eq!(total as u64, raw_size, "raw download length");
-    assert_eq!(hex(ctx.finish().as_ref()), raw_sha, "raw download sha256");
+    assert_eq!(got_sha, raw_sha, "raw download sha256");
     let grew = peak.saturating_sub(baseline);
     assert!(
         grew <= RSS_SLACK_KIB,
