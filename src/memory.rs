@@ -20,7 +20,6 @@ const QUIET: u32 = 3;
 
 pub async fn trim_when_quiet(metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) {
     let mut seen = metrics.activity();
-    let mut trimmed = seen;
     let mut quiet = 0;
     loop {
         tokio::select! {
@@ -30,8 +29,8 @@ pub async fn trim_when_quiet(metrics: Arc<Metrics>, mut stop: watch::Receiver<bo
         let now = metrics.activity();
         quiet = if now == seen { quiet + 1 } else { 0 };
         seen = now;
-        if quiet >= QUIET && now != trimmed {
-            trimmed = now;
+        // Once per quiet spell (the first one: the start's own allocations).
+        if quiet == QUIET {
             let _ = tokio::task::spawn_blocking(trim).await;
         }
     }
