@@ -254,25 +254,41 @@ impl Sink for Ingest {
         if !stored.sync.is_empty()
             && let Err(refusal) = Box::pin(self.deliver_now(&id, &stored.sync, stored.sync_timeout)).await
         {
-            self.store.unclaim(&stored.now);
-            self.wake.notify_one();
+            self.give_back(stored.now, true);
             return Err(refusal);
         }
         let left = match self.hand_off {
             true => self.deliverer.hand_off(stored.now, stored.event_type, stored.event_message),
             false => stored.now,
         };
-        if !left.is_empty() {
-            self.store.unclaim(&left);
-        }
-        if stored.queued || !left.is_empty() {
-            self.wake.notify_one();
-        }
+        let wake = stored.queued || !left.is_empty();
+        self.give_back(left, wake);
         Ok(id)
     }
 }
 
 impl Ingest {
+    /// Gives back the deliveries leased at ingest that nobody attempts now, then wakes the
+    /// scheduler. In `serve` this runs off the reply's path: the message is committed, and with
+    /// PostgreSQL gone the give-back waits for a connection (up to 5 s), which the 250 must not
+    /// wait for (a lease not given back only expires). `mxhook deliver` has no scheduler to hand
+    /// them to, and gives them back before it exits.
+    fn give_back(&self, left: Vec<crate::store::Delivery>, wake: bool) {
+        let (store, scheduler) = (self.store.clone(), self.wake.clone());
+        let run = move || {
+            if !left.is_empty() {
+                store.unclaim(&left);
+            }
+            if wake {
+                scheduler.notify_one();
+            }
+        };
+        match self.hand_off {
+            true => drop(tokio::task::spawn_blocking(run)),
+            false => run(),
+        }
+    }
+
     /// Sync mode: the message is stored, its sync deliveries are claimed; try them now. All 2xx → 250.
     /// Otherwise the message is withdrawn (it was never acknowledged) and the sender's server keeps
     /// it and retries: `451`.

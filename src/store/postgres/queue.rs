@@ -63,9 +63,14 @@ impl Postgres {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
         };
+        // Rows another gateway has locked are skipped, never waited for: it is taking them over or
+        // recording an attempt on them (`attempts.rs` locks the row whoever leases it), and that
+        // transaction may next want a row this one had already taken: a deadlock, which PostgreSQL
+        // breaks by failing one side, here the gateway's start. A skipped lease only expires.
         let released = match previous.filter(|p| !p.is_empty() && *p != self.owner) {
             Some(p) => self.conn()?.execute(
-                "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1 AND status = 'pending'",
+                "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE id IN (
+                   SELECT id FROM deliveries WHERE lease_owner = $1 AND status = 'pending' FOR UPDATE SKIP LOCKED)",
                 &[&p],
             )? as usize,
             None => 0,
