@@ -274,11 +274,16 @@ impl Ingest {
     /// wait for (a lease not given back only expires). `mxhook deliver` has no scheduler to hand
     /// them to, and gives them back before it exits.
     fn give_back(&self, left: Vec<crate::store::Delivery>, wake: bool) {
+        // The usual case (every delivery handed off, or none due now): no thread hop.
+        if left.is_empty() {
+            if wake {
+                self.wake.notify_one();
+            }
+            return;
+        }
         let (store, scheduler) = (self.store.clone(), self.wake.clone());
         let run = move || {
-            if !left.is_empty() {
-                store.unclaim(&left);
-            }
+            store.unclaim(&left);
             if wake {
                 scheduler.notify_one();
             }
