@@ -121,7 +121,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if !stream_retention.is_empty() {
         tokio::spawn(streams_tip(store.clone(), stopped.clone()));
     }
-    tokio::spawn(crate::memory::trim_when_quiet(metrics.clone(), stopped.clone()));
+    tokio::spawn(crate::memory::trim_when_quiet(metrics.clone(), store.clone(), stopped.clone()));
     let janitor_task =
         tokio::spawn(janitor(store.clone(), settings.retention, settings.keep_metadata, stream_retention, stopped));
     fresh.keep();

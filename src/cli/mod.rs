@@ -146,6 +146,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve => {
             let settings = load(&cli.config)?;
+            crate::memory::limit_arenas();
             // Blocking threads (delivery attempts, ingest) left idle after a burst exit after 2 s
             // instead of tokio's 10 s, and give their stacks back (RSS 5 s after a burst: -1.6 MiB).
             let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -56,6 +56,11 @@ pub fn agent(ep: &Endpoint) -> ureq::Agent {
         // would reconnect for every attempt).
         .max_idle_connections(ep.concurrency.max(10))
         .max_idle_connections_per_host(ep.concurrency.max(3))
+        // Each pooled connection keeps its buffers (ureq's default: 128 KiB in, 128 KiB out, 2 MiB
+        // for 8 connections, idle). An answer's head rarely needs more than a few KB (the input
+        // buffer grows when it does); the output side writes the event 64 KiB per call.
+        .input_buffer_size(16 * 1024)
+        .output_buffer_size(64 * 1024)
         .proxy(None)
         .user_agent(concat!("mxhook/", env!("CARGO_PKG_VERSION")))
         .build();

@@ -82,6 +82,14 @@ impl Store {
         }
     }
 
+    /// Gives back what the store's connections cache in memory (SQLite's page caches; PostgreSQL
+    /// caches on its server). For a quiet gateway (`memory.rs`).
+    pub fn release_memory(&self) {
+        if let Backend::Sqlite(s) = &self.backend {
+            s.release_memory();
+        }
+    }
+
     /// Which engine, for the log line at start: `sqlite` or the database's URL (password hidden).
     pub fn describe(&self) -> String {
         match &self.backend {

@@ -100,3 +100,24 @@ mod group_commit {
         assert_eq!(sync, 2, "synchronous is FULL again");
     }
 }
+
+#[cfg(test)]
+mod memory {
+    use crate::store::sqlite::Sqlite;
+    use crate::store::sqlite::tests::add;
+
+    /// A quiet gateway empties the page caches (`memory.rs`): every connection reads again after.
+    #[test]
+    fn after_the_page_caches_are_released_every_connection_reads_and_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Sqlite::open(dir.path()).unwrap();
+        add(&store, "msg_a", 1_000, &["app"]);
+        store.release_memory();
+        assert_eq!(store.message("msg_a").unwrap().map(|m| m.id), Some("msg_a".to_string()));
+        let claimed = store.claim_due(2_000, 10, &|_| 10, &[]).unwrap();
+        assert_eq!(claimed.iter().map(|d| d.message_id.as_str()).collect::<Vec<_>>(), ["msg_a"]);
+        store.release_memory();
+        add(&store, "msg_b", 1_001, &["app"]);
+        assert!(store.message("msg_b").unwrap().is_some());
+    }
+}
