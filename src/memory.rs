@@ -54,7 +54,7 @@ fn trim() {
 /// glibc gives each thread that allocates under contention an arena of its own, up to 8 per core,
 /// and a burst's blocking threads reach that: each arena keeps its scraps and the free space around
 /// what stays live in it (a pooled connection's buffers, a cached statement), which `malloc_trim`
-/// cannot hand back. Two arenas: idle RSS after 500 messages 32.8 → 28.4 MiB (BENCHMARKS.md), with
+/// cannot hand back. Two arenas: idle RSS 5 s after 500 messages 32.8 → 29.1 MiB (BENCHMARKS.md), with
 /// the same throughput (per-thread caches serve most allocations without the arena's lock). An
 /// operator's `MALLOC_ARENA_MAX` wins. Call before any thread starts.
 pub fn limit_arenas() {
