@@ -122,7 +122,3 @@ fn a_gateway_killed_for_good_has_its_deliveries_sent_and_links_served_by_the_oth
 fn as_array_ref(v: &Value) -> &Vec<Value> {
     v.as_array().unwrap_or_else(|| panic!("expected a JSON array, got {v}"))
 }
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
-}

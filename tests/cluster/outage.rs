@@ -25,7 +25,7 @@ fn postgresql_stopped_for_10_s_under_load_means_451_meanwhile_and_no_acknowledge
 
     pg.stop_server().unwrap_or_else(|e| panic!("stopping PostgreSQL: {e}"));
     let down = Instant::now();
-    let down_ms = epoch_ms();
+    let down_ms = now_ms();
     let refused_451 = |since: Instant| {
         load.sent()
             .iter()
@@ -117,9 +117,4 @@ fn postgresql_stopped_for_10_s_under_load_means_451_meanwhile_and_no_acknowledge
         sent.iter().filter(|s| matches!(s.outcome, Outcome::Broken)).count(),
         tally.by_message.len(),
     );
-}
-
-/// Now on the wall clock, in ms since the epoch: the unit of `messages.received_at`.
-fn epoch_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

@@ -33,6 +33,12 @@ pub fn seed(test: &str) -> u64 {
     s
 }
 
+/// Now on the wall clock, in ms since the epoch: the unit of the store's timestamps (`received_at`,
+/// `lease_until`).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
 /// The SMTP address of each member while it is up (None while it is down): where the senders go.
 #[derive(Default)]
 pub struct Up(Mutex<Vec<Option<SocketAddr>>>);
