@@ -6,6 +6,7 @@
 //! docs/architecture.md "Store backends").
 
 mod copy;
+mod group;
 mod postgres;
 mod reader;
 mod sqlite;

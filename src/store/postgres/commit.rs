@@ -4,8 +4,6 @@
 //! next. An item whose rows fail is redone alone, so it fails only itself. After the commit the
 //! transaction's NOTIFYs wake every gateway's scheduler and stream readers.
 
-use std::sync::mpsc;
-
 use anyhow::Context;
 
 use super::Postgres;
@@ -32,39 +30,21 @@ pub(super) trait Work: Send {
     }
 }
 
-pub(super) struct Queued {
-    work: Box<dyn Work>,
-    done: mpsc::SyncSender<Result<(), String>>,
-}
-
 impl Postgres {
-    /// Queues `work`, then either finds it committed by the leader of the moment, or leads: commits
-    /// every queued item. Returns once the transaction holding `work` has committed.
+    /// Queues `work`, then either finds it committed by the leader of the moment, or leads:
+    /// commits every queued item (`store::group`). Returns once the transaction holding `work`
+    /// has committed.
     pub(super) fn commit(&self, work: impl Work + 'static) -> anyhow::Result<()> {
-        let (done, result) = mpsc::sync_channel(1);
-        self.queue.lock().unwrap_or_else(|p| p.into_inner()).push(Queued { work: Box::new(work), done });
-        let leader = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        if let Ok(r) = result.try_recv() {
-            return r.map_err(anyhow::Error::msg);
-        }
-        let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
-        let outcome = self.conn().and_then(|mut conn| write_batch(&mut conn, batch.iter().map(|q| &*q.work)));
-        if outcome.is_ok() && batch.iter().any(|q| q.work.streams()) {
-            self.streams_changed();
-        }
-        match outcome {
-            Ok(each) => batch.into_iter().zip(each).for_each(|(q, r)| {
-                let _ = q.done.send(r);
-            }),
-            Err(e) => {
-                let e = format!("{e:#}");
-                batch.into_iter().for_each(|q| {
-                    let _ = q.done.send(Err(e.clone()));
-                });
-            }
-        }
-        drop(leader);
-        result.recv().context("the group commit ended without an answer")?.map_err(anyhow::Error::msg)
+        self.group
+            .commit(Box::new(work), |batch: &[Box<dyn Work>]| {
+                let mut conn = self.conn()?;
+                let each = write_batch(&mut conn, batch.iter().map(|w| &**w))?;
+                if batch.iter().any(|w| w.streams()) {
+                    self.streams_changed();
+                }
+                Ok(each)
+            })
+            .map_err(anyhow::Error::msg)
     }
 }
 

@@ -65,9 +65,7 @@ pub(super) struct Postgres {
     /// The lease length, in ms (`[storage] lease`, else `LEASE`).
     lease: i64,
     /// Messages and attempt outcomes waiting for the next group commit (commit.rs).
-    queue: Mutex<Vec<commit::Queued>>,
-    /// Held by the group commit's leader.
-    writer: Mutex<()>,
+    group: crate::store::group::Group<Box<dyn commit::Work>>,
     /// The deliveries this gateway holds a lease on (claimed, or handed off at ingest), renewed by
     /// the renewal thread until their outcome is recorded or they are given back.
     held: Arc<Mutex<HashSet<String>>>,
@@ -152,8 +150,7 @@ impl Postgres {
             pool,
             owner: crate::ids::new_id("gw"),
             lease: lease.as_millis() as i64,
-            queue: Mutex::new(Vec::new()),
-            writer: Mutex::new(()),
+            group: crate::store::group::Group::new(),
             held: Arc::new(Mutex::new(HashSet::new())),
             due_tip: Arc::new(watch::Sender::new(0)),
             streams_tip: Arc::new(watch::Sender::new(0)),

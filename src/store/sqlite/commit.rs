@@ -4,8 +4,6 @@
 //! Sessions that finished DATA while the previous commit was on its way to the disk, and attempts
 //! that ended meanwhile, share the next one; nobody waits behind a queue of commits.
 
-use std::sync::mpsc;
-
 use anyhow::Context;
 
 use super::{Sqlite, spool};
@@ -26,47 +24,26 @@ pub(super) trait Work: Send {
     }
 }
 
-pub(super) struct Queued {
-    work: Box<dyn Work>,
-    done: mpsc::SyncSender<Result<(), String>>,
-}
-
 impl Sqlite {
-    /// Queues `work`, then either finds it committed by the caller that held the connection
-    /// meanwhile, or takes the connection and commits every queued item. Returns once the
+    /// Queues `work`, then either finds it committed by the caller that led meanwhile, or leads:
+    /// takes the connection and commits every queued item (`store::group`). Returns once the
     /// transaction holding `work` has committed: on disk for a message (see `write_batch`).
     pub(super) fn commit(&self, work: impl Work + 'static) -> anyhow::Result<()> {
-        let (done, result) = mpsc::sync_channel(1);
-        self.queue.lock().unwrap_or_else(|p| p.into_inner()).push(Queued { work: Box::new(work), done });
-        let mut conn = self.conn();
-        // A leader drains the queue and answers everyone in it before it lets go of the
-        // connection: if our answer is not there yet, our item is still queued and we lead.
-        if let Ok(r) = result.try_recv() {
-            return r.map_err(anyhow::Error::msg);
-        }
-        let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
-        // Large messages' files were fsync'd by their sessions; their names in the spool directory
-        // are made durable here, once for the batch, before the rows that point at them.
-        let spooled = batch.iter().any(|q| q.work.is_spooled());
-        let outcome =
-            if spooled { spool::sync_dir(&self.spool_dir).context("syncing the spool directory") } else { Ok(()) };
-        let outcome = outcome.and_then(|()| write_batch(&mut conn, batch.iter().map(|q| &*q.work)));
-        if outcome.is_ok() && batch.iter().any(|q| q.work.streams()) {
-            self.streams_changed();
-        }
-        match outcome {
-            Ok(each) => batch.into_iter().zip(each).for_each(|(q, r)| {
-                let _ = q.done.send(r);
-            }),
-            Err(e) => {
-                let e = format!("{e:#}");
-                batch.into_iter().for_each(|q| {
-                    let _ = q.done.send(Err(e.clone()));
-                });
-            }
-        }
-        drop(conn);
-        result.recv().context("the group commit ended without an answer")?.map_err(anyhow::Error::msg)
+        self.group
+            .commit(Box::new(work), |batch: &[Box<dyn Work>]| {
+                let mut conn = self.conn();
+                // Large messages' files were fsync'd by their sessions; their names in the spool
+                // directory are made durable here, once for the batch, before the rows that point at them.
+                if batch.iter().any(|w| w.is_spooled()) {
+                    spool::sync_dir(&self.spool_dir).context("syncing the spool directory")?;
+                }
+                let each = write_batch(&mut conn, batch.iter().map(|w| &**w))?;
+                if batch.iter().any(|w| w.streams()) {
+                    self.streams_changed();
+                }
+                Ok(each)
+            })
+            .map_err(anyhow::Error::msg)
     }
 }
 

@@ -50,7 +50,7 @@ pub struct Sqlite {
     /// next due time, links. They do not wait for a group commit in progress.
     deliver: Mutex<Connection>,
     /// Messages and attempt outcomes waiting for the next group commit (commit.rs).
-    queue: Mutex<Vec<commit::Queued>>,
+    group: crate::store::group::Group<Box<dyn commit::Work>>,
     /// Deliveries this process's scheduler has claimed and not yet recorded (see claim_due).
     claimed: Mutex<HashSet<String>>,
     spool_dir: PathBuf,
@@ -99,7 +99,7 @@ impl Sqlite {
             _checkpointer: checkpointer,
             conn: Mutex::new(conn),
             deliver: Mutex::new(deliver),
-            queue: Mutex::new(Vec::new()),
+            group: crate::store::group::Group::new(),
             claimed: Mutex::new(HashSet::new()),
             spool_dir,
             attachment_dir,
