@@ -49,9 +49,10 @@ fn postgresql_stopped_for_10_s_under_load_means_451_meanwhile_and_no_acknowledge
         assert!(c.gateway(n).alive(), "gateway {n} still runs (never restarted)\n{}", c.h.logs());
     }
 
-    // No 250 for a message the gateway received once the database was stopped: nothing could
-    // commit it. A 250 that came later than 2 s after the stop is a commit that beat the stop, its
-    // reply slowed by a loaded machine (CI saw one): allowed, checked by when its message came in.
+    // A 250 between stop + 2 s and the moment `pg_ctl start` returned must be for a message the
+    // database holds: a commit that beat the stop, its reply slowed by a loaded machine, or one that
+    // made it once the database was back but before `pg_ctl` noticed (CI saw both). A 250 for a
+    // message it does not hold is a promise made without a commit, the thing this test is for.
     let window = |s: &&Sent| s.at > down + Duration::from_secs(2) && s.at < up;
     let late: Vec<(&Sent, String)> = sent
         .iter()
@@ -71,11 +72,11 @@ fn postgresql_stopped_for_10_s_under_load_means_451_meanwhile_and_no_acknowledge
         for (s, id) in &late {
             let at = received.get(id).copied();
             eprintln!(
-                "outage: a late 250 (member {}): {id} received {:?} ms before the stop ended",
+                "outage: a 250 during the outage (member {}): {id}, received {:?} ms after the stop ended",
                 s.member,
-                at.map(|a| down_ms - a)
+                at.map(|a| a - down_ms)
             );
-            assert!(at.is_some_and(|a| a < down_ms), "250 for a message received while the database was down: {s:?}");
+            assert!(at.is_some(), "250 for a message the database does not hold: {s:?}");
         }
     }
     // And nothing else but 451 4.3.0: try again later, never a permanent refusal.
