@@ -99,7 +99,7 @@ impl Postgres {
         }
         let rows = tx.query(
             "SELECT id, status, lease_owner IS NOT NULL AND lease_until >= $2 FROM deliveries
-             WHERE message_id = $1 FOR UPDATE",
+             WHERE message_id = $1 ORDER BY id FOR UPDATE",
             &[&message_id, &now],
         )?;
         let mut pending = 0;
@@ -125,9 +125,14 @@ impl Postgres {
         let now = now_ms();
         let mut conn = self.conn()?;
         let n = conn.execute(
-            "UPDATE deliveries SET status = 'pending', retry_requested_at = $1, next_attempt_at = $1, updated_at = $1
-             WHERE message_id IN (SELECT id FROM messages WHERE received_at >= $2 AND received_at < $3)
-               AND ($4::text IS NULL OR endpoint = $4) AND ($5::text IS NULL OR status = $5)",
+            // In id order (mod.rs, "Lock order"): the deliverer records outcomes of the same rows.
+            "WITH locked AS MATERIALIZED (
+                 SELECT id FROM deliveries
+                 WHERE message_id IN (SELECT id FROM messages WHERE received_at >= $2 AND received_at < $3)
+                   AND ($4::text IS NULL OR endpoint = $4) AND ($5::text IS NULL OR status = $5)
+                 ORDER BY id FOR NO KEY UPDATE)
+             UPDATE deliveries SET status = 'pending', retry_requested_at = $1, next_attempt_at = $1, updated_at = $1
+             WHERE id IN (SELECT id FROM locked)",
             &[&now, &since, &until, &endpoint, &status.map(DeliveryStatus::as_str)],
         )? as usize;
         if n > 0 {

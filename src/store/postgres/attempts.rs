@@ -47,7 +47,8 @@ impl Work for AttemptRecord {
             &[&r.delivery_id, &a.attempt, &a.started_at, &a.duration_ms, &a.http_status, &error, &body],
         )?;
         let Some(row) = tx.query_opt(
-            "SELECT retry_requested_at, lease_owner FROM deliveries WHERE id = $1 FOR UPDATE",
+            // Locked already, with the batch's other deliveries in id order (commit.rs `begin`).
+            "SELECT retry_requested_at, lease_owner FROM deliveries WHERE id = $1 FOR NO KEY UPDATE",
             &[&r.delivery_id],
         )?
         else {
@@ -90,6 +91,9 @@ impl Work for AttemptRecord {
     }
     fn is_promise(&self) -> bool {
         false
+    }
+    fn locks(&self) -> Option<&str> {
+        Some(&self.delivery_id)
     }
     /// A fifo endpoint's next in line, or a retry requested meanwhile, may now be any gateway's.
     fn wakes_schedulers(&self) -> bool {

@@ -28,6 +28,10 @@ pub(super) trait Work: Send {
     fn streams(&self) -> bool {
         false
     }
+    /// The existing delivery it changes, if any: the batch locks them all first, in id order.
+    fn locks(&self) -> Option<&str> {
+        None
+    }
 }
 
 impl Postgres {
@@ -76,7 +80,7 @@ fn write_batch<'a>(
 
 fn begin<'c, 'a>(
     conn: &'c mut postgres::Client,
-    mut batch: impl Iterator<Item = &'a dyn Work> + Clone,
+    batch: impl Iterator<Item = &'a dyn Work> + Clone,
 ) -> anyhow::Result<postgres::Transaction<'c>> {
     let mut tx = conn.transaction().context("beginning a transaction")?;
     // An attempt's outcome is no promise to anyone: lost in a crash of the database, it costs one
@@ -84,8 +88,15 @@ fn begin<'c, 'a>(
     if !batch.clone().any(|w| w.is_promise()) {
         tx.batch_execute("SET LOCAL synchronous_commit = off")?;
     }
-    if batch.any(|w| w.streams()) {
+    if batch.clone().any(|w| w.streams()) {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&STREAMS_LOCK])?;
+    }
+    // Locked in id order before any is changed (mod.rs, "Lock order"): item by item, two batches
+    // (or a batch and a replay) that share two deliveries could each hold one the other waits for.
+    let mut ids: Vec<&str> = batch.filter_map(|w| w.locks()).collect();
+    if ids.len() > 1 {
+        ids.sort_unstable();
+        tx.execute("SELECT 1 FROM deliveries WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE", &[&ids])?;
     }
     Ok(tx)
 }

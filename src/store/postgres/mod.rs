@@ -8,6 +8,12 @@
 //! `commit.rs` (group commit) and `bytes.rs` (chunks), `queue.rs` (claims as leases),
 //! `attempts.rs`, `reads.rs`, `api_reads.rs` (the API's pages, delete, replay), `retention.rs`,
 //! `senders.rs`, `streams.rs`, `listen.rs` (LISTEN).
+//!
+//! Lock order: a transaction that may wait for more than one `deliveries` row locks them in id order
+//! first (`ORDER BY id FOR …`, see LOCK_IN_ORDER) and only then changes them. Two such transactions
+//! then wait for each other one way at most, never both ways: PostgreSQL never has to break a
+//! deadlock by failing one of them (an API call's 503, a renewal missed, an outcome sent again).
+//! Claims and retention's chunks skip locked rows (`SKIP LOCKED`) and wait for none.
 
 mod api_reads;
 mod attempts;
@@ -54,6 +60,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// its last renewal.
 #[cfg(test)]
 pub(super) const LEASE: Duration = Duration::from_secs(30);
+
+/// The start of a statement that changes the deliveries `id = ANY($1)` still leased to `$2` (see
+/// "Lock order" above): it locks them in id order, then the statement's UPDATE changes the rows in
+/// `locked`. A CTE that locks is run once, to its end, before the UPDATE reads it.
+pub(super) const LOCK_IN_ORDER: &str = "WITH locked AS MATERIALIZED (
+        SELECT id FROM deliveries WHERE id = ANY($1) AND lease_owner = $2 ORDER BY id FOR NO KEY UPDATE)";
 
 /// The PostgreSQL store of one database, as one gateway sees it.
 pub(super) struct Postgres {
@@ -216,8 +228,10 @@ impl Postgres {
                     let until = lease_until(crate::time::now_ms(), lease);
                     let renewed = pool.get().map_err(anyhow::Error::from).and_then(|mut c| {
                         Ok(c.execute(
-                            "UPDATE deliveries SET lease_until = $1 WHERE lease_owner = $2 AND id = ANY($3)",
-                            &[&until, &owner, &ids],
+                            &format!(
+                                "{LOCK_IN_ORDER} UPDATE deliveries SET lease_until = $3 WHERE id IN (SELECT id FROM locked)"
+                            ),
+                            &[&ids, &owner, &until],
                         )?)
                     });
                     if let Err(e) = renewed {

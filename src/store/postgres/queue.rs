@@ -9,7 +9,7 @@
 use anyhow::Context;
 
 use super::reads::{DELIVERY_COLS, delivery_row};
-use super::{Postgres, lease_until};
+use super::{LOCK_IN_ORDER, Postgres, lease_until};
 use crate::mail::DeliveryStatus;
 use crate::store::Delivery;
 use crate::time::now_ms;
@@ -45,7 +45,10 @@ impl Postgres {
             return Ok(());
         }
         self.conn()?.execute(
-            "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE id = ANY($1) AND lease_owner = $2",
+            &format!(
+                "{LOCK_IN_ORDER} UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
+                 WHERE id IN (SELECT id FROM locked)"
+            ),
             &[&ids, &self.owner],
         )?;
         Ok(())

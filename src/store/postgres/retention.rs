@@ -86,7 +86,13 @@ impl Postgres {
             from = (last.get(0), last.get(1));
             let ids: Vec<String> = rows.iter().filter(|r| r.get::<_, bool>(2)).map(|r| r.get(1)).collect();
             // Every other row of each message goes with it (ON DELETE CASCADE).
-            let n = if ids.is_empty() { 0 } else { tx.execute("DELETE FROM messages WHERE id = ANY($1)", &[&ids])? };
+            let n = if ids.is_empty() {
+                0
+            } else {
+                // The cascade would lock their deliveries in no particular order (mod.rs, "Lock order").
+                tx.execute("SELECT 1 FROM deliveries WHERE message_id = ANY($1) ORDER BY id FOR UPDATE", &[&ids])?;
+                tx.execute("DELETE FROM messages WHERE id = ANY($1)", &[&ids])?
+            };
             tx.commit()?;
             if n > 0 {
                 total += n as usize;
