@@ -41,13 +41,9 @@ impl Work for AttemptRecord {
     fn write(&self, tx: &mut postgres::Transaction<'_>) -> anyhow::Result<()> {
         let (r, a) = (self, &self.attempt);
         let (error, body) = (opt_text(a.error.as_deref()), opt_text(a.response_body.as_deref()));
-        tx.execute(
-            "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, http_status, error, response_body)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[&r.delivery_id, &a.attempt, &a.started_at, &a.duration_ms, &a.http_status, &error, &body],
-        )?;
         let Some(row) = tx.query_opt(
-            // Locked already, with the batch's other deliveries in id order (commit.rs `begin`).
+            // Before the attempt's row, whose foreign key would take a weaker lock first. Locked
+            // already when the batch has more than one (in id order, commit.rs `begin`).
             "SELECT retry_requested_at, lease_owner FROM deliveries WHERE id = $1 FOR NO KEY UPDATE",
             &[&r.delivery_id],
         )?
@@ -55,6 +51,11 @@ impl Work for AttemptRecord {
             anyhow::bail!("delivery {} does not exist", r.delivery_id);
         };
         let (requested, owner): (Option<i64>, Option<String>) = (row.get(0), row.get(1));
+        tx.execute(
+            "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, http_status, error, response_body)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[&r.delivery_id, &a.attempt, &a.started_at, &a.duration_ms, &a.http_status, &error, &body],
+        )?;
         // No lease of ours (another gateway's, or none: a takeover already recorded its outcome
         // and gave the lease back): the attempt is on record, the delivery is not ours to move.
         if owner.as_deref() != Some(r.owner.as_str()) {
