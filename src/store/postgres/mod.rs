@@ -118,6 +118,28 @@ pub(super) fn opt_text(s: Option<&str>) -> Option<String> {
     s.map(text)
 }
 
+/// A database host that vanishes without closing its connections (power cut, a network partition)
+/// would hold whoever waits on one (a session's commit: its 250 or 451) until Linux stops
+/// retransmitting, about 15 minutes. With these defaults a connection whose data goes unacknowledged
+/// for 30 s, or that answers no keepalive for about a minute of quiet, is closed: the caller gets an
+/// error (the session a 451) and the pool connects anew. A database URL's own values win. (A server
+/// that is alive but stopped, e.g. SIGSTOP, still acknowledges and is not noticed.)
+fn notice_a_vanished_host(config: &mut postgres::Config) {
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(Duration::from_secs(30));
+    }
+    // 2 hours is the library's default: no URL sets it.
+    if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        config.keepalives_idle(Duration::from_secs(30));
+    }
+    if config.get_keepalives_interval().is_none() {
+        config.keepalives_interval(Duration::from_secs(10));
+    }
+    if config.get_keepalives_retries().is_none() {
+        config.keepalives_retries(3);
+    }
+}
+
 /// The end of a lease taken at `now`.
 pub(super) fn lease_until(now: i64, lease: i64) -> i64 {
     now + lease
@@ -136,6 +158,7 @@ impl Postgres {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
+        notice_a_vanished_host(&mut config);
         config.application_name("mxhook");
         let tls = tls::connector(url.tls()).with_context(|| format!("TLS for {url}"))?;
         let manager = PostgresConnectionManager::new(config.clone(), tls.clone());

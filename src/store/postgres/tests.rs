@@ -317,3 +317,21 @@ fn the_apis_pages_delete_and_replay_on_the_shared_database() {
     assert!(a.deliveries(None, Some("msg_a")).unwrap().is_empty());
     assert_eq!(b.delete_message("msg_a").unwrap(), Removal::NotFound);
 }
+
+#[test]
+fn a_vanished_database_host_is_noticed_in_seconds_unless_the_url_says_otherwise() {
+    let config = |url: &str| {
+        let mut c = DatabaseUrl::parse(url).unwrap().config().unwrap();
+        super::notice_a_vanished_host(&mut c);
+        c
+    };
+    let c = config("postgres://db/mx");
+    assert_eq!(c.get_tcp_user_timeout(), Some(&Duration::from_secs(30)));
+    assert_eq!(c.get_keepalives_idle(), Duration::from_secs(30));
+    assert_eq!((c.get_keepalives_interval(), c.get_keepalives_retries()), (Some(Duration::from_secs(10)), Some(3)));
+    let c =
+        config("postgres://db/mx?tcp_user_timeout=5&keepalives_idle=600&keepalives_interval=1&keepalives_retries=9");
+    assert_eq!(c.get_tcp_user_timeout(), Some(&Duration::from_secs(5)));
+    assert_eq!(c.get_keepalives_idle(), Duration::from_secs(600));
+    assert_eq!((c.get_keepalives_interval(), c.get_keepalives_retries()), (Some(Duration::from_secs(1)), Some(9)));
+}
