@@ -63,7 +63,7 @@ pub(super) const LEASE: Duration = Duration::from_secs(30);
 
 /// The start of a statement that changes the deliveries `id = ANY($1)` still leased to `$2` (see
 /// "Lock order" above): it locks them in id order, then the statement's UPDATE changes the rows in
-/// `locked`. A CTE that locks is run once, to its end, before the UPDATE reads it.
+/// `locked`. MATERIALIZED keeps the CTE out of the UPDATE's plan: its ORDER BY is the lock order.
 pub(super) const LOCK_IN_ORDER: &str = "WITH locked AS MATERIALIZED (
         SELECT id FROM deliveries WHERE id = ANY($1) AND lease_owner = $2 ORDER BY id FOR NO KEY UPDATE)";
 
