@@ -149,7 +149,6 @@ fn concurrent_replays_while_outcomes_are_recorded_all_succeed() {
         .collect();
     let refused: Vec<String> = clients.into_iter().flat_map(|c| c.join().unwrap()).collect();
     assert!(refused.is_empty(), "{} replays refused, first: {}\n{}", refused.len(), refused[0], h.logs());
-    let log = gw.log();
-    let problems: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ") || l.contains(" WARN ")).collect();
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    let problems = gw.problems();
+    assert!(problems.is_empty(), "{problems}");
 }

@@ -56,12 +56,10 @@ fn the_api_answers_as_its_openapi_file_says() {
         stdout.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
     eprintln!("{version} ran in {:?}:\n{tail}", started.elapsed());
     // The gateway's errors first: a CI log shows the start and the end of a long message.
-    let log = gw.log();
-    let errors: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ") || l.contains(" WARN ")).collect();
     assert!(
         out.status.success(),
         "schemathesis found problems; the gateway's errors and warnings:\n{}\n\n{stdout}\n{}\n{}",
-        errors.join("\n"),
+        gw.problems(),
         String::from_utf8_lossy(&out.stderr),
         h.logs()
     );

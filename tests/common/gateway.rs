@@ -53,6 +53,12 @@ impl Gateway {
         self.log.lock().unwrap().clone()
     }
 
+    /// The log's ERROR and WARN lines, one per line ("" when there are none).
+    pub fn problems(&self) -> String {
+        let log = self.log();
+        log.lines().filter(|l| l.contains(" ERROR ") || l.contains(" WARN ")).collect::<Vec<_>>().join("\n")
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
